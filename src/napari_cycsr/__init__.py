@@ -1,0 +1,60 @@
+"""napari-cycsr: unsupervised super-resolution of fibre-bundle / pCLE endomicroscopy images.
+
+Implements Ravì et al., "Adversarial training with cycle consistency for unsupervised
+super-resolution in endomicroscopy": an SRGAN-style generator trained against a discriminator
+on unpaired high-resolution images, held to the physics of the fibre bundle by a Voronoi cycle
+consistency.
+
+The public scripting API is re-exported here and imported lazily, so ``import napari_cycsr``
+is cheap and does not load torch until a torch-backed name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # fibre-bundle physics and simulation
+    "FibreBundle": "fibres",
+    "simulate_pcle": "simulate",
+    "hexagonal_lattice": "simulate",
+    "PCLESimulation": "simulate",
+    # metrics and baselines
+    "gcf": "metrics",
+    "delta_gcf": "metrics",
+    "ssim": "metrics",
+    "psnr": "metrics",
+    "tot_cs": "metrics",
+    "evaluate": "metrics",
+    "wiener": "baselines",
+    "sharpen": "baselines",
+    # the method
+    "NetworkConfig": "models",
+    "PRESETS": "models",
+    "SRModel": "models",
+    "TrainConfig": "training",
+    "Trainer": "training",
+    "train": "training",
+    "super_resolve": "inference",
+    "load_model": "io",
+    "save_model": "io",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_cycsr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
