@@ -1,0 +1,455 @@
+"""Shared helpers of the benchmark scripts: data sets, statistics, tables, figures, docs.
+
+Nothing here trains a network; the functions are small and pure where possible so that
+``tests/test_benchmarks.py`` can check them quickly. The data sets use only images that ship
+with scikit-image (loaded offline) and the real bundle frames under ``../shared/data``.
+
+Data design (simulated pCLE with a known ground truth)
+------------------------------------------------------
+The "pCLE domain" stand-in is the set of texture-like images (brick, grass, gravel, moon,
+coins, cell); it is split by *image* into three disjoint parts:
+
+* :data:`TRAIN_IMAGES`: imaged through the simulated bundle; their LR reconstructions are
+  the training inputs (their HR is used only by the paired target ``T_pair`` and the
+  supervised baseline);
+* :data:`UNPAIRED_IMAGES`: HR images of the same kind, never imaged (``T_unpair``);
+* :data:`TEST_IMAGES`: the held-out test set (crops of these images, imaged through the
+  bundle with other seeds).
+
+``T_nat`` uses the photographs and documents (:data:`NATURAL_IMAGES`), a different domain,
+as Sun2012 is for pCLE in Ravì et al.; ``T_res`` is the training LR images downscaled x4.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NATURAL_IMAGES",
+    "REAL_FRAMES",
+    "TEST_IMAGES",
+    "TRAIN_IMAGES",
+    "UNPAIRED_IMAGES",
+    "REPO_ROOT",
+    "SHARED_DATA",
+    "crop_grid",
+    "downscale",
+    "fmt_mean_sd",
+    "fmt_p",
+    "load_grey",
+    "load_real_frame",
+    "markdown_table",
+    "match_points",
+    "mean_sd",
+    "paired_ttest",
+    "render_raw_frame",
+    "replace_section",
+    "update_markdown",
+    "write_json",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT / ".." / "shared" / "data" / "pyfibrebundle"
+
+TRAIN_IMAGES: tuple[str, ...] = ("brick", "coins")
+UNPAIRED_IMAGES: tuple[str, ...] = ("grass", "moon")
+TEST_IMAGES: tuple[str, ...] = ("gravel", "cell")
+NATURAL_IMAGES: tuple[str, ...] = (
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "clock",
+    "text",
+    "page",
+)
+#: real frames: name -> (data file, background file)
+REAL_FRAMES: dict[str, tuple[str, str]] = {
+    "tissue_paper": ("tissue_paper.tif", "tissue_paper_back.tif"),
+    "usaf1": ("usaf1.tif", "usaf1_background.tif"),
+}
+
+_SKIMAGE_NAMES = frozenset(
+    "camera astronaut coffee chelsea rocket brick grass gravel horse clock moon text page "
+    "coins cell".split()
+)
+
+
+def load_grey(name: str, *, scale: float = 1.0) -> np.ndarray:
+    """A scikit-image bundled image as a float32 grey image in [0, 1].
+
+    Parameters
+    ----------
+    name : str
+        Name of a function of :mod:`skimage.data` that loads offline (``"camera"``, ...).
+    scale : float, optional
+        Resize factor (anti-aliased), e.g. 0.5 halves each side. Default 1.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+
+    Examples
+    --------
+    >>> load_grey("camera", scale=0.25).shape
+    (128, 128)
+    """
+    if name not in _SKIMAGE_NAMES:
+        raise ValueError(f"unknown image {name!r}; expected one of {sorted(_SKIMAGE_NAMES)}")
+    if not (isinstance(scale, int | float) and 0 < scale <= 4):
+        raise ValueError(f"scale must be a number in (0, 4], got {scale!r}")
+    from skimage import color, data, transform, util
+
+    img = getattr(data, name)()
+    if img.ndim == 3:
+        img = color.rgb2gray(img[..., :3])
+    img = util.img_as_float64(img)
+    if scale != 1.0:
+        img = transform.rescale(img, scale, anti_aliasing=True, preserve_range=True)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def crop_grid(image: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """Up to ``count`` non-overlapping ``size`` x ``size`` crops on a regular grid.
+
+    The crops are taken row by row from a grid centred on the image, so the result is
+    deterministic; fewer than ``count`` are returned when the image holds fewer.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+    size : int
+        Side of each crop (px).
+    count : int
+        Maximum number of crops.
+
+    Returns
+    -------
+    list of ndarray
+        Copies, float32.
+
+    Examples
+    --------
+    >>> [c.shape for c in crop_grid(np.zeros((100, 70)), 32, 3)]
+    [(32, 32), (32, 32), (32, 32)]
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {arr.shape}")
+    if size < 1 or count < 1:
+        raise ValueError(f"size and count must be positive, got size={size}, count={count}")
+    ny, nx = arr.shape[0] // size, arr.shape[1] // size
+    y0 = (arr.shape[0] - ny * size) // 2
+    x0 = (arr.shape[1] - nx * size) // 2
+    out = []
+    for i in range(ny):
+        for j in range(nx):
+            if len(out) == count:
+                return out
+            y, x = y0 + i * size, x0 + j * size
+            out.append(arr[y : y + size, x : x + size].astype(np.float32, copy=True))
+    return out
+
+
+def downscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Anti-aliased downscaling by an integer factor (the ``T_res`` target domain).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+    factor : int
+        Downscaling factor (Ravì et al. use 4).
+
+    Returns
+    -------
+    ndarray, float32, shape about (H / factor, W / factor)
+    """
+    from skimage import transform
+
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {arr.shape}")
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    out = transform.rescale(arr, 1.0 / factor, anti_aliasing=True, preserve_range=True)
+    return out.astype(np.float32)
+
+
+def render_raw_frame(
+    centres: np.ndarray,
+    values: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    core_sigma: float,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> np.ndarray:
+    """A synthetic raw camera frame of a bundle: one Gaussian spot per core.
+
+    Each core at ``centres[i]`` contributes ``values[i] * exp(-d^2 / (2 core_sigma^2))``
+    (sub-pixel exact); dark cladding between cores; additive Gaussian noise. Used to test
+    core detection against known centres.
+
+    Parameters
+    ----------
+    centres : ndarray, shape (N, 2)
+        ``(y, x)`` core centres.
+    values : ndarray, shape (N,)
+        Core intensities.
+    shape : tuple of int
+        ``(H, W)``.
+    core_sigma : float
+        Spot width (px).
+    noise : float, optional
+        Standard deviation of the additive noise. Default 0.01.
+    seed : int, optional
+        Noise seed.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32, clipped to [0, 1]
+    """
+    c = np.asarray(centres, np.float64)
+    v = np.asarray(values, np.float64)
+    if c.ndim != 2 or c.shape[1] != 2 or v.shape != (c.shape[0],):
+        raise ValueError(f"centres must be (N, 2) and values (N,), got {c.shape}, {v.shape}")
+    if not core_sigma > 0:
+        raise ValueError(f"core_sigma must be positive, got {core_sigma!r}")
+    h, w = (int(s) for s in shape)
+    frame = np.zeros((h, w), np.float64)
+    r = int(math.ceil(4 * core_sigma))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    base = np.rint(c).astype(np.int64)
+    for (cy, cx), (by, bx), val in zip(c, base, v):
+        ys, xs = by + dy, bx + dx
+        ok = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        spot = val * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * core_sigma**2))
+        np.add.at(frame, (ys[ok], xs[ok]), spot[ok])
+    rng = np.random.default_rng(seed)
+    frame += rng.normal(0.0, noise, frame.shape)
+    return np.clip(frame, 0.0, 1.0).astype(np.float32)
+
+
+def load_real_frame(name: str, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A real raw bundle frame and its background frame, as float32 in [0, 1].
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`REAL_FRAMES`.
+    root : Path, optional
+        Folder of the frames (default :data:`SHARED_DATA`).
+
+    Returns
+    -------
+    (raw, background) : tuple of ndarray, shape (H, W), float32
+    """
+    from PIL import Image
+
+    if name not in REAL_FRAMES:
+        raise ValueError(f"unknown real frame {name!r}; expected one of {sorted(REAL_FRAMES)}")
+    folder = Path(root) if root is not None else SHARED_DATA
+    out = []
+    for fname in REAL_FRAMES[name]:
+        path = folder / fname
+        if not path.is_file():
+            raise FileNotFoundError(f"real frame {path} not found")
+        with Image.open(path) as im:
+            arr = np.array(im)
+        if arr.ndim == 3:
+            arr = arr[..., :3].mean(axis=-1)
+        out.append((arr.astype(np.float32) / 255.0).astype(np.float32))
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def mean_sd(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value), ignoring NaN."""
+    arr = np.asarray(list(values), np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), sd
+
+
+def fmt_mean_sd(values: Iterable[float], digits: int = 3) -> str:
+    """``"mean ± sd"`` with ``digits`` decimals (``"n/a"`` when empty).
+
+    Examples
+    --------
+    >>> fmt_mean_sd([1.0, 2.0, 3.0], 2)
+    '2.00 ± 1.00'
+    """
+    m, s = mean_sd(values)
+    if not math.isfinite(m):
+        return "n/a"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided paired t-test (``scipy.stats.ttest_rel``) of ``a`` against ``b``.
+
+    Returns
+    -------
+    (t, p) : tuple of float
+        NaN when fewer than two pairs or when every difference is equal.
+    """
+    from scipy import stats
+
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"a and b must be 1-D of equal length, got {x.shape}, {y.shape}")
+    diff = x - y
+    if x.size < 2 or np.allclose(diff, diff[0]):
+        return float("nan"), float("nan")
+    res = stats.ttest_rel(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for a table: ``"<0.0001"``, ``"0.012"`` or ``"n/a"``."""
+    if not math.isfinite(p):
+        return "n/a"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def match_points(a: np.ndarray, b: np.ndarray, tol: float = 1.0) -> dict[str, float]:
+    """How well two point sets agree: nearest-neighbour matches within ``tol`` pixels.
+
+    Parameters
+    ----------
+    a, b : ndarray, shape (N, 2) and (M, 2)
+        Point sets, ``(y, x)``.
+    tol : float
+        Match radius (px).
+
+    Returns
+    -------
+    dict
+        ``n_a``, ``n_b``; ``a_in_b`` = fraction of ``a`` with a point of ``b`` within
+        ``tol``; ``b_in_a`` the converse; ``median_a_to_b`` = median distance from each
+        point of ``a`` to its nearest point of ``b`` over the matched points (px).
+
+    Examples
+    --------
+    >>> r = match_points(np.array([[0.0, 0.0], [5.0, 5.0]]), np.array([[0.0, 0.5]]))
+    >>> r["a_in_b"], r["b_in_a"]
+    (0.5, 1.0)
+    """
+    from scipy.spatial import cKDTree
+
+    pa = np.asarray(a, np.float64).reshape(-1, 2)
+    pb = np.asarray(b, np.float64).reshape(-1, 2)
+    out: dict[str, float] = {"n_a": len(pa), "n_b": len(pb)}
+    if len(pa) == 0 or len(pb) == 0:
+        out.update(a_in_b=0.0, b_in_a=0.0, median_a_to_b=float("nan"))
+        return out
+    da, _ = cKDTree(pb).query(pa)
+    db, _ = cKDTree(pa).query(pb)
+    out["a_in_b"] = float(np.mean(da <= tol))
+    out["b_in_a"] = float(np.mean(db <= tol))
+    matched = da[da <= tol]
+    out["median_a_to_b"] = float(np.median(matched)) if matched.size else float("nan")
+    return out
+
+
+# ---------------------------------------------------------------------- docs
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; every cell is ``str()``-ed, ``|`` is escaped.
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [[1, "x|y"]]))
+    | a | b |
+    | --- | --- |
+    | 1 | x\\|y |
+    """
+    head = [str(h).replace("|", "\\|") for h in header]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for row in rows:
+        cells = [str(c).replace("|", "\\|") for c in row]
+        if len(cells) != len(head):
+            raise ValueError(f"row has {len(cells)} cells, header has {len(head)}: {row!r}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markers(key: str) -> tuple[str, str]:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        raise ValueError(f"section key must be letters, digits, '_' or '-', got {key!r}")
+    return f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
+
+
+def replace_section(text: str, key: str, content: str) -> str:
+    """Replace the text between ``<!-- BEGIN key -->`` and ``<!-- END key -->``.
+
+    When the markers are missing, the section (with its markers) is appended at the end.
+
+    Examples
+    --------
+    >>> replace_section("x\\n<!-- BEGIN t -->\\nold\\n<!-- END t -->\\ny", "t", "new")
+    'x\\n<!-- BEGIN t -->\\nnew\\n<!-- END t -->\\ny'
+    """
+    begin, end = _markers(key)
+    block = f"{begin}\n{content.strip()}\n{end}"
+    i = text.find(begin)
+    j = text.find(end)
+    if i < 0 and j < 0:
+        sep = "" if text.endswith("\n") or not text else "\n"
+        return f"{text}{sep}\n{block}\n"
+    if i < 0 or j < i:
+        raise ValueError(f"markers of section {key!r} are malformed (BEGIN/END order)")
+    return text[:i] + block + text[j + len(end) :]
+
+
+def update_markdown(path: Path, sections: Mapping[str, str]) -> None:
+    """Rewrite the generated sections of a Markdown file (atomically: temp file + rename)."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8") if p.exists() else ""
+    for key, content in sections.items():
+        text = replace_section(text, key, content)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(p)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (numpy scalars converted) atomically."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=default), encoding="utf-8")
+    tmp.replace(p)
+
+
+@dataclass
+class Timer:
+    """Collects named wall-clock durations (seconds) of a benchmark run."""
+
+    times: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times[name] = self.times.get(name, 0.0) + float(seconds)

@@ -1,0 +1,74 @@
+"""The hyper-parameter fields of the Train widget, turned into a TrainConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+from superqt import QCollapsible
+
+__all__ = ["TrainForm"]
+
+
+class TrainForm:
+    """Basic fields (shown) and advanced fields (in a collapsible section) of a training run.
+
+    ``basic`` is the list of magicgui widgets to place in the parent container and
+    ``collapsible`` the Qt widget holding the advanced ones; :meth:`config` returns the
+    :class:`~napari_cycsr.training.TrainConfig` they describe.
+    """
+
+    def __init__(self) -> None:
+        from napari_cycsr.inference import available_devices
+        from napari_cycsr.models import PRESETS
+
+        presets = list(PRESETS)
+        self.preset = ComboBox(
+            label="network size", choices=presets, value="default" if "default" in presets else None
+        )
+        self.iterations = SpinBox(label="iterations", value=500, min=1, max=1_000_000, step=50)
+        self.batch_size = SpinBox(
+            label="batch (0 = preset)", value=0, min=0, max=512,
+            tooltip="Patches per batch; 0 = 54 for the paper preset, 16 otherwise.",
+        )  # fmt: skip
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.basic = [self.preset, self.iterations, self.batch_size, self.device, self.seed]
+
+        self.w_vec = FloatSpinBox(label="w_vec (cycle)", value=1.0, min=0.0, max=1000.0, step=0.1)
+        self.w_adv = FloatSpinBox(label="w_adv", value=1.0, min=0.0, max=1000.0, step=0.1)
+        self.w_reg = FloatSpinBox(label="w_reg", value=1.0, min=0.0, max=1000.0, step=0.1)
+        self.patch = SpinBox(label="patch (px)", value=64, min=16, max=512, step=16)
+        self.scale = ComboBox(label="output scale", choices=[1, 2, 4], value=1)
+        self.preview_every = SpinBox(
+            label="preview every", value=25, min=0, max=100_000,
+            tooltip="Iterations between two previews (0 = no preview).",
+        )  # fmt: skip
+        self.advanced = Container(
+            widgets=[
+                self.w_vec, self.w_adv, self.w_reg, self.patch, self.scale, self.preview_every,
+            ]
+        )  # fmt: skip
+        self.collapsible = QCollapsible("Advanced")
+        self.collapsible.addWidget(self.advanced.native)
+
+    def config(self, **overrides: Any) -> Any:
+        """The TrainConfig of the current field values (ValueError when inconsistent)."""
+        from napari_cycsr.training import TrainConfig
+
+        values = {
+            "preset": self.preset.value,
+            "iterations": self.iterations.value,
+            "batch_size": self.batch_size.value or None,
+            "device": self.device.value,
+            "seed": self.seed.value,
+            "w_vec": self.w_vec.value,
+            "w_adv": self.w_adv.value,
+            "w_reg": self.w_reg.value,
+            "patch": self.patch.value,
+            "scale": self.scale.value,
+            "preview_every": self.preview_every.value,
+            "checkpoint_every": 0,
+        }
+        values.update(overrides)
+        return TrainConfig(**values)

@@ -1,0 +1,722 @@
+"""Patch samplers for training: LR patches with their fibre cells, and target-domain patches.
+
+:class:`LRPatchSampler` draws ``p x p`` patches of the low-resolution (TLI) images, only where
+the patch lies inside the field of view, together with everything the cycle consistency
+needs: the global Voronoi segment id of every pixel (cells cut by the patch border are
+excluded), the measured fibre values V of those cells, and the patch of every cell.
+
+:class:`TargetSampler` draws patches of the target domain ``T^HR`` of the paper (Section 3.6):
+natural images (greyscale images shipped with scikit-image, standing in for Sun2012), any
+user-given high-resolution images, the LR images downscaled x4 (``T_res``), or registered
+high-resolution images paired with the LR images.
+
+All randomness comes from the ``numpy.random.Generator`` passed as ``rng``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = [
+    "NATURAL_IMAGES",
+    "TARGET_KINDS",
+    "LRPatchSampler",
+    "PatchBatch",
+    "TargetSampler",
+    "as_frame_stacks",
+    "natural_images",
+    "robust_normalisation",
+]
+
+#: scikit-image images (bundled, offline) used as the natural-image target domain.
+#: ``horse`` (a binary silhouette) is left out: it is not a natural grey image.
+NATURAL_IMAGES: tuple[str, ...] = (
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+    "moon",
+    "text",
+    "page",
+    "coins",
+)
+
+#: Target domains understood by :class:`TargetSampler`.
+TARGET_KINDS: tuple[str, ...] = ("natural", "images", "downscaled", "paired")
+
+#: Percentiles of :func:`robust_normalisation`.
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.5
+
+_MAX_NORMALISATION_SAMPLES = 4_000_000
+
+
+# ----------------------------------------------------------------------------- input checks
+def _as_stack(image: Any, name: str) -> np.ndarray:
+    """One image or stack as a float32 ``(T, H, W)`` array (a copy), validated."""
+    if isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a numpy (or dask) array, got a torch.Tensor")
+    arr = np.asarray(image)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4:
+        raise ValueError(
+            f"{name} has shape {arr.shape}, which looks like an RGB(A) image; convert it to "
+            "greyscale (expected (H, W) or a stack (T, H, W))"
+        )
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must be 2-D (H, W) or a stack (..., H, W), got {arr.shape}")
+    stack = arr.reshape(-1, *arr.shape[-2:]).astype(np.float32)
+    if stack.shape[0] == 0 or min(stack.shape[1:]) < 1:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not np.isfinite(stack).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return stack
+
+
+def as_frame_stacks(images: Any, name: str = "lr_images") -> list[np.ndarray]:
+    """Normalise one image, one stack or a list of them to a list of ``(T, H, W)`` stacks.
+
+    Parameters
+    ----------
+    images : array_like or sequence of array_like
+        A 2-D image ``(H, W)``, a stack ``(..., H, W)`` (leading axes are flattened into
+        frames), or a list/tuple of those.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    list of ndarray
+        float32 ``(T, H, W)`` copies, one per input.
+
+    Raises
+    ------
+    ValueError
+        Empty list, RGB(A) input, NaN/inf, fewer than 2 dimensions.
+    TypeError
+        Non-numeric input.
+    """
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(f"{name} is an empty list; give at least one image")
+        return [_as_stack(im, f"{name}[{i}]") for i, im in enumerate(images)]
+    return [_as_stack(images, name)]
+
+
+def _broadcast_bundles(bundles: Any, n: int) -> list[Any]:
+    if isinstance(bundles, (list, tuple)):
+        if len(bundles) == 1:
+            return list(bundles) * n
+        if len(bundles) != n:
+            raise ValueError(
+                f"got {len(bundles)} fibre bundles for {n} images; give one bundle per image "
+                "or one shared bundle"
+            )
+        out = list(bundles)
+    else:
+        out = [bundles] * n
+    for i, b in enumerate(out):
+        if not all(hasattr(b, a) for a in ("labels", "shape", "n_fibres", "sample")):
+            raise TypeError(f"bundles[{i}] must be a FibreBundle, got {type(b).__name__}")
+    return out
+
+
+def robust_normalisation(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None
+) -> dict[str, float]:
+    """Robust intensity range of images: the 1st and 99.5th percentiles over FOV pixels.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        Images ``(H, W)`` or stacks ``(T, H, W)``.
+    masks : sequence of ndarray or None, optional
+        One ``(H, W)`` bool field-of-view mask per image (``None`` = all pixels).
+
+    Returns
+    -------
+    dict
+        ``{"low": p1, "high": p99.5}`` as floats; inputs map to about ``[0, 1]`` by
+        ``(x - low) / (high - low)``.
+
+    Raises
+    ------
+    ValueError
+        If there is no FOV pixel, or the images are constant inside the FOV.
+
+    Examples
+    --------
+    >>> norm = robust_normalisation([np.linspace(0, 10, 1001).reshape(7, 143)])
+    >>> round(norm["low"], 2), round(norm["high"], 2)
+    (0.1, 9.95)
+    """
+    if len(images) == 0:
+        raise ValueError("robust_normalisation needs at least one image")
+    if masks is None:
+        masks = [None] * len(images)
+    if len(masks) != len(images):
+        raise ValueError(f"got {len(masks)} masks for {len(images)} images")
+    total = sum(int(np.asarray(im).size) for im in images)
+    step = max(1, total // _MAX_NORMALISATION_SAMPLES)
+    parts = []
+    for im, mask in zip(images, masks):
+        arr = np.asarray(im, dtype=np.float32).reshape(-1, *np.shape(im)[-2:])
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != arr.shape[-2:]:
+                raise ValueError(f"mask shape {mask.shape} != image shape {arr.shape[-2:]}")
+            pix = arr[:, mask]
+        else:
+            pix = arr.reshape(arr.shape[0], -1)
+        parts.append(pix.ravel()[::step])
+    values = np.concatenate(parts)
+    if values.size == 0:
+        raise ValueError("no pixel inside the field of view to normalise by")
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if not high > low:
+        low, high = float(values.min()), float(values.max())
+        if not high > low:
+            raise ValueError(f"images are constant ({low:g}) inside the field of view")
+    return {"low": float(low), "high": float(high)}
+
+
+def _valid_positions(mask: np.ndarray, patch: int, fraction: float) -> np.ndarray:
+    """Flat indices (in the ``(H-p+1, W-p+1)`` grid) of top-left corners of usable patches."""
+    h, w = mask.shape
+    if h < patch or w < patch:
+        return np.zeros(0, dtype=np.int64)
+    integral = np.zeros((h + 1, w + 1), dtype=np.int64)
+    integral[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
+    window = (
+        integral[patch:, patch:]
+        - integral[:-patch, patch:]
+        - integral[patch:, :-patch]
+        + integral[:-patch, :-patch]
+    )
+    need = int(np.ceil(fraction * patch * patch - 1e-9))
+    return np.flatnonzero(window >= need).astype(np.int64)
+
+
+def _cell_boxes(labels: np.ndarray, n_fibres: int) -> np.ndarray:
+    """``(N, 4)`` int64 bounding box ``(ymin, ymax, xmin, xmax)`` (inclusive) of every cell.
+
+    Cells with no pixel get an empty box that no patch contains.
+    """
+    boxes = np.empty((n_fibres, 4), dtype=np.int64)
+    boxes[:, 0] = boxes[:, 2] = np.iinfo(np.int64).max // 4
+    boxes[:, 1] = boxes[:, 3] = -1
+    for i, sl in enumerate(ndimage.find_objects(labels.astype(np.int64) + 1)):
+        if sl is not None:
+            boxes[i] = (sl[0].start, sl[0].stop - 1, sl[1].start, sl[1].stop - 1)
+    return boxes
+
+
+def _values_per_image(
+    values: Any, stacks: list[np.ndarray], bundles: list[Any]
+) -> list[np.ndarray]:
+    """Measured fibre values as one float32 ``(T, N)`` array per image (validated)."""
+    if values is None:
+        return [np.asarray(b.sample(s), dtype=np.float32) for s, b in zip(stacks, bundles)]
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    if len(values) != len(stacks):
+        raise ValueError(f"got {len(values)} fibre value arrays for {len(stacks)} images")
+    out = []
+    for i, (v, stack, bundle) in enumerate(zip(values, stacks, bundles)):
+        arr = np.asarray(v)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise TypeError(f"values[{i}] must be a real numeric array, got dtype {arr.dtype}")
+        n, t = int(bundle.n_fibres), len(stack)
+        arr = arr.astype(np.float32).reshape(-1, arr.shape[-1]) if arr.ndim else arr
+        if arr.ndim != 2 or arr.shape != (t, n):
+            raise ValueError(
+                f"values[{i}] must have shape (N,) or (T, N) = ({t}, {n}) for an image of "
+                f"{t} frame(s) and a bundle of {n} fibres, got {np.shape(v)}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"values[{i}] contains NaN or infinite values")
+        out.append(arr)
+    return out
+
+
+# ----------------------------------------------------------------------------- LR patches
+@dataclass
+class PatchBatch:
+    """A batch of LR patches with their fibre cells (what the cycle consistency needs).
+
+    Attributes
+    ----------
+    lr : torch.Tensor
+        ``(B, 1, p, p)`` float32 normalised LR patches.
+    cell_index : torch.Tensor
+        ``(B, p*s, p*s)`` int64 global segment id of every pixel of the (``s``-times finer)
+        SR grid; ``-1`` outside the FOV and in cells cut by the patch border.
+    values : torch.Tensor
+        ``(n_cells,)`` float32 normalised measured fibre values V of the segments.
+    segment_patch : torch.Tensor
+        ``(n_cells,)`` int64 patch of every segment (sorted ascending).
+    n_cells : int
+        Number of segments in the batch.
+    positions : numpy.ndarray
+        ``(B, 4)`` int64 ``(image, frame, y0, x0)`` of every patch (LR grid).
+    fibre : numpy.ndarray
+        ``(n_cells,)`` int64 fibre index (within its bundle) of every segment.
+    """
+
+    lr: torch.Tensor
+    cell_index: torch.Tensor
+    values: torch.Tensor
+    segment_patch: torch.Tensor
+    n_cells: int
+    positions: np.ndarray
+    fibre: np.ndarray
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.lr.shape[0])
+
+    def to(self, device: torch.device | str) -> PatchBatch:
+        """The same batch with its tensors on ``device``."""
+        return PatchBatch(
+            lr=self.lr.to(device),
+            cell_index=self.cell_index.to(device),
+            values=self.values.to(device),
+            segment_patch=self.segment_patch.to(device),
+            n_cells=self.n_cells,
+            positions=self.positions,
+            fibre=self.fibre,
+        )
+
+
+class LRPatchSampler:
+    """Random LR patches inside the field of view, with the fibre cells each one contains.
+
+    Parameters
+    ----------
+    lr_images : array_like or list of array_like
+        LR (TLI) images ``(H, W)`` or stacks ``(T, H, W)``; every frame is a sample.
+    bundles : FibreBundle or list of FibreBundle
+        One bundle per image, or one shared by all; its ``shape`` must equal the images'.
+    patch : int
+        Patch side ``p`` on the LR grid (default 64, as the paper).
+    scale : int
+        Scale of the SR network (1, 2 or 4); cell indices are given on the ``s``-times finer
+        grid, each LR pixel's label repeated ``s x s`` times.
+    values : array_like or list of array_like, optional
+        Raw measured fibre values per image, ``(N,)`` for a 2-D image or ``(T, N)`` for a
+        stack. When omitted, ``V = bundle.sample(frame)`` (exact for a TLI image).
+    normalisation : dict, optional
+        ``{"low", "high"}`` applied to both images and values; default
+        :func:`robust_normalisation` of the images over their FOVs.
+    fov_fraction : float
+        A patch is drawn only where at least this fraction of its pixels lies in the FOV
+        (default 1.0: wholly inside, as the paper's patches of the circular pCLE field).
+    rng : numpy.random.Generator, optional
+        Source of randomness (default ``np.random.default_rng(0)``).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera()[:128, 192:320] / 255.0, seed=0)
+    >>> sampler = LRPatchSampler(sim.lr, sim.bundle, patch=32, values=sim.values)
+    >>> batch = sampler.sample(4)
+    >>> batch.lr.shape, batch.cell_index.shape
+    (torch.Size([4, 1, 32, 32]), torch.Size([4, 32, 32]))
+    """
+
+    def __init__(
+        self,
+        lr_images: Any,
+        bundles: Any,
+        *,
+        patch: int = 64,
+        scale: int = 1,
+        values: Any = None,
+        normalisation: dict[str, float] | None = None,
+        fov_fraction: float = 1.0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if not isinstance(patch, (int, np.integer)) or patch < 8:
+            raise ValueError(f"patch must be an integer >= 8, got {patch!r}")
+        if scale not in (1, 2, 4):
+            raise ValueError(f"scale must be 1, 2 or 4, got {scale!r}")
+        if not 0.0 < float(fov_fraction) <= 1.0:
+            raise ValueError(f"fov_fraction must be in (0, 1], got {fov_fraction!r}")
+        self.patch = int(patch)
+        self.scale = int(scale)
+        self.fov_fraction = float(fov_fraction)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+        stacks = as_frame_stacks(lr_images, "lr_images")
+        self.bundles = _broadcast_bundles(bundles, len(stacks))
+        for i, (stack, bundle) in enumerate(zip(stacks, self.bundles)):
+            if tuple(stack.shape[1:]) != tuple(bundle.shape):
+                raise ValueError(
+                    f"lr_images[{i}] has frames of shape {stack.shape[1:]} but its fibre "
+                    f"bundle is for images of shape {tuple(bundle.shape)}"
+                )
+        self.values = _values_per_image(values, stacks, self.bundles)
+
+        masks = [np.asarray(b.fov_mask, dtype=bool) for b in self.bundles]
+        if normalisation is None:
+            normalisation = robust_normalisation(stacks, masks)
+        low, high = float(normalisation["low"]), float(normalisation["high"])
+        if not (np.isfinite(low) and np.isfinite(high) and high > low):
+            raise ValueError(f"normalisation needs finite low < high, got {normalisation!r}")
+        self.normalisation = {"low": low, "high": high}
+        span = high - low
+        self.images = [(s - low) / span for s in stacks]
+        self.values = [((v - low) / span).astype(np.float32) for v in self.values]
+
+        # per-bundle geometry (shared bundles are computed once)
+        geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._labels: list[np.ndarray] = []
+        self._boxes: list[np.ndarray] = []
+        self._positions: list[np.ndarray] = []
+        for bundle in self.bundles:
+            key = id(bundle)
+            if key not in geometry:
+                labels = np.asarray(bundle.labels, dtype=np.int64)
+                geometry[key] = (labels, _cell_boxes(labels, int(bundle.n_fibres)))
+            labels, boxes = geometry[key]
+            self._labels.append(labels)
+            self._boxes.append(boxes)
+            self._positions.append(_valid_positions(labels >= 0, self.patch, self.fov_fraction))
+        counts = np.array(
+            [len(p) * len(im) for p, im in zip(self._positions, self.images)], dtype=np.float64
+        )
+        if counts.sum() == 0:
+            shapes = [tuple(im.shape[1:]) for im in self.images]
+            raise ValueError(
+                f"no {self.patch}x{self.patch} patch lies inside the field of view "
+                f"(fov_fraction={self.fov_fraction}) of any image {shapes}; use a smaller "
+                "patch or a lower fov_fraction"
+            )
+        self._image_weights = counts / counts.sum()
+        self._n_max = max(int(b.n_fibres) for b in self.bundles)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_frames(self) -> int:
+        """Total number of frames over all images."""
+        return int(sum(len(im) for im in self.images))
+
+    def n_positions(self, image: int = 0) -> int:
+        """Number of usable patch positions in image ``image``."""
+        return int(len(self._positions[image]))
+
+    def draw_positions(self, batch_size: int) -> np.ndarray:
+        """Random ``(image, frame, y0, x0)`` rows for ``batch_size`` patches."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rng = self.rng
+        images = rng.choice(self.n_images, size=batch_size, p=self._image_weights)
+        out = np.empty((batch_size, 4), dtype=np.int64)
+        for b, i in enumerate(images):
+            frame = rng.integers(len(self.images[i]))
+            flat = self._positions[i][rng.integers(len(self._positions[i]))]
+            width = self.images[i].shape[2] - self.patch + 1
+            out[b] = (i, frame, flat // width, flat % width)
+        return out
+
+    def sample(self, batch_size: int) -> PatchBatch:
+        """Draw a random batch of patches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Number of patches ``B``.
+
+        Returns
+        -------
+        PatchBatch
+        """
+        return self.batch_at(self.draw_positions(batch_size))
+
+    def batch_at(self, positions: np.ndarray) -> PatchBatch:
+        """The batch of patches at given ``(image, frame, y0, x0)`` rows (no randomness)."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1, 4)
+        p, s, n_max = self.patch, self.scale, self._n_max
+        bsz = positions.shape[0]
+        lr = np.empty((bsz, 1, p, p), dtype=np.float32)
+        keys = np.full((bsz, p, p), -1, dtype=np.int64)
+        for b, (i, t, y0, x0) in enumerate(positions):
+            lr[b, 0] = self.images[i][t, y0 : y0 + p, x0 : x0 + p]
+            lab = self._labels[i][y0 : y0 + p, x0 : x0 + p]
+            box = self._boxes[i][np.maximum(lab, 0)]
+            whole = (
+                (lab >= 0)
+                & (box[..., 0] >= y0)
+                & (box[..., 1] < y0 + p)
+                & (box[..., 2] >= x0)
+                & (box[..., 3] < x0 + p)
+            )
+            keys[b][whole] = b * n_max + lab[whole]
+        counted = keys >= 0
+        unique, inverse = np.unique(keys[counted], return_inverse=True)
+        cell_index = np.full((bsz, p, p), -1, dtype=np.int64)
+        cell_index[counted] = inverse
+        segment_patch = unique // n_max
+        fibre = unique % n_max
+        values = np.empty(len(unique), dtype=np.float32)
+        bounds = np.searchsorted(segment_patch, np.arange(bsz + 1))
+        for b, (i, t, _, _) in enumerate(positions):
+            sl = slice(bounds[b], bounds[b + 1])
+            values[sl] = self.values[i][t, fibre[sl]]
+        if s > 1:
+            cell_index = np.repeat(np.repeat(cell_index, s, axis=1), s, axis=2)
+        return PatchBatch(
+            lr=torch.from_numpy(lr),
+            cell_index=torch.from_numpy(cell_index),
+            values=torch.from_numpy(values),
+            segment_patch=torch.from_numpy(segment_patch),
+            n_cells=int(len(unique)),
+            positions=positions.copy(),
+            fibre=fibre,
+        )
+
+
+# ----------------------------------------------------------------------------- targets
+def natural_images(names: Sequence[str] = NATURAL_IMAGES) -> list[np.ndarray]:
+    """The scikit-image sample images used as the natural-image target domain.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names of functions of :mod:`skimage.data` (bundled images, no download).
+
+    Returns
+    -------
+    list of ndarray
+        Grey float32 images in ``[0, 1]`` (colour images converted with ``rgb2gray``).
+    """
+    from skimage import data as skdata
+    from skimage.color import rgb2gray
+    from skimage.util import img_as_float32
+
+    out = []
+    for name in names:
+        loader = getattr(skdata, name, None)
+        if loader is None:
+            raise ValueError(f"skimage.data has no image {name!r}")
+        image = loader()
+        if image.ndim == 3:
+            image = rgb2gray(image[..., :3])
+        out.append(np.asarray(img_as_float32(image), dtype=np.float32))
+    return out
+
+
+def _downscale_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    """A pixel of the downscaled grid is in the FOV when its whole block was."""
+    h, w = (mask.shape[0] // factor) * factor, (mask.shape[1] // factor) * factor
+    blocks = mask[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    return blocks.all(axis=(1, 3))
+
+
+class TargetSampler:
+    """Random patches of the target (high-resolution) domain ``T^HR``.
+
+    Parameters
+    ----------
+    kind : {"natural", "images", "downscaled", "paired"}
+        ``"natural"``: greyscale scikit-image sample images (:data:`NATURAL_IMAGES`);
+        ``"images"``: the user's high-resolution ``images``; ``"downscaled"``: the LR images
+        downscaled x4 with anti-aliasing (the paper's ``T_res``), patches drawn inside the
+        downscaled FOV; ``"paired"``: high-resolution ``images`` registered to the LR images
+        (same list structure, ``scale`` times their size), patches taken at the positions of
+        the LR batch (pass ``positions`` to :meth:`sample`).
+    images : array_like or list of array_like, optional
+        High-resolution images for ``"images"`` and ``"paired"``.
+    lr_images : array_like or list of array_like, optional
+        LR images for ``"downscaled"``.
+    masks : list of ndarray, optional
+        FOV masks of ``lr_images`` (``"downscaled"``), or of ``images`` (``"images"``).
+    patch : int
+        Side of the target patches (the SR output size, ``p * scale``).
+    scale : int
+        Only for ``"paired"``: HR images are ``scale`` times the LR grid.
+    augment : bool
+        Random flips and 90-degree rotations of every patch (not for ``"paired"``).
+    normalisation : dict, optional
+        Only for ``"paired"``: the LR ``{"low", "high"}``, applied to the HR images so that
+        they share the LR's intensity units. Other kinds are normalised per image to
+        ``[0, 1]`` by their own 1st and 99.5th percentiles.
+    fov_fraction : float
+        Minimum fraction of a patch inside the FOV for ``"downscaled"`` / ``"images"``.
+    rng : numpy.random.Generator, optional
+        Source of randomness.
+
+    Examples
+    --------
+    >>> sampler = TargetSampler("natural", patch=32, rng=np.random.default_rng(0))
+    >>> sampler.sample(2).shape
+    torch.Size([2, 1, 32, 32])
+    """
+
+    def __init__(
+        self,
+        kind: str = "natural",
+        *,
+        images: Any = None,
+        lr_images: Any = None,
+        masks: Sequence[np.ndarray | None] | None = None,
+        patch: int = 64,
+        scale: int = 1,
+        augment: bool = True,
+        normalisation: dict[str, float] | None = None,
+        fov_fraction: float = 1.0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if kind not in TARGET_KINDS:
+            raise ValueError(f"unknown target kind {kind!r}; expected one of {TARGET_KINDS}")
+        if not isinstance(patch, (int, np.integer)) or patch < 8:
+            raise ValueError(f"patch must be an integer >= 8, got {patch!r}")
+        self.kind = kind
+        self.patch = int(patch)
+        self.scale = int(scale)
+        self.augment = bool(augment) and kind != "paired"
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+        if kind == "natural":
+            stacks = [im[None] for im in natural_images()]
+            masks = [None] * len(stacks)
+        elif kind == "images":
+            if images is None:
+                raise ValueError("target 'images' needs images=[HR image, ...]")
+            stacks = as_frame_stacks(images, "target_images")
+            masks = self._check_masks(masks, stacks)
+        elif kind == "downscaled":
+            if lr_images is None:
+                raise ValueError("target 'downscaled' needs lr_images")
+            from skimage.transform import rescale
+
+            lr_stacks = as_frame_stacks(lr_images, "lr_images")
+            lr_masks = self._check_masks(masks, lr_stacks)
+            stacks, masks = [], []
+            for stack, mask in zip(lr_stacks, lr_masks):
+                small = np.stack(
+                    [rescale(f, 0.25, anti_aliasing=True, preserve_range=True) for f in stack]
+                ).astype(np.float32)
+                if mask is None:
+                    mask = np.ones(stack.shape[1:], dtype=bool)
+                small_mask = _downscale_mask(mask, 4)
+                hh = min(small.shape[1], small_mask.shape[0])
+                ww = min(small.shape[2], small_mask.shape[1])
+                stacks.append(small[:, :hh, :ww])
+                masks.append(small_mask[:hh, :ww])
+        else:  # paired
+            if images is None:
+                raise ValueError("target 'paired' needs images registered to the LR images")
+            if normalisation is None:
+                raise ValueError("target 'paired' needs the LR normalisation")
+            stacks = as_frame_stacks(images, "target_images")
+            masks = [None] * len(stacks)
+
+        if kind == "paired":
+            low, high = float(normalisation["low"]), float(normalisation["high"])
+            self.images = [(s - low) / (high - low) for s in stacks]
+            self._positions = []
+            self._weights = np.zeros(0)
+            return
+        self.images = []
+        for s, m in zip(stacks, masks):
+            norm = robust_normalisation([s], [m])
+            self.images.append((s - norm["low"]) / (norm["high"] - norm["low"]))
+        self._positions = [
+            _valid_positions(
+                np.ones(s.shape[1:], dtype=bool) if m is None else m, self.patch, fov_fraction
+            )
+            for s, m in zip(self.images, masks)
+        ]
+        counts = np.array(
+            [len(p) * len(s) for p, s in zip(self._positions, self.images)], dtype=np.float64
+        )
+        if counts.sum() == 0:
+            shapes = [tuple(s.shape[1:]) for s in self.images]
+            raise ValueError(
+                f"target {kind!r}: no {self.patch}x{self.patch} patch fits inside the images "
+                f"{shapes}" + (" (downscaled x4)" if kind == "downscaled" else "")
+            )
+        self._weights = counts / counts.sum()
+
+    @staticmethod
+    def _check_masks(masks: Any, stacks: list[np.ndarray]) -> list[np.ndarray | None]:
+        if masks is None:
+            return [None] * len(stacks)
+        if len(masks) != len(stacks):
+            raise ValueError(f"got {len(masks)} masks for {len(stacks)} images")
+        out = []
+        for i, (m, s) in enumerate(zip(masks, stacks)):
+            if m is not None:
+                m = np.asarray(m, dtype=bool)
+                if m.shape != s.shape[1:]:
+                    raise ValueError(f"masks[{i}] has shape {m.shape}, expected {s.shape[1:]}")
+            out.append(m)
+        return out
+
+    def sample(self, batch_size: int, positions: np.ndarray | None = None) -> torch.Tensor:
+        """Draw ``batch_size`` target patches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Number of patches.
+        positions : ndarray, optional
+            ``(B, 4)`` ``(image, frame, y0, x0)`` LR positions (from
+            :attr:`PatchBatch.positions`); required for ``"paired"``, ignored otherwise.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, 1, patch, patch)`` float32.
+        """
+        p = self.patch
+        out = np.empty((batch_size, 1, p, p), dtype=np.float32)
+        if self.kind == "paired":
+            if positions is None or len(positions) != batch_size:
+                raise ValueError("target 'paired' needs the LR batch positions")
+            s = self.scale
+            for b, (i, t, y0, x0) in enumerate(np.asarray(positions, dtype=np.int64)):
+                img = self.images[i]
+                frame = img[t if len(img) > 1 else 0]
+                crop = frame[y0 * s : y0 * s + p, x0 * s : x0 * s + p]
+                if crop.shape != (p, p):
+                    raise ValueError(
+                        f"paired image {i} of shape {frame.shape} does not cover the LR patch "
+                        f"at ({y0}, {x0}) x{s}; paired images must be the LR size x scale"
+                    )
+                out[b, 0] = crop
+            return torch.from_numpy(out)
+        rng = self.rng
+        chosen = rng.choice(len(self.images), size=batch_size, p=self._weights)
+        for b, i in enumerate(chosen):
+            img = self.images[i]
+            t = rng.integers(len(img))
+            flat = self._positions[i][rng.integers(len(self._positions[i]))]
+            width = img.shape[2] - p + 1
+            y0, x0 = flat // width, flat % width
+            crop = img[t, y0 : y0 + p, x0 : x0 + p]
+            if self.augment:
+                crop = np.rot90(crop, int(rng.integers(4)))
+                if rng.integers(2):
+                    crop = crop[:, ::-1]
+            out[b, 0] = crop
+        return torch.from_numpy(out)

@@ -1,0 +1,647 @@
+"""Inference: apply a trained :class:`~napari_cycsr.models.SRModel` to images and stacks.
+
+One implementation, :func:`iter_super_resolve`, is a generator of :class:`Progress` events
+that returns the result (so napari's ``thread_worker`` emits it as ``returned`` and a GUI can
+cancel between batches by closing the generator). :func:`super_resolve` is the plain-call
+wrapper with an optional progress callback.
+
+Tiling. The generator is fully convolutional and its BatchNorm layers use running statistics
+in eval mode, so an output pixel depends only on the input pixels within the network's
+receptive-field radius (:func:`receptive_radius`). Large images are cut into overlapping
+windows of ``tile`` x ``tile`` input pixels; each window contributes only its centre, at least
+``overlap`` pixels away from any window edge that is not an image edge. Windows that would
+cross the image border are shifted inward instead of padded, so border pixels see exactly the
+zero padding of the convolutions, as when the whole image is processed. With ``overlap`` at
+least the receptive radius (the default) the tiled result equals the whole-image result up to
+floating-point rounding; there is no blending and no seam.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from collections.abc import Generator as GeneratorType
+from contextlib import nullcontext
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import SRModel
+
+__all__ = [
+    "AUTO_TILE",
+    "AUTO_TILE_THRESHOLD",
+    "Progress",
+    "available_devices",
+    "check_image",
+    "iter_super_resolve",
+    "receptive_radius",
+    "resolve_device",
+    "super_resolve",
+]
+
+#: Images with more pixels than this per frame are tiled automatically (``tile=None``).
+AUTO_TILE_THRESHOLD = 1024 * 1024
+#: Window size used by automatic tiling.
+AUTO_TILE = 512
+#: Smallest useful tile centre (px) when out-of-memory retries shrink the tile.
+_MIN_CORE = 16
+
+
+class Progress(NamedTuple):
+    """A progress event of :func:`iter_super_resolve`: ``done`` of ``total`` windows."""
+
+    done: int
+    total: int
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """Names of the devices usable here, for a device menu.
+
+    Returns
+    -------
+    list of str
+        ``"cpu"`` first, then ``"cuda:0"``, ``"cuda:1"``... and ``"mps"`` when present.
+        ``"auto"`` (see :func:`resolve_device`) is always accepted too but not listed.
+    """
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn a device request into an available :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA if available, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"``, ``"mps"`` or a :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If the name is not a device, or the device is not available on this machine.
+    TypeError
+        If ``device`` is neither a string nor a :class:`torch.device`.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        requested = device
+    elif isinstance(device, str):
+        name = device.strip().lower()
+        if name == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda", torch.cuda.current_device())
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        try:
+            requested = torch.device(name)
+        except RuntimeError as err:
+            raise ValueError(
+                f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            ) from err
+    else:
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+
+    if requested.type == "cpu":
+        return torch.device("cpu")
+    if requested.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(requested)!r} requested but CUDA is not available (no NVIDIA GPU "
+                "or a CPU-only torch build); use device='cpu' or 'auto'"
+            )
+        index = requested.index if requested.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device 'cuda:{index}' requested but only {torch.cuda.device_count()} CUDA "
+                f"device(s) exist; available: {available_devices()}"
+            )
+        return torch.device("cuda", index)
+    if requested.type == "mps":
+        if not _mps_available():
+            raise ValueError(
+                "device 'mps' requested but Apple MPS is not available; use 'cpu' or 'auto'"
+            )
+        return torch.device("mps")
+    raise ValueError(
+        f"unsupported device {str(requested)!r}; expected one of {available_devices()} or 'auto'"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _is_dask(image: Any) -> bool:
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return isinstance(image, da.Array)
+
+
+def check_image(image: Any, *, name: str = "image", check_finite: bool = True) -> Any:
+    """Validate a greyscale image or stack ``(..., H, W)`` and return it as an array.
+
+    Rules: at least 2 dimensions, none of size 0; a real numeric dtype (integer or float;
+    bool, complex, object, string and datetime dtypes are refused); no NaN or infinity
+    (checked for numpy input only: dask input stays lazy); not RGB(A). An array is taken as
+    RGB(A) and refused when it has 3 or more dimensions, its last axis has 3 or 4 entries and
+    the two axes before it are both larger than 4 (``(H, W, 3)``, ``(T, H, W, 4)``...).
+
+    Parameters
+    ----------
+    image : array-like
+        numpy array, dask array, or anything :func:`numpy.asarray` accepts.
+    name : str
+        Used in error messages.
+    check_finite : bool
+        Refuse NaN and infinite values (numpy input).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        The same array (no copy for numpy and dask input).
+
+    Raises
+    ------
+    TypeError
+        For an unsupported dtype.
+    ValueError
+        For a wrong shape, RGB(A) data or non-finite values.
+    """
+    lazy = _is_dask(image)
+    if not lazy and not isinstance(image, np.ndarray):
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        try:
+            image = np.asarray(image)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be an array, got {type(image).__name__}") from err
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} has dtype {dtype}; expected a real integer or floating-point greyscale "
+            "image (bool, complex and object arrays are not images)"
+        )
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (..., H, W), got shape {shape}")
+    if any(s == 0 for s in shape):
+        raise ValueError(f"{name} is empty: shape {shape} has a zero-length axis")
+    if len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4 and shape[-3] > 4:
+        raise ValueError(
+            f"{name} of shape {shape} looks like an RGB(A) image (last axis of {shape[-1]}); "
+            "super-resolution works on greyscale (..., H, W): convert to grey first (e.g. "
+            "skimage.color.rgb2gray) or pass one channel"
+        )
+    if check_finite and not lazy and dtype.kind == "f":
+        lo, hi = np.min(image), np.max(image)  # NaN propagates; +-inf shows in max / min
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name} contains NaN or infinite values; replace them first")
+    return image
+
+
+def _check_model(model: Any) -> SRModel:
+    if not isinstance(model, SRModel):
+        hint = ""
+        if isinstance(model, nn.Module):
+            hint = " (wrap a generator as SRModel(generator, normalisation=...))"
+        elif isinstance(model, str) or hasattr(model, "__fspath__"):
+            hint = " (load the file first with napari_cycsr.io.load_model(path))"
+        raise TypeError(f"model must be an SRModel, got {type(model).__name__}{hint}")
+    return model
+
+
+def _check_int(value: Any, name: str, minimum: int, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an integer{' or None' if allow_none else ''}, got {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if _is_dask(mask):
+        mask = mask.compute()
+    mask = np.asarray(mask)
+    if mask.dtype.kind not in "biu":
+        raise TypeError(f"mask must be boolean (or 0/1 integers), got dtype {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"mask must have the frame shape (H, W) = {shape}, got {mask.shape}")
+    return mask.astype(bool)
+
+
+# --------------------------------------------------------------------------------------------
+# network geometry
+# --------------------------------------------------------------------------------------------
+
+
+def receptive_radius(model: SRModel | nn.Module) -> int:
+    """Receptive-field radius of the generator, in input pixels.
+
+    An output pixel depends only on input pixels at most this far away (Chebyshev
+    distance), so tiles that overlap by at least this much reproduce the whole-image result.
+
+    Parameters
+    ----------
+    model : SRModel or torch.nn.Module
+        The model or its generator.
+
+    Returns
+    -------
+    int
+        Sum of the convolution radii (plus one pixel for the bilinear skip of scale > 1
+        models), each divided by the upsampling factor of the grid it runs on.
+    """
+    net = model.generator if isinstance(model, SRModel) else model
+    scale = 1
+    radius = 0.0
+    for module in net.modules():  # registration order == forward order for Generator
+        if isinstance(module, nn.PixelShuffle):
+            scale *= module.upscale_factor
+        elif isinstance(module, nn.Conv2d):
+            k = module.kernel_size
+            d = module.dilation
+            reach = max((k[0] - 1) // 2 * d[0], (k[1] - 1) // 2 * d[1])
+            radius += reach / scale
+    if scale > 1:
+        radius += 1  # bilinear upsampling of the residual base
+    return int(math.ceil(radius - 1e-9))
+
+
+def _segments(length: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows ``(ws, we)`` of size ``window`` and the core ``(cs, ce)`` each one fills."""
+    if window >= length:
+        return [(0, length, 0, length)]
+    segments = []
+    start = 0
+    ws = 0
+    while True:
+        we = ws + window
+        if we >= length:
+            ws, we = length - window, length
+            ce = length
+        else:
+            ce = we - overlap
+        segments.append((ws, we, start, ce))
+        if ce >= length:
+            return segments
+        start = ce
+        ws = ce - overlap
+
+
+def _plan(
+    n_frames: int, shape: tuple[int, int], tile: int, overlap: int, first_frame: int = 0
+) -> list[tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    h, w = shape
+    ys = _segments(h, min(tile, h), overlap)
+    xs = _segments(w, min(tile, w), overlap)
+    return [(f, sy, sx) for f in range(first_frame, n_frames) for sy in ys for sx in xs]
+
+
+# --------------------------------------------------------------------------------------------
+# the computation
+# --------------------------------------------------------------------------------------------
+
+
+def _oom_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = []
+    for owner, attr in ((torch, "OutOfMemoryError"), (torch.cuda, "OutOfMemoryError")):
+        err = getattr(owner, attr, None)
+        if isinstance(err, type) and err not in errors:
+            errors.append(err)
+    return tuple(errors)
+
+
+def _autocast(device: torch.device, amp: bool) -> Any:
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def _prepare_network(model: SRModel, device: torch.device) -> nn.Module:
+    """The generator on ``device`` in eval mode, without changing the caller's model."""
+    net = model.generator
+    params = list(net.parameters()) + list(net.buffers())
+    on_device = all(p.device == device for p in params) if params else True
+    if net.training or not on_device:
+        net = copy.deepcopy(net).to(device)
+    net.eval()
+    return net
+
+
+def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    with torch.inference_mode(), _autocast(device, amp):
+        return net(batch.to(device, non_blocking=True)).float()
+
+
+def _run_numpy(
+    model: SRModel,
+    image: np.ndarray,
+    *,
+    device: torch.device,
+    tile: int,
+    overlap: int,
+    batch: int,
+    mask: np.ndarray | None,
+    amp: bool,
+) -> GeneratorType[Progress, None, np.ndarray]:
+    lead, (h, w) = image.shape[:-2], image.shape[-2:]
+    n_frames = int(np.prod(lead)) if lead else 1
+    s = model.scale
+    net = _prepare_network(model, device)
+    out = np.empty((n_frames, h * s, w * s), dtype=np.float32)
+    oom = _oom_errors()
+
+    def frame(f: int) -> np.ndarray:
+        return image[np.unravel_index(f, lead)] if lead else image
+
+    jobs = _plan(n_frames, (h, w), tile, overlap)
+    pos = 0
+    done = 0
+    total = len(jobs)
+    yield Progress(done, total)
+    while pos < len(jobs):
+        chunk = jobs[pos : pos + batch]
+        windows = np.stack([frame(f)[sy[0] : sy[1], sx[0] : sx[1]] for f, sy, sx in chunk])
+        x = model.normalise(torch.from_numpy(windows.astype(np.float32, copy=False))[:, None])
+        try:
+            y = _forward(net, x, device, amp)
+        except oom as err:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch > 1:  # first try fewer windows at once
+                batch = max(1, batch // 2)
+                continue
+            smaller = min(tile, max(h, w)) // 2
+            if smaller - 2 * overlap < _MIN_CORE:
+                raise RuntimeError(
+                    f"{device.type.upper()} ran out of memory even for one "
+                    f"{min(tile, h)}x{min(tile, w)} window (overlap {overlap}): free memory on "
+                    "the device (close other programs or models), pass a smaller overlap, or "
+                    "use device='cpu'"
+                ) from err
+            # frames before the interrupted one are complete: re-plan the rest, smaller tiles
+            tile = smaller
+            jobs = _plan(n_frames, (h, w), tile, overlap, first_frame=chunk[0][0])
+            pos = 0
+            total = done + len(jobs)
+            continue
+        y = model.denormalise(y).cpu().numpy()
+        for (f, sy, sx), pred in zip(chunk, y):
+            (wy0, _, cy0, cy1), (wx0, _, cx0, cx1) = sy, sx
+            out[f, cy0 * s : cy1 * s, cx0 * s : cx1 * s] = pred[
+                0, (cy0 - wy0) * s : (cy1 - wy0) * s, (cx0 - wx0) * s : (cx1 - wx0) * s
+            ]
+        pos += len(chunk)
+        done += len(chunk)
+        yield Progress(done, total)
+
+    if mask is not None:
+        if s > 1:
+            mask = np.repeat(np.repeat(mask, s, axis=0), s, axis=1)
+        out[:, ~mask] = 0.0
+    return out.reshape(*lead, h * s, w * s)
+
+
+def _consume(gen: Iterator[Progress], progress: Callable[[int, int], Any] | None) -> Any:
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event.done, event.total)
+
+
+def _dask_block(
+    block: np.ndarray,
+    *,
+    model: SRModel,
+    device: str | torch.device,
+    tile: int,
+    overlap: int,
+    batch: int,
+    mask: np.ndarray | None,
+    amp: bool,
+) -> np.ndarray:
+    block = check_image(block, name="image block")
+    gen = _run_numpy(
+        model,
+        block,
+        device=resolve_device(device),
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        mask=mask,
+        amp=amp,
+    )
+    return _consume(gen, None)
+
+
+def _lazy_result(model: SRModel, image: Any, **kwargs: Any) -> GeneratorType[Progress, None, Any]:
+    """dask path: whole frames per chunk, one numpy run per chunk, lazy output, no events."""
+    ndim = image.ndim
+    s = model.scale
+    image = image.rechunk({ndim - 2: -1, ndim - 1: -1})
+    chunks = image.chunks[:-2] + ((image.shape[-2] * s,), (image.shape[-1] * s,))
+    result = image.map_blocks(
+        _dask_block,
+        dtype=np.float32,
+        chunks=chunks,
+        meta=np.empty((0,) * ndim, dtype=np.float32),
+        name=f"cycsr-super-resolve-{uuid.uuid4().hex}",
+        model=model,
+        **kwargs,
+    )
+    return result
+    yield  # pragma: no cover - unreachable; makes this a generator that only returns
+
+
+def iter_super_resolve(
+    model: SRModel,
+    image: Any,
+    *,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int = 4,
+    mask: Any = None,
+    amp: bool = True,
+) -> GeneratorType[Progress, None, Any]:
+    """Super-resolve step by step: a generator of :class:`Progress` that returns the result.
+
+    Same parameters and result as :func:`super_resolve`. Arguments are validated when this
+    function is called; the work happens while the returned generator is iterated. It first
+    yields ``Progress(0, total)``, then one event per batch of windows; its return value (the
+    ``value`` of :class:`StopIteration`) is the output array. Closing the generator (stopping
+    the iteration) cancels the work between two batches. For dask input no events are
+    yielded and the lazy result is returned at once. After a CUDA out-of-memory retry with
+    smaller tiles ``total`` may grow; ``done`` never decreases.
+
+    In napari, wrap it so the worker's ``returned`` signal carries the result::
+
+        @thread_worker
+        def work():
+            return (yield from iter_super_resolve(model, image))
+
+    Returns
+    -------
+    generator
+        Yields :class:`Progress` ``(done, total)``; returns the array described in
+        :func:`super_resolve`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cycsr.models import SRModel
+    >>> gen = iter_super_resolve(SRModel.new("tiny"), np.zeros((3, 32, 32)), device="cpu")
+    >>> events = []
+    >>> while True:
+    ...     try:
+    ...         events.append(next(gen))
+    ...     except StopIteration as stop:
+    ...         result = stop.value
+    ...         break
+    >>> result.shape, events[-1]
+    ((3, 32, 32), Progress(done=3, total=3))
+    """
+    model = _check_model(model)
+    image = check_image(image)
+    h, w = (int(n) for n in image.shape[-2:])
+    overlap = _check_int(overlap, "overlap", 0)
+    if overlap is None:
+        overlap = receptive_radius(model)
+    tile = _check_int(tile, "tile", 1)
+    if tile is None:
+        tile = (
+            max(AUTO_TILE, 2 * overlap + 4 * _MIN_CORE)
+            if h * w > AUTO_TILE_THRESHOLD
+            else max(h, w)
+        )
+    elif tile < max(h, w) and tile <= 2 * overlap:
+        raise ValueError(
+            f"tile ({tile}) must be larger than 2 * overlap ({2 * overlap}); use a larger tile "
+            "or a smaller overlap"
+        )
+    batch = _check_int(batch, "batch", 1, allow_none=False)
+    mask = _check_mask(mask, (h, w))
+    target = resolve_device(device)  # fail now on an unavailable device
+    if not isinstance(amp, bool):
+        raise TypeError(f"amp must be True or False, got {amp!r}")
+    options = {"tile": tile, "overlap": overlap, "batch": batch, "mask": mask, "amp": amp}
+    if _is_dask(image):
+        return _lazy_result(model, image, device=device, **options)
+    return _run_numpy(model, image, device=target, **options)
+
+
+def super_resolve(
+    model: SRModel,
+    image: Any,
+    *,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int = 4,
+    mask: Any = None,
+    progress: Callable[[int, int], Any] | None = None,
+    amp: bool = True,
+) -> Any:
+    """Apply a super-resolution model to an image or a stack of images.
+
+    Parameters
+    ----------
+    model : SRModel
+        The trained model (e.g. from :func:`napari_cycsr.io.load_model`). It is not modified:
+        a generator in training mode or on another device is copied for the run.
+    image : array-like, shape (..., H, W)
+        Greyscale image or stack with any leading axes (time, z, ...); numpy or dask,
+        integer or float. See :func:`check_image` for what is refused.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    tile : int, optional
+        Window size in input pixels. ``None``: whole frames, or 512 px windows when a frame
+        has more than 1024 x 1024 pixels. Smaller tiles bound memory; the result is the same.
+    overlap : int, optional
+        Margin (input pixels) each window adds around the part it contributes. ``None``
+        (default): the network's receptive radius (:func:`receptive_radius`), which makes
+        tiled and whole-image results equal; smaller values are faster but may show seams.
+    batch : int
+        Windows (tiles or frames) sent to the network at once.
+    mask : array-like of bool, shape (H, W), optional
+        Field-of-view mask; output pixels outside it are set to 0 (the mask is upsampled by
+        nearest neighbour for models with ``scale > 1``).
+    progress : callable, optional
+        Called as ``progress(done, total)`` with the number of windows processed (numpy input
+        only; first with ``done=0``).
+    amp : bool
+        Use mixed precision on CUDA (bfloat16 where supported, else float16). Ignored on CPU
+        and MPS, which compute in float32.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        float32, shape ``(..., H * scale, W * scale)``; numpy for numpy input, a lazy dask
+        array (one task per chunk of whole frames) for dask input. The input is not modified.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an :class:`SRModel` or the image dtype is not real numeric.
+    ValueError
+        For a bad image (see :func:`check_image`), mask, tile, overlap, batch or device.
+    RuntimeError
+        If CUDA runs out of memory even after halving the batch and the tile size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cycsr.models import SRModel
+    >>> model = SRModel.new("tiny")
+    >>> out = super_resolve(model, np.random.rand(2, 40, 30), device="cpu")
+    >>> out.shape, out.dtype
+    ((2, 40, 30), dtype('float32'))
+    """
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable(done, total), got {type(progress).__name__}")
+    gen = iter_super_resolve(
+        model, image, device=device, tile=tile, overlap=overlap, batch=batch, mask=mask, amp=amp
+    )
+    return _consume(gen, progress)

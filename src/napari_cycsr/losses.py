@@ -1,0 +1,311 @@
+"""Losses of the cycle-consistent adversarial super-resolution (Ravì et al., Eqs. 1-6).
+
+Everything here is plain differentiable torch on batched tensors:
+
+* :func:`voronoi_means` is the Voronoi vectorization V^ of a whole batch of super-resolved
+  patches in one ``index_add`` over a flat segment index (patch offset + local cell id), with
+  no loop over patches or cells and no fixed-length padding;
+* :func:`l_vec` is the cycle consistency (Eq. 4), optionally with the paper's per-patch
+  min-max normalisation and its 682-element zero padding;
+* :func:`l_adv` (Eq. 5), :func:`l_reg` (Eq. 6) and :func:`discriminator_loss` (Eq. 1) are
+  the adversarial, regularisation and discriminator terms; :func:`add_instance_noise` adds
+  the white noise the paper puts on the discriminator's inputs;
+* :func:`l_pix` is a supervised pixel loss, used only with paired high-resolution targets
+  (a "supervised ceiling" for comparisons, not part of the unsupervised method).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "PAPER_FIBRES_PER_PATCH",
+    "add_instance_noise",
+    "discriminator_loss",
+    "l_adv",
+    "l_pix",
+    "l_reg",
+    "l_vec",
+    "segment_minmax",
+    "voronoi_means",
+]
+
+#: Length of the zero-padded fibre vector of one 64x64 patch in the paper (Eq. 4).
+PAPER_FIBRES_PER_PATCH = 682
+
+_EPS = 1e-6
+
+
+def voronoi_means(sr: torch.Tensor, cell_index: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """Mean of the pixels of every Voronoi cell of a batch of patches (V^, Fig. 3).
+
+    Parameters
+    ----------
+    sr : torch.Tensor
+        ``(B, 1, h, w)`` super-resolved patches (float).
+    cell_index : torch.Tensor
+        ``(B, h, w)`` int64 *global* segment id of every pixel (patch offset + local cell
+        id, so that ids are unique over the whole batch), ``-1`` for pixels that are not
+        counted (outside the field of view, or in a cell cut by the patch border).
+    n_cells : int
+        Number of segments; ids must lie in ``[0, n_cells)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_cells,)`` mean of ``sr`` over every segment, differentiable with respect to
+        ``sr``; a segment with no pixel has mean 0.
+
+    Notes
+    -----
+    One ``index_add`` of the flattened batch and one ``bincount`` of the counts: the cost is
+    linear in the number of pixels, whatever the number of patches or cells.
+
+    Examples
+    --------
+    >>> sr = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]]])
+    >>> idx = torch.tensor([[[0, 0], [1, -1]]])
+    >>> voronoi_means(sr, idx, 2)
+    tensor([2., 5.])
+    """
+    if sr.dim() != 4 or sr.shape[1] != 1:
+        raise ValueError(f"sr must have shape (B, 1, h, w), got {tuple(sr.shape)}")
+    expected = (sr.shape[0], sr.shape[2], sr.shape[3])
+    if tuple(cell_index.shape) != expected:
+        raise ValueError(
+            f"cell_index must have shape {expected} to match sr, got {tuple(cell_index.shape)}"
+        )
+    if cell_index.dtype != torch.int64:
+        raise TypeError(f"cell_index must be int64, got {cell_index.dtype}")
+    n_cells = int(n_cells)
+    if n_cells < 0:
+        raise ValueError(f"n_cells must be >= 0, got {n_cells}")
+    flat_index = cell_index.reshape(-1)
+    flat_sr = sr.reshape(-1)
+    counted = flat_index >= 0
+    index = flat_index[counted]
+    if index.numel() and int(index.max()) >= n_cells:
+        raise ValueError(f"cell_index holds id {int(index.max())} >= n_cells={n_cells}")
+    sums = torch.zeros(n_cells, dtype=sr.dtype, device=sr.device)
+    sums = sums.index_add(0, index, flat_sr[counted])
+    counts = torch.bincount(index, minlength=n_cells).to(sr.dtype)
+    return sums / counts.clamp(min=1)
+
+
+def segment_minmax(
+    x: torch.Tensor, segment: torch.Tensor, n_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum of ``x`` within each segment.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(n,)`` values.
+    segment : torch.Tensor
+        ``(n,)`` int64 segment (patch) of every value, in ``[0, n_segments)``.
+    n_segments : int
+        Number of segments.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        ``(n_segments,)`` minima and maxima (0 for an empty segment).
+    """
+    base = torch.zeros(n_segments, dtype=x.dtype, device=x.device)
+    low = base.scatter_reduce(0, segment, x, reduce="amin", include_self=False)
+    high = base.scatter_reduce(0, segment, x, reduce="amax", include_self=False)
+    return low, high
+
+
+def _minmax_normalise(x: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
+    low, high = segment_minmax(x, segment, n_segments)
+    return (x - low[segment]) / (high - low).clamp(min=_EPS)[segment]
+
+
+def l_vec(
+    v_hat: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    normalise: bool = False,
+    segment_patch: torch.Tensor | None = None,
+    n_patches: int | None = None,
+    padding: int | None = None,
+) -> torch.Tensor:
+    """Cycle-consistency loss between measured and re-vectorised fibre values (Eq. 4).
+
+    Parameters
+    ----------
+    v_hat : torch.Tensor
+        ``(n,)`` Voronoi vectorization of the super-resolved patches (:func:`voronoi_means`).
+    v : torch.Tensor
+        ``(n,)`` measured fibre values of the same cells, in the same order.
+    normalise : bool
+        Min-max normalise both vectors to ``[0, 1]`` within every patch first, as the paper
+        does (needs ``segment_patch`` and ``n_patches``).
+    segment_patch : torch.Tensor, optional
+        ``(n,)`` int64 patch of every cell; needed by ``normalise`` and ``padding``.
+    n_patches : int, optional
+        Number of patches in the batch; needed by ``normalise`` and ``padding``.
+    padding : int, optional
+        The paper's zero padding: divide the summed squared error by ``padding * n_patches``
+        (``padding=682`` in the paper), as if every patch's vector were zero-padded to
+        ``padding`` elements, instead of by the number of valid cells.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (0 when there is no valid cell).
+
+    Examples
+    --------
+    >>> l_vec(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))
+    tensor(2.)
+    """
+    if v_hat.shape != v.shape or v_hat.dim() != 1:
+        raise ValueError(
+            f"v_hat and v must be 1-D of equal length, got {tuple(v_hat.shape)} and "
+            f"{tuple(v.shape)}"
+        )
+    needs_segments = normalise or padding is not None
+    if needs_segments and (segment_patch is None or n_patches is None):
+        raise ValueError("normalise=True and padding need segment_patch and n_patches")
+    if segment_patch is not None and segment_patch.shape != v.shape:
+        raise ValueError(
+            f"segment_patch must have shape {tuple(v.shape)}, got {tuple(segment_patch.shape)}"
+        )
+    v = v.to(v_hat.dtype)
+    if normalise:
+        v_hat = _minmax_normalise(v_hat, segment_patch, int(n_patches))
+        v = _minmax_normalise(v, segment_patch, int(n_patches))
+    squared = (v_hat - v).square()
+    if padding is not None:
+        if padding < 1:
+            raise ValueError(f"padding must be a positive integer, got {padding!r}")
+        return squared.sum() / (int(padding) * max(int(n_patches), 1))
+    if squared.numel() == 0:
+        return squared.sum()
+    return squared.mean()
+
+
+def l_adv(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Adversarial loss of the generator, ``-log DS(SR(x))`` averaged over the batch (Eq. 5).
+
+    Computed from logits as ``softplus(-logit)``, which is ``-log sigmoid(logit)`` without
+    overflow for large negative logits.
+
+    Parameters
+    ----------
+    fake_logits : torch.Tensor
+        ``(B,)`` discriminator logits of super-resolved patches.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the discriminator: targets real, SR outputs fake (Eq. 1).
+
+    Parameters
+    ----------
+    real_logits, fake_logits : torch.Tensor
+        ``(B,)`` logits on target-domain patches and on super-resolved patches.
+
+    Returns
+    -------
+    torch.Tensor
+        ``BCE(real, 1) + BCE(fake, 0)``, each averaged over its batch.
+    """
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def l_reg(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """Row- and column-mean regulariser between SR output and LR input (Eq. 6).
+
+    Parameters
+    ----------
+    sr : torch.Tensor
+        ``(B, 1, H*s, W*s)`` super-resolved patches; for ``s > 1`` they are average-pooled
+        by ``s`` back onto the LR grid first.
+    lr : torch.Tensor
+        ``(B, 1, H, W)`` LR input patches.
+
+    Returns
+    -------
+    torch.Tensor
+        Mean over rows of the squared difference of row means plus mean over columns of the
+        squared difference of column means, averaged over the batch.
+    """
+    if sr.dim() != 4 or lr.dim() != 4:
+        raise ValueError(f"sr and lr must be 4-D, got {tuple(sr.shape)} and {tuple(lr.shape)}")
+    if sr.shape[-2:] != lr.shape[-2:]:
+        factor = sr.shape[-1] // lr.shape[-1]
+        if (
+            factor < 1
+            or sr.shape[-1] != lr.shape[-1] * factor
+            or sr.shape[-2] != lr.shape[-2] * factor
+        ):
+            raise ValueError(
+                f"sr {tuple(sr.shape)} must be lr {tuple(lr.shape)} times an integer scale"
+            )
+        sr = F.avg_pool2d(sr, factor)
+    rows = (sr.mean(dim=-1) - lr.mean(dim=-1)).square().mean()
+    cols = (sr.mean(dim=-2) - lr.mean(dim=-2)).square().mean()
+    return rows + cols
+
+
+def l_pix(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Supervised mean squared pixel error against paired high-resolution patches.
+
+    Only meaningful with a registered ("paired") target; used as a supervised reference,
+    not by the unsupervised method.
+
+    Parameters
+    ----------
+    sr, hr : torch.Tensor
+        ``(B, 1, h, w)`` super-resolved and paired high-resolution patches.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar mean squared error.
+    """
+    if sr.shape != hr.shape:
+        raise ValueError(
+            f"sr and hr must have equal shapes, got {tuple(sr.shape)}, {tuple(hr.shape)}"
+        )
+    return F.mse_loss(sr, hr.to(sr.dtype))
+
+
+def add_instance_noise(
+    x: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """White Gaussian noise of standard deviation ``sigma`` added to discriminator inputs.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Discriminator input batch.
+    sigma : float
+        Noise standard deviation (in normalised intensity units); 0 returns ``x``.
+    generator : torch.Generator, optional
+        Source of randomness (a CPU generator; the noise is drawn on the CPU and moved to
+        ``x``'s device so that results do not depend on the device).
+
+    Returns
+    -------
+    torch.Tensor
+        ``x + sigma * N(0, 1)``, a new tensor.
+    """
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+    if sigma == 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu")
+    return x + sigma * noise.to(x.device)

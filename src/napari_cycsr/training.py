@@ -1,0 +1,902 @@
+"""Training: the adversarial loop with Voronoi cycle consistency (Ravì et al., Section 3).
+
+Every iteration draws a batch of LR patches (with their fibre cells) and a batch of target
+patches, then
+
+1. updates the discriminator ``DS`` by binary cross-entropy, real target patches against
+   super-resolved ones, white noise added to both (Eq. 1);
+2. updates the generator ``SR`` by ``w_vec * l_vec + w_adv * l_adv + w_reg * l_reg`` (Eq. 3).
+
+:class:`Trainer` runs this as a *generator of progress events* (:meth:`Trainer.run`), so a GUI
+thread, a command line progress bar or a script can drive it, stop it (:meth:`Trainer.stop`)
+and resume it bit-exactly from a checkpoint (:meth:`Trainer.resume`). One seed drives every
+random choice through explicit ``torch.Generator`` / ``numpy.random.Generator`` objects.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same code trains with DistributedDataParallel:
+each rank draws its own patches, gradients are averaged, and only rank 0 yields events and
+writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
+from .losses import (
+    PAPER_FIBRES_PER_PATCH,
+    add_instance_noise,
+    discriminator_loss,
+    l_adv,
+    l_pix,
+    l_reg,
+    l_vec,
+    voronoi_means,
+)
+from .models import PRESETS, Discriminator, Generator, SRModel, get_preset
+
+__all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
+
+#: File name of the checkpoint written inside a checkpoint directory.
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+_CHECKPOINT_KIND = "napari-cycsr training state"
+_LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")
+_MAX_HISTORY_POINTS = 500
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a training run.
+
+    Parameters
+    ----------
+    preset : str
+        Network size (:data:`napari_cycsr.models.PRESETS`): "paper", "default" or "tiny".
+    scale : int
+        Output grid of the generator relative to its input: 1 (paper), 2 or 4.
+    residual : bool
+        Generator predicts a correction added to its input (True) or the image (paper).
+    iterations : int
+        Total number of iterations (one D step and one G step each).
+    batch_size : int or None
+        Patches per batch; ``None`` = 54 for the "paper" preset (as the paper), 16 otherwise.
+    patch : int
+        LR patch side (64 as the paper).
+    lr, betas, eps : float, (float, float), float
+        Adam settings of both networks (paper: 1e-4, (0.9, 0.999), 1e-8).
+    w_vec, w_adv, w_reg : float
+        Weights of the cycle consistency, adversarial and regularisation terms (Eq. 3).
+    w_pix : float
+        Weight of a supervised pixel loss against paired targets (``target="paired"``
+        only; 0 = the unsupervised method).
+    normalise_vec : bool
+        Min-max normalise V and V^ per patch before l_vec, as the paper (see docs/method.md
+        for the measured effect).
+    paper_padding : bool
+        Divide l_vec by 682 per patch as the paper's zero padding does, instead of by the
+        number of valid fibres.
+    noise_sigma : float
+        Standard deviation of the white noise added to the discriminator's inputs.
+    d_steps : int
+        Discriminator updates per generator update.
+    warmup : int
+        Initial iterations that train the generator on ``l_vec + l_reg`` only (no
+        discriminator).
+    target : str
+        Target domain: "natural", "images", "downscaled" or "paired".
+    augment : bool
+        Random flips / 90-degree rotations of target patches.
+    fov_fraction : float
+        Minimum fraction of an LR patch inside the field of view (1.0: wholly inside).
+    seed : int
+        Seeds weight initialisation, patch sampling and noise.
+    device : str
+        "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1", "mps".
+    checkpoint_every : int
+        Write a checkpoint every this many iterations (0 = only on stop and at the end).
+    preview_every : int
+        Attach a preview (SR of a fixed LR crop) to every this many events (0 = never).
+    checkpoint_dir : str or None
+        Folder of the checkpoint file (``checkpoint.safetensors``); None = no checkpoint
+        unless :class:`Trainer` is given ``checkpoint=``.
+    """
+
+    preset: str = "default"
+    scale: int = 1
+    residual: bool = True
+    iterations: int = 2000
+    batch_size: int | None = None
+    patch: int = 64
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    w_vec: float = 1.0
+    w_adv: float = 1.0
+    w_reg: float = 1.0
+    w_pix: float = 0.0
+    normalise_vec: bool = False
+    paper_padding: bool = False
+    noise_sigma: float = 0.05
+    d_steps: int = 1
+    warmup: int = 0
+    target: str = "natural"
+    augment: bool = True
+    fov_fraction: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 200
+    preview_every: int = 50
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` / ``TypeError`` naming the first invalid field."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.scale not in (1, 2, 4):
+            raise ValueError(f"scale must be 1, 2 or 4, got {self.scale!r}")
+        if self.target not in TARGET_KINDS:
+            raise ValueError(f"target must be one of {TARGET_KINDS}, got {self.target!r}")
+        positive_ints = {"iterations": self.iterations, "d_steps": self.d_steps}
+        if self.batch_size is not None:
+            positive_ints["batch_size"] = self.batch_size
+        for name, value in positive_ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup", "checkpoint_every", "preview_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.patch, bool) or not isinstance(self.patch, int) or self.patch < 16:
+            raise ValueError(f"patch must be an integer >= 16, got {self.patch!r}")
+        for name in ("lr", "eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        for name in ("w_vec", "w_adv", "w_reg", "w_pix", "noise_sigma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.w_pix > 0 and self.target != "paired":
+            raise ValueError("w_pix > 0 needs target='paired' (a supervised pixel loss)")
+        if not 0.0 < float(self.fov_fraction) <= 1.0:
+            raise ValueError(f"fov_fraction must be in (0, 1], got {self.fov_fraction!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string, got {type(self.device).__name__}")
+
+    @property
+    def effective_batch_size(self) -> int:
+        """``batch_size``, or its preset-dependent default (54 for "paper", else 16)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return 54 if self.preset == "paper" else 16
+
+    def network_config(self) -> Any:
+        """The :class:`~napari_cycsr.models.NetworkConfig` of this run."""
+        return get_preset(self.preset, scale=self.scale, residual=self.residual)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of all fields."""
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> TrainConfig:
+        """The settings of Ravì et al.: SRGAN sizes, batch 54, normalised and padded l_vec.
+
+        The generator predicts the image itself (``residual=False``), as SRGAN does.
+        """
+        base = {
+            "preset": "paper",
+            "residual": False,
+            "batch_size": 54,
+            "normalise_vec": True,
+            "paper_padding": True,
+        }
+        return cls(**{**base, **overrides})
+
+
+@dataclass
+class TrainEvent:
+    """Progress of one training iteration (yielded by :meth:`Trainer.run`).
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations completed (1-based after the first).
+    total : int
+        Iterations of the run.
+    losses : dict[str, float]
+        ``l_vec``, ``l_adv``, ``l_reg``, ``loss_g`` (Eq. 3), ``loss_d`` (Eq. 1), and
+        ``l_pix`` when a supervised pixel loss is used.
+    d_accuracy : float
+        Fraction of the discriminator's correct decisions on this batch (real and fake).
+    seconds_per_iteration : float
+        Median duration of the recent iterations.
+    eta_seconds : float
+        Estimated time to the end of the run.
+    preview : numpy.ndarray or None
+        float32 SR of the fixed preview crop (input intensity units), every
+        ``preview_every`` iterations and at the end, else ``None``.
+    checkpoint : str or None
+        Path of the checkpoint written at this iteration, else ``None``.
+    stopped : bool
+        True on the last event of a run ended by :meth:`Trainer.stop`.
+    """
+
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    d_accuracy: float
+    seconds_per_iteration: float
+    eta_seconds: float
+    preview: np.ndarray | None = None
+    checkpoint: str | None = None
+    stopped: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.total
+
+
+# ----------------------------------------------------------------------------- helpers
+def _resolve_device(name: str) -> torch.device:
+    from .inference import resolve_device
+
+    return torch.device(resolve_device(name))
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)`` from the torchrun environment (``(0, 1)`` otherwise)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.is_dir() or path.suffix == "":
+        return path / CHECKPOINT_NAME
+    return path
+
+
+def _thin_history(history: list[dict[str, float]], points: int) -> dict[str, list[float]]:
+    """Average the per-iteration losses into at most ``points`` consecutive bins."""
+    if not history:
+        return {"iteration": []}
+    n = len(history)
+    edges = np.linspace(0, n, min(points, n) + 1).astype(int)
+    keys = [k for k in _LOSS_KEYS if k in history[0]]
+    out: dict[str, list[float]] = {"iteration": [int(e) for e in edges[1:]]}
+    for k in keys:
+        values = np.array([h.get(k, np.nan) for h in history], dtype=np.float64)
+        out[k] = [float(np.mean(values[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+    return out
+
+
+def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        h, w = mask.shape
+        return 0, 0, min(h, size), min(w, size)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = min(size, y1 - y0), min(size, x1 - x0)
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    return int(cy - h // 2), int(cx - w // 2), int(h), int(w)
+
+
+# ----------------------------------------------------------------------------- trainer
+class Trainer:
+    """Trains a super-resolution model on LR images, with no high-resolution pairs.
+
+    Parameters
+    ----------
+    lr_images : array_like or list of array_like
+        LR (TLI-reconstructed) images ``(H, W)`` or stacks ``(T, H, W)``.
+    bundles : FibreBundle or list of FibreBundle
+        The fibre bundle of each image (or one shared).
+    target : str, optional
+        Target domain ("natural", "images", "downscaled", "paired"); overrides
+        ``config.target`` when given.
+    config : TrainConfig, optional
+        Hyper-parameters (default :class:`TrainConfig()`).
+    values : array_like or list, optional
+        Raw measured fibre values per image (``(N,)`` or ``(T, N)``); default: the LR
+        image sampled at the fibre centres (exact for a TLI image).
+    target_images : array_like or list, optional
+        HR images for ``target="images"`` or ``"paired"``.
+    checkpoint : str or path, optional
+        Checkpoint file, or a folder to hold ``checkpoint.safetensors``; default
+        ``config.checkpoint_dir``. Written every ``checkpoint_every`` iterations, at the end,
+        on :meth:`stop` and when the event generator is closed or interrupted.
+    preview_crop : (y0, x0, h, w), optional
+        Crop of the first frame of the first image shown in previews (default: a central
+        crop of the field of view, at most 256 x 256).
+    normalisation : dict, optional
+        ``{"low", "high"}`` intensity range (default: robust percentiles of the LR images).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera()[:128, 192:320], seed=0)
+    >>> config = TrainConfig(preset="tiny", iterations=2, batch_size=2, patch=32,
+    ...                      device="cpu", preview_every=0)
+    >>> trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
+    >>> [event.iteration for event in trainer.run()]
+    [1, 2]
+    >>> trainer.model.super_resolve  # doctest: +ELLIPSIS
+    <bound method SRModel.super_resolve of ...>
+    """
+
+    def __init__(
+        self,
+        lr_images: Any,
+        bundles: Any,
+        target: str | None = None,
+        config: TrainConfig | None = None,
+        *,
+        values: Any = None,
+        target_images: Any = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        preview_crop: tuple[int, int, int, int] | None = None,
+        normalisation: dict[str, float] | None = None,
+    ) -> None:
+        if config is None:
+            config = TrainConfig()
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if target is not None and target != config.target:
+            config = dataclasses.replace(config, target=target)
+        self.config = config
+        self.rank, self.world_size = _distributed()
+        self.is_main = self.rank == 0
+        self.device = self._setup_device()
+        self._setup_process_group()
+
+        seed = config.seed
+        self._np_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(self.rank,)))
+        self._torch_rng = torch.Generator(device="cpu")
+        self._torch_rng.manual_seed(seed * 1000 + self.rank)
+
+        net_config = config.network_config()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = Generator(net_config)
+            discriminator = Discriminator(net_config)
+        self._g: nn.Module = generator.to(self.device)
+        self._d: nn.Module = discriminator.to(self.device)
+
+        self.sampler = LRPatchSampler(
+            lr_images,
+            bundles,
+            patch=config.patch,
+            scale=config.scale,
+            values=values,
+            normalisation=normalisation,
+            fov_fraction=config.fov_fraction,
+            rng=self._np_rng,
+        )
+        self.normalisation = dict(self.sampler.normalisation)
+        masks = [np.asarray(b.fov_mask) for b in self.sampler.bundles]
+        self.target_sampler = TargetSampler(
+            config.target,
+            images=target_images,
+            lr_images=lr_images if config.target == "downscaled" else None,
+            masks=masks if config.target == "downscaled" else None,
+            patch=config.patch * config.scale,
+            scale=config.scale,
+            augment=config.augment,
+            normalisation=self.normalisation,
+            rng=self._np_rng,
+        )
+        self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
+
+        self._g_step_module: nn.Module = self._g
+        self._d_step_module: nn.Module = self._d
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._g_step_module = DDP(self._g, device_ids=ids)
+            self._d_step_module = DDP(self._d, device_ids=ids)
+
+        adam = {"lr": config.lr, "betas": tuple(config.betas), "eps": config.eps}
+        self.optimizer_g = torch.optim.Adam(self._g.parameters(), **adam)
+        self.optimizer_d = torch.optim.Adam(self._d.parameters(), **adam)
+
+        first = self.sampler.images[0][0]
+        if preview_crop is None:
+            preview_crop = _default_preview_crop(self.sampler._labels[0] >= 0)
+        y0, x0, h, w = (int(v) for v in preview_crop)
+        if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > first.shape[0] or x0 + w > first.shape[1]:
+            raise ValueError(
+                f"preview_crop {tuple(preview_crop)} (y0, x0, h, w) must lie inside the first "
+                f"image of shape {first.shape}"
+            )
+        self.preview_crop = (y0, x0, h, w)
+        self._preview_input = torch.from_numpy(first[y0 : y0 + h, x0 : x0 + w].copy())[None, None]
+
+        self.checkpoint_path: Path | None = None
+        chk = checkpoint if checkpoint is not None else config.checkpoint_dir
+        if chk is not None:
+            self.checkpoint_path = _checkpoint_file(chk)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+        self._stop_event = threading.Event()
+        self._running = False
+        self._durations: deque[float] = deque(maxlen=25)
+
+    # ------------------------------------------------------------------ setup
+    def _setup_device(self) -> torch.device:
+        device = _resolve_device(self.config.device)
+        if self.world_size > 1 and device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        return device
+
+    def _setup_process_group(self) -> None:
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def total(self) -> int:
+        return self.config.iterations
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end after the current iteration (thread-safe).
+
+        A checkpoint is written (when a checkpoint path is set) and the last event has
+        ``stopped=True``. Calling :meth:`run` again continues the run.
+        """
+        self._stop_event.set()
+
+    @property
+    def model(self) -> SRModel:
+        """A copy of the current generator as an :class:`SRModel` (CPU, eval mode)."""
+        generator = copy.deepcopy(self._g).to("cpu").eval()
+        return SRModel(generator, normalisation=dict(self.normalisation), metadata=self._metadata())
+
+    def save(self, path: str | os.PathLike[str]) -> Path | None:
+        """Write the current model file (weights + metadata; :func:`~napari_cycsr.io.save_model`).
+
+        Only rank 0 writes; other ranks return ``None``.
+        """
+        from .io import save_model
+
+        if not self.is_main:
+            return None
+        return save_model(self.model, path)
+
+    def run(self) -> Iterator[TrainEvent]:
+        """Train until ``config.iterations``, yielding one :class:`TrainEvent` per iteration.
+
+        Stop early with :meth:`stop` (from any thread) or by closing the generator; either
+        way a checkpoint of the last completed iteration is written when a checkpoint path is
+        set. Calling ``run()`` again continues from :attr:`iteration`.
+
+        Yields
+        ------
+        TrainEvent
+            On rank 0 only (other ranks of a distributed run yield nothing).
+        """
+        if self._running:
+            raise RuntimeError("this Trainer is already running")
+        self._running = True
+        self._stop_event.clear()
+        cfg = self.config
+        last_checkpoint = self.iteration
+        in_step = False
+        self._g.train()
+        self._d.train()
+        try:
+            while self.iteration < cfg.iterations:
+                started = time.perf_counter()
+                in_step = True
+                losses = self._step()
+                self.iteration += 1
+                in_step = False
+                self.history.append(losses)
+                self._durations.append(time.perf_counter() - started)
+                stopping = self._should_stop()
+                it = self.iteration
+                final = stopping or it >= cfg.iterations
+                due = final or bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+                if due:
+                    self._sync_buffers()
+                written = None
+                if due and self.checkpoint_path is not None:
+                    written = self.save_checkpoint(self.checkpoint_path)
+                    last_checkpoint = it
+                preview = None
+                if cfg.preview_every and (it % cfg.preview_every == 0 or final):
+                    preview = self.preview()
+                spi = float(np.median(self._durations))
+                if self.is_main:
+                    yield TrainEvent(
+                        iteration=it,
+                        total=cfg.iterations,
+                        losses={k: v for k, v in losses.items() if k != "d_accuracy"},
+                        d_accuracy=losses["d_accuracy"],
+                        seconds_per_iteration=spi,
+                        eta_seconds=spi * (cfg.iterations - it),
+                        preview=preview,
+                        checkpoint=None if written is None else str(written),
+                        stopped=stopping,
+                    )
+                if stopping:
+                    break
+        finally:
+            self._running = False
+            if (
+                not in_step
+                and self.checkpoint_path is not None
+                and self.iteration > last_checkpoint
+            ):
+                self.save_checkpoint(self.checkpoint_path)
+
+    def preview(self) -> np.ndarray:
+        """SR of the fixed preview crop, in input intensity units (float32)."""
+        was_training = self._g.training
+        self._g.eval()
+        try:
+            with torch.no_grad():
+                out = self._g(self._preview_input.to(self.device))
+        finally:
+            self._g.train(was_training)
+        low, high = self.normalisation["low"], self.normalisation["high"]
+        return (out[0, 0].float().cpu().numpy() * (high - low) + low).astype(np.float32)
+
+    # ------------------------------------------------------------------ one iteration
+    def _should_stop(self) -> bool:
+        stop = self._stop_event.is_set()
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    def _sync_buffers(self) -> None:
+        """Average BatchNorm running statistics over ranks (each rank saw its own patches)."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        for module in (self._g, self._d):
+            for buffer in module.buffers():
+                if buffer.is_floating_point():
+                    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+                    buffer.div_(self.world_size)
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        return add_instance_noise(x, self.config.noise_sigma, self._torch_rng)
+
+    def _d_update(self, sr: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+        d = self._d_step_module
+        real_logits = d(self._noisy(real))
+        fake_logits = d(self._noisy(sr.detach()))
+        loss = discriminator_loss(real_logits, fake_logits)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_d.step()
+        with torch.no_grad():
+            accuracy = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
+        return float(loss.detach()), float(accuracy)
+
+    def _target_batch(self, batch: Any) -> torch.Tensor:
+        positions = batch.positions if self.config.target == "paired" else None
+        return self.target_sampler.sample(batch.batch_size, positions).to(self.device)
+
+    def _step(self) -> dict[str, float]:
+        cfg = self.config
+        bsz = cfg.effective_batch_size
+        adversarial = self.iteration >= cfg.warmup
+        loss_d, accuracy = float("nan"), float("nan")
+        if adversarial:
+            for _ in range(cfg.d_steps - 1):
+                extra = self.sampler.sample(bsz).to(self.device)
+                with torch.no_grad():
+                    extra_sr = self._g(extra.lr)
+                self._d_update(extra_sr, self._target_batch(extra))
+        batch = self.sampler.sample(bsz).to(self.device)
+        sr = self._g_step_module(batch.lr)
+        real = None
+        if adversarial or cfg.w_pix > 0:
+            real = self._target_batch(batch)
+        if adversarial:
+            loss_d, accuracy = self._d_update(sr, real)
+
+        v_hat = voronoi_means(sr, batch.cell_index, batch.n_cells)
+        vec = l_vec(
+            v_hat,
+            batch.values,
+            normalise=cfg.normalise_vec,
+            segment_patch=batch.segment_patch,
+            n_patches=bsz,
+            padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
+        )
+        reg = l_reg(sr, batch.lr)
+        loss_g = cfg.w_vec * vec + cfg.w_reg * reg
+        adv = torch.zeros((), device=self.device)
+        if adversarial:
+            for p in self._d.parameters():
+                p.requires_grad_(False)
+            try:
+                adv = l_adv(self._d(self._noisy(sr)))
+            finally:
+                for p in self._d.parameters():
+                    p.requires_grad_(True)
+            loss_g = loss_g + cfg.w_adv * adv
+        losses = {}
+        if cfg.w_pix > 0:
+            pix = l_pix(sr, real)
+            loss_g = loss_g + cfg.w_pix * pix
+            losses["l_pix"] = float(pix.detach())
+        if not torch.isfinite(loss_g):
+            raise FloatingPointError(
+                f"the generator loss became {float(loss_g)} at iteration {self.iteration + 1}; "
+                "lower the learning rate or check the input images"
+            )
+        self.optimizer_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizer_g.step()
+        losses.update(
+            l_vec=float(vec.detach()),
+            l_adv=float(adv.detach()),
+            l_reg=float(reg.detach()),
+            loss_g=float(loss_g.detach()),
+            loss_d=loss_d,
+            d_accuracy=accuracy,
+        )
+        return losses
+
+    # ------------------------------------------------------------------ checkpoints
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "train_config": self.config.to_dict(),
+            "seed": self.config.seed,
+            "iteration": self.iteration,
+            "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
+            "fibre_spacing": self.fibre_spacing,
+            "normalisation": dict(self.normalisation),
+            "world_size": self.world_size,
+        }
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from .io import flatten_state_dict, model_to_tensors
+
+        model_tensors, model_meta = model_to_tensors(self.model)
+        tensors: dict[str, torch.Tensor] = dict(model_tensors)
+        d_tensors, d_skeleton = flatten_state_dict("discriminator.", self._d.state_dict())
+        og_tensors, og_skeleton = flatten_state_dict("optimizer_g.", self.optimizer_g.state_dict())
+        od_tensors, od_skeleton = flatten_state_dict("optimizer_d.", self.optimizer_d.state_dict())
+        tensors.update(d_tensors)
+        tensors.update(og_tensors)
+        tensors.update(od_tensors)
+        tensors["rng.torch"] = self._torch_rng.get_state()
+        keys = [k for k in _LOSS_KEYS if self.history and k in self.history[0]]
+        tensors["history"] = torch.tensor(
+            [[h.get(k, float("nan")) for k in keys] for h in self.history], dtype=torch.float64
+        ).reshape(len(self.history), len(keys))
+        meta = {
+            "kind": _CHECKPOINT_KIND,
+            "model": model_meta,
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "normalisation": dict(self.normalisation),
+            "preview_crop": list(self.preview_crop),
+            "history_keys": keys,
+            "discriminator": d_skeleton,
+            "optimizer_g": og_skeleton,
+            "optimizer_d": od_skeleton,
+            "rng_numpy": json.loads(json.dumps(self._np_rng.bit_generator.state)),
+            "world_size": self.world_size,
+        }
+        return tensors, meta
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> Path | None:
+        """Write the full training state (weights, both Adam states, RNG states, history).
+
+        The file is also a model file: :func:`~napari_cycsr.io.load_model` opens it.
+        Only rank 0 writes; other ranks return ``None``.
+        """
+        from .io import save_checkpoint
+
+        if not self.is_main:
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors, meta = self._state()
+        return save_checkpoint(path, tensors, meta)
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from .io import unflatten_state_dict
+
+        prefix = meta["model"].get("prefix", "generator.")
+        g_state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        self._g.load_state_dict(g_state, strict=True)
+        self._d.load_state_dict(unflatten_state_dict(tensors, meta["discriminator"]), strict=True)
+        self.optimizer_g.load_state_dict(unflatten_state_dict(tensors, meta["optimizer_g"]))
+        self.optimizer_d.load_state_dict(unflatten_state_dict(tensors, meta["optimizer_d"]))
+        self._torch_rng.set_state(tensors["rng.torch"].clone())
+        self._np_rng.bit_generator.state = meta["rng_numpy"]
+        self.iteration = int(meta["iteration"])
+        keys = meta.get("history_keys", [])
+        rows = tensors.get("history", torch.zeros(0, len(keys))).tolist()
+        self.history = [
+            {k: v for k, v in zip(keys, row) if not (k == "l_pix" and math.isnan(v))}
+            for row in rows
+        ]
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: str | os.PathLike[str],
+        lr_images: Any,
+        bundles: Any,
+        target: str | None = None,
+        *,
+        values: Any = None,
+        target_images: Any = None,
+        iterations: int | None = None,
+        device: str | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> Trainer:
+        """Continue a run from a checkpoint written by :meth:`save_checkpoint`.
+
+        With the same data, the resumed run is bit-identical to an uninterrupted one on the
+        same device (weights, optimiser moments, RNG streams and iteration are restored).
+
+        Parameters
+        ----------
+        checkpoint : str or path
+            Checkpoint file (or the folder holding ``checkpoint.safetensors``).
+        lr_images, bundles, target, values, target_images
+            As for :class:`Trainer` (give the same data for an exact continuation).
+        iterations : int, optional
+            New total number of iterations (e.g. to train longer).
+        device : str, optional
+            Device to continue on (default: the checkpoint's config).
+        checkpoint_dir : str or path, optional
+            Where later checkpoints go (default: the file resumed from).
+        **overrides
+            Other :class:`TrainConfig` fields to change (e.g. ``checkpoint_every``).
+
+        Returns
+        -------
+        Trainer
+        """
+        from .io import load_checkpoint
+
+        path = _checkpoint_file(checkpoint)
+        tensors, meta = load_checkpoint(path)
+        if meta.get("kind") != _CHECKPOINT_KIND:
+            raise ValueError(f"{path} is not a napari-cycsr training checkpoint")
+        config_dict = dict(meta["config"])
+        if iterations is not None:
+            overrides["iterations"] = iterations
+        if device is not None:
+            overrides["device"] = device
+        if checkpoint_dir is not None:
+            overrides["checkpoint_dir"] = os.fspath(checkpoint_dir)
+        fixed = {"preset", "scale", "residual"} & set(overrides)
+        changed = [k for k in fixed if overrides[k] != config_dict.get(k)]
+        if changed:
+            raise ValueError(f"cannot change the network ({sorted(changed)}) when resuming")
+        config = TrainConfig.from_dict({**config_dict, **overrides})
+        trainer = cls(
+            lr_images,
+            bundles,
+            target,
+            config,
+            values=values,
+            target_images=target_images,
+            checkpoint=checkpoint_dir if checkpoint_dir is not None else path,
+            preview_crop=tuple(meta["preview_crop"]),
+            normalisation=meta["normalisation"],
+        )
+        trainer._load_state(tensors, meta)
+        return trainer
+
+
+def train(
+    lr_images: Any,
+    bundles: Any,
+    target: str | None = None,
+    config: TrainConfig | None = None,
+    *,
+    values: Any = None,
+    target_images: Any = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    progress: Callable[[TrainEvent], Any] | None = None,
+    **overrides: Any,
+) -> SRModel:
+    """Train a model and return it (convenience wrapper around :class:`Trainer`).
+
+    Parameters
+    ----------
+    lr_images, bundles, target, config, values, target_images, checkpoint
+        As for :class:`Trainer`.
+    progress : callable, optional
+        Called with every :class:`TrainEvent`.
+    **overrides
+        :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
+
+    Returns
+    -------
+    SRModel
+        The trained model (CPU, eval mode).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera()[:128, 192:320], seed=0)
+    >>> model = train(sim.lr, sim.bundle, preset="tiny", iterations=2, batch_size=2,
+    ...               patch=32, device="cpu")
+    >>> model.metadata["iteration"]
+    2
+    """
+    config = config if config is not None else TrainConfig()
+    if overrides:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"train() got unknown TrainConfig field(s) {unknown}")
+        config = dataclasses.replace(config, **overrides)
+    trainer = Trainer(
+        lr_images,
+        bundles,
+        target,
+        config,
+        values=values,
+        target_images=target_images,
+        checkpoint=checkpoint,
+    )
+    for event in trainer.run():
+        if progress is not None:
+            progress(event)
+    return trainer.model

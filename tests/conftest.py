@@ -1,0 +1,42 @@
+"""Shared fixtures for the napari-cycsr test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: Real fibre-bundle frames (PyFibreBundle test data), outside the repository.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pyfibrebundle"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder with the real raw bundle frames; skips the test when it is not there."""
+    if not (SHARED_DATA / "usaf1.tif").is_file():
+        pytest.skip(f"real fibre-bundle frames not found in {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def load_frame(shared_data):
+    """Function ``name -> (H, W) uint8 array`` reading a frame of ``shared_data``."""
+    from PIL import Image
+
+    def _load(name: str) -> np.ndarray:
+        with Image.open(shared_data / name) as im:
+            return np.asarray(im).copy()
+
+    return _load
+
+
+@pytest.fixture
+def small_sim():
+    """A small deterministic pCLE simulation: 64x64 camera crop, default bundle, seed 0."""
+    from skimage import data
+
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = data.camera()[200:264, 200:264]
+    return simulate_pcle(hr, seed=0)

@@ -1,0 +1,355 @@
+"""Tests of the ``cycsr`` command line (called in-process through ``main``)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_cycsr.cli import build_parser, main
+from napari_cycsr.simulate import hexagonal_lattice
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+COMMANDS = ["demo", "simulate", "detect", "reconstruct", "train", "super-resolve", "evaluate"]
+
+
+def raw_frame(shape=(128, 128), spacing=6.0, seed=0, brightness=None) -> tuple[np.ndarray, int]:
+    """A synthetic raw bundle frame: Gaussian cores on a jittered hexagonal lattice."""
+    centres = hexagonal_lattice(shape, spacing, jitter=0.05, seed=seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    frame = np.zeros(shape)
+    gains = np.ones(len(centres)) if brightness is None else brightness(centres)
+    for (cy, cx), g in zip(centres, gains):
+        frame += g * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.22 * spacing) ** 2))
+    return (200 * frame / frame.max()).astype(np.float32), len(centres)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    assert (
+        main(["simulate", "--builtin", "camera", "--size", "80", "--seed", "1", "--out", str(out)])
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(SRModel.new("tiny"), path)
+    return path
+
+
+# ---------------------------------------------------------------------------- help and errors
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_command(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"usage: cycsr {command}" in text
+    assert "examples:" in text
+
+
+def test_top_level_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in text
+    assert main([]) == 2  # no command: help on stderr, usage error
+
+
+def test_version(capsys):
+    from napari_cycsr import __version__
+
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["no-such-command"]) == 2
+    assert main(["simulate", "--out", "x"]) == 2  # neither IMAGE nor --builtin
+    assert main(["simulate", "--builtin", "camera", "--noise", "-1", "--out", "x"]) == 2
+    assert main(["super-resolve", "m.safetensors", "a.tif", "--out", "o", "--tile", "0"]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("cycsr: error: ")
+    assert "\n" not in err
+    assert "Traceback" not in captured.err
+    return err
+
+
+def test_missing_input_is_one_line_error(tmp_path, capsys):
+    assert main(["detect", str(tmp_path / "nothere.tif"), "--out", str(tmp_path / "f.csv")]) == 1
+    assert "nothere.tif" in _one_line_error(capsys)
+
+
+def test_unsupported_suffix_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "frame.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["detect", str(bad), "--out", str(tmp_path / "f.csv")]) == 1
+    assert ".jpg" in _one_line_error(capsys)
+
+
+def test_corrupt_tiff_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "frame.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    assert main(["detect", str(bad), "--out", str(tmp_path / "f.csv")]) == 1
+    _one_line_error(capsys)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(OSError, match="nothere"):
+        main(["--debug", "detect", str(tmp_path / "nothere.tif"), "--out", "f.csv"])
+    with pytest.raises(OSError, match="nothere"):
+        main(["detect", str(tmp_path / "nothere.tif"), "--out", "f.csv", "--debug"])
+
+
+def test_parser_is_buildable_without_side_effects():
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "a.tif", "--reference", "b.tif"])
+    assert args.command == "evaluate" and args.images == ["a.tif"]
+
+
+# ---------------------------------------------------------------------------- simulate
+
+
+def test_simulate_builtin_writes_everything(sim_dir, capsys):
+    hr = tifffile.imread(sim_dir / "hr.tif")
+    lr = tifffile.imread(sim_dir / "lr.tif")
+    values = np.load(sim_dir / "values.npy")
+    rows = read_csv_rows(sim_dir / "fibres.csv")
+    assert hr.shape == lr.shape == (80, 80)
+    assert hr.dtype == lr.dtype == np.float32
+    assert 0.0 <= hr.min() and hr.max() <= 1.0
+    assert values.shape == (len(rows),) and values.dtype == np.float32
+    assert len(rows) > 100
+    assert {"y", "x"} <= set(rows[0])
+    # the LR image is a degraded version of the HR, not a copy
+    inside = lr != 0
+    assert 0 < np.abs(lr - hr)[inside].mean() < 0.2
+
+
+def test_simulate_from_file_is_seeded(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((60, 70, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    for name in ("a", "b"):
+        args = ["simulate", str(tmp_path / "photo.png"), "--out", str(tmp_path / name)]
+        assert main([*args, "--spacing", "3", "--noise", "0.05", "--seed", "7"]) == 0
+    assert "fibres" in capsys.readouterr().out
+    a = tifffile.imread(tmp_path / "a" / "lr.tif")
+    b = tifffile.imread(tmp_path / "b" / "lr.tif")
+    assert a.shape == (60, 70)
+    np.testing.assert_array_equal(a, b)
+    assert (
+        main(
+            ["simulate", str(tmp_path / "photo.png"), "--size", "40", "--out", str(tmp_path / "c")]
+        )
+        == 0
+    )
+    assert tifffile.imread(tmp_path / "c" / "hr.tif").shape == (34, 40)
+
+
+def test_simulate_refuses_a_stack(tmp_path, capsys):
+    np.save(tmp_path / "stack.npy", np.zeros((2, 32, 32), np.float32))
+    assert main(["simulate", str(tmp_path / "stack.npy"), "--out", str(tmp_path / "o")]) == 1
+    assert "2-D" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------- detect
+
+
+def test_detect_synthetic_frame(tmp_path, capsys):
+    frame, n_true = raw_frame()
+    tifffile.imwrite(tmp_path / "raw.tif", frame)
+    out = tmp_path / "sub" / "fibres.csv"
+    assert main(["detect", str(tmp_path / "raw.tif"), "--spacing", "6", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    n_found = int(text.split("n_fibres:")[1].split()[0])
+    assert abs(n_found - n_true) <= 0.1 * n_true
+    assert len(read_csv_rows(out)) == n_found
+    assert 5.0 < float(text.split("spacing:")[1].split()[0]) < 7.0
+
+
+def test_detect_refuses_a_non_csv_output(tmp_path, capsys):
+    frame, _ = raw_frame()
+    np.save(tmp_path / "raw.npy", frame)
+    assert main(["detect", str(tmp_path / "raw.npy"), "--out", str(tmp_path / "f.txt")]) == 1
+    assert ".csv" in _one_line_error(capsys)
+
+
+def test_detect_background_of_other_size(tmp_path, capsys):
+    frame, _ = raw_frame()
+    np.save(tmp_path / "raw.npy", frame)
+    np.save(tmp_path / "bg.npy", frame[:100])
+    args = ["detect", str(tmp_path / "raw.npy"), "--background", str(tmp_path / "bg.npy")]
+    assert main([*args, "--out", str(tmp_path / "f.csv")]) == 1
+    assert "background" in _one_line_error(capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "usaf1_background.tif").is_file(), reason="real frames absent")
+def test_detect_and_reconstruct_real_lzw_frames(tmp_path, capsys):
+    fibres = tmp_path / "fibres.csv"
+    assert main(["detect", str(DATA / "usaf1_background.tif"), "--out", str(fibres)]) == 0
+    n = int(capsys.readouterr().out.split("n_fibres:")[1].split()[0])
+    assert n > 5000
+    out = tmp_path / "usaf.tif"
+    args = ["reconstruct", str(DATA / "usaf1.tif"), "--fibres", str(fibres)]
+    assert main([*args, "--background", str(DATA / "usaf1_background.tif"), "--out", str(out)]) == 0
+    image = tifffile.imread(out)
+    assert image.shape == (960, 1280) and image.dtype == np.float32
+    assert image.max() > 0.5  # flat-fielded: about 1 where the target is clear
+
+
+# ---------------------------------------------------------------------------- reconstruct
+
+
+def test_reconstruct_stack_with_background(tmp_path, capsys):
+    bg, _ = raw_frame()
+    left = raw_frame(brightness=lambda c: np.where(c[:, 1] < 64, 1.0, 0.25))[0]
+    np.save(tmp_path / "bg.npy", bg)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([left, bg]), photometric="minisblack")
+    fibres = tmp_path / "fibres.csv"
+    assert main(["detect", str(tmp_path / "bg.npy"), "--spacing", "6", "--out", str(fibres)]) == 0
+    out = tmp_path / "recon.tif"
+    values = tmp_path / "values.npy"
+    args = ["reconstruct", str(tmp_path / "stack.tif"), "--fibres", str(fibres)]
+    args += ["--background", str(tmp_path / "bg.npy"), "--out", str(out)]
+    assert main([*args, "--values-out", str(values)]) == 0
+    assert "2 frames" in capsys.readouterr().out
+    recon = tifffile.imread(out)
+    assert recon.shape == (2, 128, 128) and recon.dtype == np.float32
+    v = np.load(values)
+    assert v.shape == (2, len(read_csv_rows(fibres)))
+    # flat-fielded: the background frame gives ~1 everywhere, the test frame ~1 / ~0.25
+    np.testing.assert_allclose(np.median(v[1]), 1.0, atol=0.05)
+    assert recon[0, 64, 40] > 0.8 and recon[0, 64, 90] < 0.4
+
+
+def test_reconstruct_detects_when_no_fibres_given(tmp_path, capsys):
+    frame, _ = raw_frame()
+    np.save(tmp_path / "raw.npy", frame)
+    out = tmp_path / "recon.npy"
+    assert (
+        main(["reconstruct", str(tmp_path / "raw.npy"), "--spacing", "6", "--out", str(out)]) == 0
+    )
+    assert "detected" in capsys.readouterr().out
+    recon = np.load(out)
+    assert recon.shape == (128, 128) and recon.dtype == np.float32
+
+
+def test_reconstruct_fibres_from_another_frame_size(tmp_path, sim_dir, capsys):
+    frame, _ = raw_frame(shape=(64, 64))
+    np.save(tmp_path / "raw.npy", frame)
+    fibres = sim_dir / "fibres.csv"  # centres of an 80x80 frame, some outside 64x64
+    args = ["reconstruct", str(tmp_path / "raw.npy"), "--fibres", str(fibres)]
+    assert main([*args, "--out", str(tmp_path / "r.tif")]) == 1
+    _one_line_error(capsys)
+    assert not (tmp_path / "r.tif").exists()
+
+
+# ---------------------------------------------------------------------------- super-resolve
+
+
+def test_super_resolve_files_folders_and_stacks(tmp_path, sim_dir, tiny_model, capsys):
+    lr = tifffile.imread(sim_dir / "lr.tif")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "stack.tif", np.stack([lr, lr[::-1]]), photometric="minisblack")
+    np.save(inputs / "frame.npy", lr)
+    Image.fromarray((np.clip(lr, 0, 1) * 255).astype(np.uint8)).save(inputs / "view.png")
+    out = tmp_path / "out"
+    args = ["super-resolve", str(tiny_model), str(inputs), str(sim_dir / "lr.tif")]
+    assert main([*args, "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "frame_sr.npy",
+        "lr_sr.tif",
+        "stack_sr.tif",
+        "view_sr.tif",
+    ]
+    stack = tifffile.imread(out / "stack_sr.tif")
+    assert stack.shape == (2, 80, 80) and stack.dtype == np.float32
+    frame = np.load(out / "frame_sr.npy")
+    assert frame.dtype == np.float32
+    # an untrained model starts as the identity: the output keeps the input's intensities
+    np.testing.assert_allclose(frame, lr, atol=1e-3)
+    np.testing.assert_allclose(stack[1], lr[::-1], atol=1e-3)
+
+
+def test_super_resolve_to_one_file_with_tiles(tmp_path, sim_dir, tiny_model, capsys):
+    out = tmp_path / "result.tif"
+    args = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--out", str(out)]
+    assert main([*args, "--tile", "48", "--overlap", "8", "--device", "cpu"]) == 0
+    result = tifffile.imread(out)
+    assert result.shape == (80, 80) and result.dtype == np.float32
+    assert "lr.tif" in capsys.readouterr().out
+
+
+def test_super_resolve_errors(tmp_path, sim_dir, tiny_model, capsys):
+    lr = str(sim_dir / "lr.tif")
+    # several inputs, one output file
+    args = ["super-resolve", str(tiny_model), lr, lr, "--out", str(tmp_path / "a.tif")]
+    assert main(args) == 1
+    assert "folder" in _one_line_error(capsys)
+    # not a model file
+    assert main(["super-resolve", lr, lr, "--out", str(tmp_path / "o")]) == 1
+    _one_line_error(capsys)
+    # colour input
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "rgb.png")
+    args = ["super-resolve", str(tiny_model), str(tmp_path / "rgb.png")]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    assert "colour" in _one_line_error(capsys)
+    # tile too small for the overlap
+    args = ["super-resolve", str(tiny_model), lr, "--out", str(tmp_path / "o")]
+    assert main([*args, "--tile", "20", "--overlap", "16"]) == 1
+    assert "tile" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_prints_table_and_writes_csv(tmp_path, sim_dir, capsys):
+    hr = tifffile.imread(sim_dir / "hr.tif")
+    np.save(tmp_path / "noisy.npy", hr + np.random.default_rng(0).normal(0, 0.05, hr.shape))
+    args = ["evaluate", str(sim_dir / "lr.tif"), str(tmp_path / "noisy.npy")]
+    args += ["--reference", str(sim_dir / "hr.tif"), "--lr", str(sim_dir / "lr.tif")]
+    args += ["--fibres", str(sim_dir / "fibres.csv"), "--values", str(sim_dir / "values.npy")]
+    assert main([*args, "--csv", str(tmp_path / "m.csv")]) == 0
+    text = capsys.readouterr().out
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) == 4  # header, separator, two rows
+    assert "ssim" in lines[0] and "tot_cs" in lines[0] and "cycle_error" in lines[0]
+    rows = read_csv_rows(tmp_path / "m.csv")
+    assert [r["method"] for r in rows] == ["lr", "noisy"]
+    assert float(rows[0]["dgcf_lr"]) == 0.0
+    assert 0 < float(rows[1]["ssim"]) < 1
+    assert float(rows[1]["psnr"]) == pytest.approx(26, abs=1.5)  # sigma 0.05 -> ~26 dB
+
+
+def test_evaluate_refuses_mismatched_shapes(tmp_path, sim_dir, capsys):
+    np.save(tmp_path / "small.npy", np.zeros((40, 40), np.float32))
+    args = ["evaluate", str(tmp_path / "small.npy"), "--reference", str(sim_dir / "hr.tif")]
+    assert main(args) == 1
+    assert "small.npy" in _one_line_error(capsys)
+    args = ["evaluate", str(sim_dir / "lr.tif"), "--reference", str(sim_dir / "hr.tif")]
+    assert main([*args, "--values", str(sim_dir / "values.npy")]) == 1
+    assert "--fibres" in _one_line_error(capsys)

@@ -1,0 +1,284 @@
+"""Inference: shapes, stacks, dask, tiling equivalence, masks, devices, validation."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+from napari_cycsr import inference
+from napari_cycsr.inference import (
+    Progress,
+    available_devices,
+    check_image,
+    iter_super_resolve,
+    receptive_radius,
+    resolve_device,
+    super_resolve,
+)
+from napari_cycsr.models import SRModel, get_preset
+
+
+def _model(scale: int = 1, seed: int = 0) -> SRModel:
+    """A tiny model with non-trivial weights: the zero-initialised tail is re-drawn."""
+    torch.manual_seed(seed)
+    model = SRModel.new(get_preset("tiny", scale=scale), normalisation={"low": 0.0, "high": 2.0})
+    with torch.no_grad():
+        torch.nn.init.normal_(model.generator.tail.weight, std=0.05)
+        torch.nn.init.normal_(model.generator.tail.bias, std=0.05)
+        for name, b in model.generator.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 1.5)
+    model.generator.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> SRModel:
+    return _model()
+
+
+def _image(shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape).astype(np.float32) * 2
+
+
+def _reference(model: SRModel, frame: np.ndarray) -> np.ndarray:
+    """Direct generator call on one whole frame: the definition of the right answer."""
+    low, high = model.normalisation["low"], model.normalisation["high"]
+    x = torch.from_numpy((frame.astype(np.float32) - low) / (high - low))[None, None]
+    with torch.no_grad():
+        y = model.generator.eval()(x)[0, 0].numpy()
+    return y * (high - low) + low
+
+
+def test_single_image_matches_direct_call_and_is_not_identity(model):
+    image = _image((37, 53))
+    out = super_resolve(model, image, device="cpu")
+    assert out.shape == (37, 53) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _reference(model, image), atol=1e-5)
+    assert np.abs(out - image).max() > 1e-2  # the network really changed the image
+
+
+@pytest.mark.parametrize("shape", [(3, 21, 19), (2, 3, 17, 23)])
+def test_stacks_equal_frame_by_frame(model, shape):
+    image = _image(shape, seed=1)
+    out = super_resolve(model, image, device="cpu", batch=2)
+    assert out.shape == shape and out.dtype == np.float32
+    for index in np.ndindex(shape[:-2]):
+        np.testing.assert_allclose(out[index], _reference(model, image[index]), atol=1e-5)
+
+
+def test_integer_and_non_contiguous_input(model):
+    image = (np.random.default_rng(2).random((2, 30, 40)) * 2).astype(np.float64)
+    view = image[:, ::-1, :].transpose(0, 2, 1)  # negative strides, transposed
+    out = super_resolve(model, view, device="cpu")
+    np.testing.assert_allclose(out[1], _reference(model, np.ascontiguousarray(view[1])), atol=1e-5)
+    counts = np.random.default_rng(3).integers(0, 3, (25, 31), dtype=np.uint16)
+    np.testing.assert_allclose(
+        super_resolve(model, counts, device="cpu"), _reference(model, counts), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("tile, overlap", [(30, None), (40, 13), (36, 16)])
+def test_tiled_equals_whole_image(model, tile, overlap):
+    assert receptive_radius(model) == 13  # tiny: 4 + 2*2*1 + 1 + 4
+    image = _image((2, 61, 77), seed=4)
+    whole = super_resolve(model, image, device="cpu")
+    tiled = super_resolve(model, image, device="cpu", tile=tile, overlap=overlap, batch=3)
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_small_overlap_differs_but_stays_close(model):
+    image = _image((64, 64), seed=5)
+    whole = super_resolve(model, image, device="cpu")
+    seams = super_resolve(model, image, device="cpu", tile=24, overlap=2)
+    assert np.abs(seams - whole).max() > 1e-4  # the overlap really matters
+
+
+def test_scale_two_doubles_the_grid_and_tiles_agree():
+    model = _model(scale=2, seed=1)
+    image = _image((2, 29, 35), seed=6)
+    whole = super_resolve(model, image, device="cpu")
+    assert whole.shape == (2, 58, 70)
+    np.testing.assert_allclose(whole[0], _reference(model, image[0]), atol=1e-5)
+    tiled = super_resolve(model, image, device="cpu", tile=30)
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_dask_in_dask_out_equals_numpy(model):
+    image = _image((3, 40, 36), seed=7)
+    lazy = da.from_array(image, chunks=(2, 20, 20))
+    out = super_resolve(model, lazy, device="cpu", tile=30)
+    assert isinstance(out, da.Array)
+    assert out.shape == (3, 40, 36) and out.dtype == np.float32
+    assert out.chunks[-2:] == ((40,), (36,))  # whole frames per chunk
+    np.testing.assert_allclose(out.compute(), super_resolve(model, image, device="cpu"), atol=1e-6)
+    model2 = _model(scale=2)
+    out2 = super_resolve(model2, lazy, device="cpu")
+    assert out2.shape == (3, 80, 72)
+    np.testing.assert_allclose(out2[1].compute(), _reference(model2, image[1]), atol=1e-5)
+
+
+def test_dask_nan_is_reported_at_compute(model):
+    image = _image((2, 20, 20))
+    image[1, 3, 3] = np.nan
+    out = super_resolve(model, da.from_array(image, chunks=(1, 20, 20)), device="cpu")
+    with pytest.raises(ValueError, match="NaN"):
+        out.compute()
+
+
+def test_mask_zeroes_outside(model):
+    image = _image((2, 30, 30), seed=8)
+    yy, xx = np.mgrid[:30, :30]
+    mask = (yy - 15) ** 2 + (xx - 15) ** 2 < 12**2
+    out = super_resolve(model, image, device="cpu", mask=mask)
+    assert np.all(out[:, ~mask] == 0)
+    np.testing.assert_allclose(out[:, mask], super_resolve(model, image, device="cpu")[:, mask])
+    up = super_resolve(_model(scale=2), image[0], device="cpu", mask=mask)
+    assert up.shape == (60, 60)
+    assert np.all(up[::2, ::2][~mask] == 0) and np.all(up[1::2, 1::2][~mask] == 0)
+    assert np.all(up[::2, ::2][mask] != 0)
+
+
+def test_progress_counts_and_generator(model):
+    image = _image((3, 50, 50), seed=9)
+    calls: list[tuple[int, int]] = []
+    super_resolve(
+        model, image, device="cpu", tile=40, batch=4, progress=lambda d, t: calls.append((d, t))
+    )
+    total = calls[0][1]
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert total == 3 * 4  # 50 px with 40 px windows and 13 px overlap: 2 windows per axis
+    assert all(b[0] > a[0] for a, b in zip(calls, calls[1:]))
+    gen = iter_super_resolve(model, image, device="cpu", batch=1)
+    events = []
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            events.append(next(gen))
+    assert events == [Progress(i, 3) for i in range(4)]
+    expected = super_resolve(model, image, device="cpu", batch=1)
+    np.testing.assert_array_equal(stop.value.value, expected)
+
+
+def test_cancel_by_closing_the_generator(model):
+    gen = iter_super_resolve(model, _image((4, 20, 20)), device="cpu", batch=1)
+    assert next(gen) == (0, 4) and next(gen) == (1, 4)
+    gen.close()  # no error, nothing else computed
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_input_and_model_unchanged():
+    model = _model()
+    model.generator.train()  # e.g. a preview during training
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    image = _image((2, 24, 24), seed=10)
+    copy = image.copy()
+    image.flags.writeable = False  # a write attempt would raise
+    super_resolve(model, image, device="cpu")
+    np.testing.assert_array_equal(image, copy)
+    assert model.generator.training
+    for key, value in model.generator.state_dict().items():
+        assert torch.equal(value, before[key]), key  # BN statistics not updated
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (np.zeros(5), ValueError, "at least 2 dimensions"),
+        (np.zeros((0, 5)), ValueError, "empty"),
+        (np.zeros((3, 0, 5)), ValueError, "empty"),
+        (np.zeros((16, 16, 3)), ValueError, "RGB"),
+        (np.zeros((2, 16, 16, 4)), ValueError, "RGB"),
+        (np.array([[1.0, np.nan], [0, 0]]), ValueError, "NaN"),
+        (np.array([[1.0, np.inf], [0, 0]]), ValueError, "NaN or infinite"),
+        (np.array([[1.0, -np.inf], [0, 0]]), ValueError, "NaN or infinite"),
+        (np.zeros((4, 4), dtype=bool), TypeError, "dtype bool"),
+        (np.zeros((4, 4), dtype=complex), TypeError, "dtype complex"),
+        (np.zeros((4, 4), dtype=object), TypeError, "dtype object"),
+        ("image.tif", TypeError, "dtype"),
+    ],
+)
+def test_bad_images_are_refused(model, bad, error, message):
+    with pytest.raises(error, match=message):
+        super_resolve(model, bad, device="cpu")
+
+
+def test_check_image_accepts_and_returns_without_copy():
+    image = np.zeros((3, 16, 5))  # width 5 < ... (T, H, W) with W=5 is not RGB
+    assert check_image(image) is image
+    assert check_image(np.zeros((5, 4, 3))).shape == (5, 4, 3)  # W=4 too small to be RGB
+    assert check_image([[1, 2], [3, 4]]).dtype.kind == "i"
+    lazy = da.zeros((2, 8, 8), chunks=1)
+    assert check_image(lazy) is lazy
+
+
+def test_bad_arguments_are_refused(model):
+    image = _image((20, 20))
+    with pytest.raises(TypeError, match="SRModel"):
+        super_resolve(model.generator, image)
+    with pytest.raises(TypeError, match="load_model"):
+        super_resolve("model.safetensors", image)
+    with pytest.raises(ValueError, match="tile"):
+        super_resolve(model, image, tile=10, overlap=13)
+    with pytest.raises(ValueError, match="batch"):
+        super_resolve(model, image, batch=0)
+    with pytest.raises(TypeError, match="overlap"):
+        super_resolve(model, image, overlap=2.5)
+    with pytest.raises(ValueError, match="mask"):
+        super_resolve(model, image, mask=np.ones((10, 10), bool))
+    with pytest.raises(TypeError, match="mask"):
+        super_resolve(model, image, mask=np.ones((20, 20)))
+    with pytest.raises(ValueError, match="unknown device"):
+        super_resolve(model, image, device="tpu")
+    with pytest.raises(TypeError, match="progress"):
+        super_resolve(model, image, progress=3)
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    auto = resolve_device("auto")
+    assert auto.type in {"cpu", "cuda", "mps"}
+    names = available_devices()
+    assert names[0] == "cpu" and all(resolve_device(n).type in n for n in names)
+    with pytest.raises(TypeError):
+        resolve_device(0)
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("gpu please")
+    if not torch.cuda.is_available():
+        assert auto.type != "cuda"
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
+    """Simulate a device that runs out of memory above 2 windows or windows over 60 px."""
+    image = _image((2, 100, 100), seed=11)
+    whole = super_resolve(model, image, device="cpu")
+    real_forward = inference._forward
+    sizes: list[tuple[int, ...]] = []
+
+    def limited(net, batch, device, amp):
+        sizes.append(tuple(batch.shape))
+        if batch.shape[0] > 2 or batch.shape[-1] > 60:
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(net, batch, device, amp)
+
+    monkeypatch.setattr(inference, "_forward", limited)
+    calls: list[tuple[int, int]] = []
+    out = super_resolve(
+        model, image, device="cpu", batch=4, progress=lambda d, t: calls.append((d, t))
+    )
+    assert np.abs(out - whole).max() < 1e-4
+    assert sizes[0] == (2, 1, 100, 100) and max(s[-1] for s in sizes[-3:]) <= 50
+    assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
+    assert calls[-1][0] == calls[-1][1]
+
+    def always(net, batch, device, amp):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(inference, "_forward", always)
+    with pytest.raises(RuntimeError, match="ran out of memory"):
+        super_resolve(model, image, device="cpu")

@@ -1,0 +1,311 @@
+"""Tests of the training loop: config, events, stop/checkpoint, bit-exact resume, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from napari_cycsr.data import LRPatchSampler
+from napari_cycsr.io import load_checkpoint, load_model
+from napari_cycsr.losses import l_vec, voronoi_means
+from napari_cycsr.models import Generator, get_preset
+from napari_cycsr.simulate import simulate_pcle
+from napari_cycsr.training import TrainConfig, TrainEvent, Trainer, train
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_pcle(data.camera()[:128, 192:320], seed=0)
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(
+        preset="tiny",
+        iterations=4,
+        batch_size=2,
+        patch=32,
+        device="cpu",
+        preview_every=2,
+        checkpoint_every=0,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {f"g.{k}": v.clone() for k, v in trainer._g.state_dict().items()}
+    out.update({f"d.{k}": v.clone() for k, v in trainer._d.state_dict().items()})
+    for name, opt in (("og", trainer.optimizer_g), ("od", trainer.optimizer_d)):
+        for pid, state in opt.state_dict()["state"].items():
+            for key, value in state.items():
+                out[f"{name}.{pid}.{key}"] = value.clone()
+    return out
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_defaults_roundtrip_and_paper_settings():
+    config = TrainConfig()
+    assert config.effective_batch_size == 16 and config.patch == 64
+    assert config.betas == (0.9, 0.999) and config.lr == 1e-4 and config.eps == 1e-8
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    paper = TrainConfig.paper()
+    assert paper.effective_batch_size == 54 and paper.normalise_vec and paper.paper_padding
+    assert paper.network_config() == get_preset("paper", residual=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"preset": "huge"}, "preset"),
+        ({"iterations": 0}, "iterations"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"betas": (0.9, 1.5)}, "betas"),
+        ({"w_adv": -1.0}, "w_adv"),
+        ({"target": "sun"}, "target"),
+        ({"patch": 8}, "patch"),
+        ({"w_pix": 1.0}, "paired"),
+        ({"scale": 3}, "scale"),
+        ({"fov_fraction": 0.0}, "fov_fraction"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+# ----------------------------------------------------------------------------- the loss
+def test_l_vec_optimisation_reduces_the_cycle_loss(sim):
+    """G-only optimisation of l_vec on a fixed batch from a perturbed start."""
+    sampler = LRPatchSampler(sim.lr, sim.bundle, patch=32, values=sim.values)
+    batch = sampler.sample(4)
+    torch.manual_seed(0)
+    generator = Generator(get_preset("tiny"))
+    torch.nn.init.normal_(generator.tail.weight, std=0.05)  # away from the identity
+    optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
+
+    def loss():
+        v_hat = voronoi_means(generator(batch.lr), batch.cell_index, batch.n_cells)
+        return l_vec(v_hat, batch.values)
+
+    start = float(loss())
+    for _ in range(40):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        optimizer.step()
+    assert float(loss()) < 0.3 * start
+
+
+# ----------------------------------------------------------------------------- events
+def test_events_have_the_documented_fields(sim):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(), values=sim.values,
+                      preview_crop=(40, 40, 30, 20))
+    events = list(trainer.run())
+    assert [e.iteration for e in events] == [1, 2, 3, 4]
+    for event in events:
+        assert isinstance(event, TrainEvent) and event.total == 4
+        assert set(event.losses) == {"l_vec", "l_adv", "l_reg", "loss_g", "loss_d"}
+        assert all(np.isfinite(v) for v in event.losses.values())
+        assert 0.0 <= event.d_accuracy <= 1.0
+        assert event.seconds_per_iteration > 0 and event.eta_seconds >= 0
+        assert event.checkpoint is None and not event.stopped
+    assert events[0].preview is None
+    preview = events[1].preview
+    assert preview.shape == (30, 20) and preview.dtype == np.float32
+    # untrained residual generator starts as the identity: preview ~ the LR crop
+    assert np.abs(preview - sim.lr[40:70, 40:60]).max() < 0.2
+    assert events[-1].done and events[-1].eta_seconds == 0
+    loss_g = events[-1].losses
+    assert loss_g["loss_g"] == pytest.approx(loss_g["l_vec"] + loss_g["l_adv"] + loss_g["l_reg"],
+                                             rel=1e-5)
+    model = trainer.model
+    assert not model.generator.training
+    assert model.metadata["iteration"] == 4
+    assert model.normalisation == trainer.normalisation
+
+
+def test_warmup_trains_without_discriminator(sim):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2, warmup=1),
+                      values=sim.values)
+    first, second = list(trainer.run())
+    assert first.losses["l_adv"] == 0.0 and np.isnan(first.losses["loss_d"])
+    assert second.losses["l_adv"] > 0 and np.isfinite(second.losses["loss_d"])
+
+
+def test_paired_target_with_supervised_pixel_loss(sim):
+    config = _config(iterations=2, target="paired", w_pix=1.0)
+    trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values,
+                      target_images=[sim.hr])
+    events = list(trainer.run())
+    assert "l_pix" in events[-1].losses and events[-1].losses["l_pix"] > 0
+
+
+def test_scale_two_model_trains(sim):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1, scale=2),
+                      values=sim.values, preview_crop=(40, 40, 16, 16))
+    (event,) = list(trainer.run())
+    assert event.preview.shape == (32, 32)
+    assert np.isfinite(event.losses["l_vec"])
+
+
+# ----------------------------------------------------------------------------- stop/resume
+def test_stop_ends_after_the_iteration_and_writes_a_checkpoint(sim, tmp_path):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10), values=sim.values,
+                      checkpoint=tmp_path)
+    events = []
+    for event in trainer.run():
+        events.append(event)
+        if event.iteration == 2:
+            trainer.stop()
+    assert events[-1].stopped and events[-1].iteration == 3 < 10
+    path = Path(events[-1].checkpoint)
+    assert path == tmp_path / "checkpoint.safetensors" and path.is_file()
+    _, meta = load_checkpoint(path)
+    assert meta["iteration"] == 3
+    # the checkpoint is also a model file
+    model = load_model(path)
+    assert model.metadata["iteration"] == 3
+    # run() continues where it stopped
+    more = list(trainer.run())
+    assert more[0].iteration == 4 and more[-1].iteration == 10
+
+
+def test_stop_from_another_thread(sim, tmp_path):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10_000, preview_every=0),
+                      values=sim.values, checkpoint=tmp_path / "run.safetensors")
+    events = []
+
+    def consume():
+        for event in trainer.run():
+            events.append(event)
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    while not events:
+        worker.join(0.01)
+    trainer.stop()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert events[-1].stopped and events[-1].iteration < 10_000
+    assert (tmp_path / "run.safetensors").is_file()
+
+
+def test_closing_the_generator_writes_a_checkpoint(sim, tmp_path):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10, preview_every=0),
+                      values=sim.values, checkpoint=tmp_path)
+    run = trainer.run()
+    for event in run:
+        if event.iteration == 2:
+            break
+    run.close()
+    _, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["iteration"] == 2
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(sim, tmp_path):
+    config = _config(iterations=6, preview_every=0, noise_sigma=0.1)
+    full = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
+    list(full.run())
+
+    first = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, checkpoint=tmp_path)
+    for event in first.run():
+        if event.iteration == 3:
+            break  # closing the generator writes the checkpoint
+    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    assert resumed.iteration == 3 and len(resumed.history) == 3
+    list(resumed.run())
+
+    expected, got = _weights(full), _weights(resumed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert [h["l_vec"] for h in resumed.history] == [h["l_vec"] for h in full.history]
+    # and a different seed gives different weights
+    other = Trainer(sim.lr, sim.bundle, config=dataclasses.replace(config, seed=1),
+                    values=sim.values)
+    list(other.run())
+    assert not torch.equal(_weights(other)["g.head.0.weight"], expected["g.head.0.weight"])
+
+
+def test_resume_can_extend_but_not_change_the_network(sim, tmp_path):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2), values=sim.values,
+                      checkpoint=tmp_path)
+    list(trainer.run())
+    longer = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values, iterations=3)
+    assert [e.iteration for e in longer.run()] == [3]
+    with pytest.raises(ValueError, match="network"):
+        Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values, preset="default")
+
+
+def test_save_writes_a_model_file_with_metadata(sim, tmp_path):
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2), values=sim.values)
+    list(trainer.run())
+    path = trainer.save(tmp_path / "model.safetensors")
+    model = load_model(path)
+    meta = model.metadata
+    assert meta["iteration"] == 2 and meta["seed"] == 0
+    assert meta["train_config"]["preset"] == "tiny"
+    assert meta["fibre_spacing"] == pytest.approx(sim.bundle.spacing)
+    assert len(meta["loss_history"]["l_vec"]) == 2
+    assert model.normalisation == pytest.approx(trainer.normalisation)
+    for name, tensor in trainer._g.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[name], tensor)
+
+
+def test_train_convenience(sim):
+    model = train(sim.lr, sim.bundle, values=sim.values, preset="tiny", iterations=2,
+                  batch_size=2, patch=32, device="cpu")
+    assert model.metadata["iteration"] == 2
+    with pytest.raises(TypeError, match="unknown"):
+        train(sim.lr, sim.bundle, learning_rate=1.0)
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("images", "kwargs", "error", "match"),
+    [
+        ([], {}, ValueError, "empty list"),
+        (np.zeros((128, 128, 3)), {}, ValueError, "RGB"),
+        (np.full((128, 128), np.nan), {}, ValueError, "NaN"),
+        (np.zeros((64, 64)), {}, ValueError, "bundle is for images of shape"),
+        (None, {"values": np.zeros(10)}, ValueError, "fibres"),
+        (None, {"target": "images"}, ValueError, "needs images"),
+        (None, {"config": "tiny"}, TypeError, "TrainConfig"),
+        (None, {"preview_crop": (120, 120, 20, 20)}, ValueError, "preview_crop"),
+    ],
+)
+def test_bad_inputs_fail_clearly(sim, images, kwargs, error, match):
+    kwargs.setdefault("config", _config())
+    with pytest.raises(error, match=match):
+        Trainer(sim.lr if images is None else images, sim.bundle, **kwargs)
+
+
+# ----------------------------------------------------------------------------- DDP
+@pytest.mark.slow
+def test_ddp_two_processes(tmp_path):
+    """Two CPU ranks (gloo) train together; rank 0 writes the model; ranks agree."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", "29533", "-m", "napari_cycsr._ddp_selftest", str(tmp_path),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 and r["iteration"] == 3 for r in reports)
+    assert reports[0]["events"] == 3 and reports[1]["events"] == 0
+    assert reports[0]["generator"] == reports[1]["generator"]
+    assert reports[0]["discriminator"] == reports[1]["discriminator"]
+    model = load_model(tmp_path / "model.safetensors")
+    assert model.metadata["world_size"] == 2
