@@ -353,3 +353,90 @@ def test_evaluate_refuses_mismatched_shapes(tmp_path, sim_dir, capsys):
     args = ["evaluate", str(sim_dir / "lr.tif"), "--reference", str(sim_dir / "hr.tif")]
     assert main([*args, "--values", str(sim_dir / "values.npy")]) == 1
     assert "--fibres" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------- train
+
+TRAIN_FAST = ["--preset", "tiny", "--batch-size", "2", "--patch", "32", "--device", "cpu"]
+
+
+def test_train_writes_a_loadable_model(tmp_path, sim_dir, capsys):
+    from napari_cycsr.io import load_model
+
+    out = tmp_path / "model.safetensors"
+    args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    args += ["--values", str(sim_dir / "values.npy"), "--iterations", "2", "--seed", "3"]
+    assert main([*args, *TRAIN_FAST, "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "trained to iteration 2" in text
+    model = load_model(out)
+    assert model.metadata["iteration"] == 2
+    assert model.config.channels == 8
+    checkpoint = tmp_path / "model_checkpoints" / "checkpoint.safetensors"
+    assert checkpoint.is_file()
+    # the trained model works through the super-resolve command
+    result = tmp_path / "sr.tif"
+    assert main(["super-resolve", str(out), str(sim_dir / "lr.tif"), "--out", str(result)]) == 0
+    assert tifffile.imread(result).shape == (80, 80)
+
+
+def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
+    tmp_path, sim_dir, monkeypatch, capsys
+):
+    import os
+    import signal
+
+    import napari_cycsr.cli as cli
+    from napari_cycsr.io import load_model
+
+    real_bar = cli._progress_bar
+    sent = []
+
+    def interrupting_bar(*args, **kwargs):
+        bar = real_bar(*args, **kwargs)
+        update = bar.update
+
+        def update_then_interrupt(n=1):
+            update(n)
+            if bar.n >= 1 and not sent:  # Ctrl-C once, after the first iteration
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+
+        bar.update = update_then_interrupt
+        return bar
+
+    monkeypatch.setattr(cli, "_progress_bar", interrupting_bar)
+    out = tmp_path / "m.safetensors"
+    ckdir = tmp_path / "ck"
+    args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    args += [*TRAIN_FAST, "--out", str(out), "--checkpoint-dir", str(ckdir)]
+    assert main([*args, "--iterations", "50"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped at iteration 2 of 50" in err
+    assert "--resume" in err and "Traceback" not in err
+    checkpoint = ckdir / "checkpoint.safetensors"
+    assert checkpoint.is_file() and not out.exists()
+    # Ctrl-C handling is removed again after training
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(cli, "_progress_bar", real_bar)
+    assert main([*args, "--iterations", "3", "--resume", str(checkpoint), "--quiet"]) == 0
+    assert load_model(out).metadata["iteration"] == 3
+
+
+def test_train_input_errors(tmp_path, sim_dir, capsys):
+    base = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    out = ["--out", str(tmp_path / "m.safetensors")]
+    assert main([*base, "--out", str(tmp_path / "m.pt")]) == 1
+    assert "safetensors" in _one_line_error(capsys)
+    assert main([*base, *out, "--target", "images"]) == 1
+    assert "--target-images" in _one_line_error(capsys)
+    np.save(tmp_path / "v.npy", np.zeros(7, np.float32))
+    assert main([*base, *out, "--values", str(tmp_path / "v.npy")]) == 1
+    assert "fibre values" in _one_line_error(capsys)
+    assert main([*base, *out, "--resume", str(tmp_path / "none.safetensors")]) == 1
+    assert "checkpoint" in _one_line_error(capsys)
+    np.save(tmp_path / "other.npy", np.zeros((50, 60), np.float32))
+    args = ["train", str(sim_dir / "lr.tif"), str(tmp_path / "other.npy")]
+    assert main([*args, "--fibres", str(sim_dir / "fibres.csv"), *out]) == 1
+    assert "same size" in _one_line_error(capsys)
+    assert not (tmp_path / "m.safetensors").exists()

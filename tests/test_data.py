@@ -38,9 +38,7 @@ def test_patches_lie_inside_the_fov_and_match_the_image(sim):
     for b, (i, t, y0, x0) in enumerate(batch.positions):
         assert (i, t) == (0, 0)
         assert fov[y0 : y0 + 32, x0 : x0 + 32].all()
-        expected = (sim.lr[y0 : y0 + 32, x0 : x0 + 32] - norm["low"]) / (
-            norm["high"] - norm["low"]
-        )
+        expected = (sim.lr[y0 : y0 + 32, x0 : x0 + 32] - norm["low"]) / (norm["high"] - norm["low"])
         np.testing.assert_allclose(batch.lr[b, 0].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -110,7 +108,10 @@ def test_stacks_and_lists_of_images(sim):
     frames = np.stack([sim.lr, sim.lr * 0.5])
     values = np.stack([sim.values, sim.values * 0.5])
     sampler = LRPatchSampler(
-        [frames, sim.lr], [sim.bundle], patch=32, values=[values, sim.values],
+        [frames, sim.lr],
+        [sim.bundle],
+        patch=32,
+        values=[values, sim.values],
         rng=np.random.default_rng(1),
     )
     assert sampler.n_frames == 3
@@ -204,7 +205,10 @@ def test_target_user_images_and_augmentation():
 def test_target_downscaled_lr_images():
     sim = simulate_pcle(data.camera()[:128, 192:320], fov="full", seed=1)
     sampler = TargetSampler(
-        "downscaled", lr_images=sim.lr, masks=[sim.bundle.fov_mask], patch=16,
+        "downscaled",
+        lr_images=sim.lr,
+        masks=[sim.bundle.fov_mask],
+        patch=16,
         rng=np.random.default_rng(0),
     )
     assert sampler.images[0].shape[1:] == (32, 32)

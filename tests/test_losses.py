@@ -26,7 +26,7 @@ def _random_cells(seed: int = 0, b: int = 3, h: int = 12, w: int = 10, n: int = 
     rng = np.random.default_rng(seed)
     sr = rng.normal(size=(b, 1, h, w)).astype(np.float64)
     index = rng.integers(-1, n, size=(b, h, w)).astype(np.int64)
-    index.flat[: n] = np.arange(n)  # every id present at least once
+    index.flat[:n] = np.arange(n)  # every id present at least once
     return sr, index, n
 
 
@@ -95,6 +95,7 @@ def test_l_vec_normalise_is_per_patch_minmax():
     moved = l_vec(v_hat * gain + offset, v, normalise=True, segment_patch=segment, n_patches=2)
     assert moved.item() == pytest.approx(base.item(), rel=1e-9)
     assert l_vec(v * gain + offset, v, normalise=True, segment_patch=segment, n_patches=2) < 1e-12
+
     # explicit reference
     def mm(x):
         out = x.clone()
@@ -111,8 +112,13 @@ def test_l_vec_normalise_is_per_patch_minmax():
 def test_l_vec_normalise_gradient_flows():
     v_hat = torch.rand(8, dtype=torch.float64, requires_grad=True)
     segment = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    l_vec(v_hat, torch.rand(8, dtype=torch.float64), normalise=True, segment_patch=segment,
-          n_patches=2).backward()
+    l_vec(
+        v_hat,
+        torch.rand(8, dtype=torch.float64),
+        normalise=True,
+        segment_patch=segment,
+        n_patches=2,
+    ).backward()
     assert torch.isfinite(v_hat.grad).all() and v_hat.grad.abs().sum() > 0
 
 

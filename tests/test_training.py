@@ -19,7 +19,16 @@ from napari_cycsr.io import load_checkpoint, load_model
 from napari_cycsr.losses import l_vec, voronoi_means
 from napari_cycsr.models import Generator, get_preset
 from napari_cycsr.simulate import simulate_pcle
-from napari_cycsr.training import TrainConfig, TrainEvent, Trainer, train
+from napari_cycsr.training import TrainConfig, Trainer, TrainEvent, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads; on a busy 2-core machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +108,20 @@ def test_l_vec_optimisation_reduces_the_cycle_loss(sim):
         v_hat = voronoi_means(generator(batch.lr), batch.cell_index, batch.n_cells)
         return l_vec(v_hat, batch.values)
 
-    start = float(loss())
+    start = loss().item()
     for _ in range(40):
         optimizer.zero_grad()
         value = loss()
         value.backward()
         optimizer.step()
-    assert float(loss()) < 0.3 * start
+    assert loss().item() < 0.3 * start
 
 
 # ----------------------------------------------------------------------------- events
 def test_events_have_the_documented_fields(sim):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(), values=sim.values,
-                      preview_crop=(40, 40, 30, 20))
+    trainer = Trainer(
+        sim.lr, sim.bundle, config=_config(), values=sim.values, preview_crop=(40, 40, 30, 20)
+    )
     events = list(trainer.run())
     assert [e.iteration for e in events] == [1, 2, 3, 4]
     for event in events:
@@ -128,8 +138,9 @@ def test_events_have_the_documented_fields(sim):
     assert np.abs(preview - sim.lr[40:70, 40:60]).max() < 0.2
     assert events[-1].done and events[-1].eta_seconds == 0
     loss_g = events[-1].losses
-    assert loss_g["loss_g"] == pytest.approx(loss_g["l_vec"] + loss_g["l_adv"] + loss_g["l_reg"],
-                                             rel=1e-5)
+    assert loss_g["loss_g"] == pytest.approx(
+        loss_g["l_vec"] + loss_g["l_adv"] + loss_g["l_reg"], rel=1e-5
+    )
     model = trainer.model
     assert not model.generator.training
     assert model.metadata["iteration"] == 4
@@ -137,8 +148,7 @@ def test_events_have_the_documented_fields(sim):
 
 
 def test_warmup_trains_without_discriminator(sim):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2, warmup=1),
-                      values=sim.values)
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2, warmup=1), values=sim.values)
     first, second = list(trainer.run())
     assert first.losses["l_adv"] == 0.0 and np.isnan(first.losses["loss_d"])
     assert second.losses["l_adv"] > 0 and np.isfinite(second.losses["loss_d"])
@@ -146,15 +156,19 @@ def test_warmup_trains_without_discriminator(sim):
 
 def test_paired_target_with_supervised_pixel_loss(sim):
     config = _config(iterations=2, target="paired", w_pix=1.0)
-    trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values,
-                      target_images=[sim.hr])
+    trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, target_images=[sim.hr])
     events = list(trainer.run())
     assert "l_pix" in events[-1].losses and events[-1].losses["l_pix"] > 0
 
 
 def test_scale_two_model_trains(sim):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1, scale=2),
-                      values=sim.values, preview_crop=(40, 40, 16, 16))
+    trainer = Trainer(
+        sim.lr,
+        sim.bundle,
+        config=_config(iterations=1, scale=2),
+        values=sim.values,
+        preview_crop=(40, 40, 16, 16),
+    )
     (event,) = list(trainer.run())
     assert event.preview.shape == (32, 32)
     assert np.isfinite(event.losses["l_vec"])
@@ -162,8 +176,9 @@ def test_scale_two_model_trains(sim):
 
 # ----------------------------------------------------------------------------- stop/resume
 def test_stop_ends_after_the_iteration_and_writes_a_checkpoint(sim, tmp_path):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10), values=sim.values,
-                      checkpoint=tmp_path)
+    trainer = Trainer(
+        sim.lr, sim.bundle, config=_config(iterations=10), values=sim.values, checkpoint=tmp_path
+    )
     events = []
     for event in trainer.run():
         events.append(event)
@@ -183,8 +198,13 @@ def test_stop_ends_after_the_iteration_and_writes_a_checkpoint(sim, tmp_path):
 
 
 def test_stop_from_another_thread(sim, tmp_path):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10_000, preview_every=0),
-                      values=sim.values, checkpoint=tmp_path / "run.safetensors")
+    trainer = Trainer(
+        sim.lr,
+        sim.bundle,
+        config=_config(iterations=10_000, preview_every=0),
+        values=sim.values,
+        checkpoint=tmp_path / "run.safetensors",
+    )
     events = []
 
     def consume():
@@ -203,8 +223,13 @@ def test_stop_from_another_thread(sim, tmp_path):
 
 
 def test_closing_the_generator_writes_a_checkpoint(sim, tmp_path):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=10, preview_every=0),
-                      values=sim.values, checkpoint=tmp_path)
+    trainer = Trainer(
+        sim.lr,
+        sim.bundle,
+        config=_config(iterations=10, preview_every=0),
+        values=sim.values,
+        checkpoint=tmp_path,
+    )
     run = trainer.run()
     for event in run:
         if event.iteration == 2:
@@ -233,15 +258,17 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(sim, tmp_path):
         assert torch.equal(expected[name], got[name]), name
     assert [h["l_vec"] for h in resumed.history] == [h["l_vec"] for h in full.history]
     # and a different seed gives different weights
-    other = Trainer(sim.lr, sim.bundle, config=dataclasses.replace(config, seed=1),
-                    values=sim.values)
+    other = Trainer(
+        sim.lr, sim.bundle, config=dataclasses.replace(config, seed=1), values=sim.values
+    )
     list(other.run())
     assert not torch.equal(_weights(other)["g.head.0.weight"], expected["g.head.0.weight"])
 
 
 def test_resume_can_extend_but_not_change_the_network(sim, tmp_path):
-    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2), values=sim.values,
-                      checkpoint=tmp_path)
+    trainer = Trainer(
+        sim.lr, sim.bundle, config=_config(iterations=2), values=sim.values, checkpoint=tmp_path
+    )
     list(trainer.run())
     longer = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values, iterations=3)
     assert [e.iteration for e in longer.run()] == [3]
@@ -265,8 +292,16 @@ def test_save_writes_a_model_file_with_metadata(sim, tmp_path):
 
 
 def test_train_convenience(sim):
-    model = train(sim.lr, sim.bundle, values=sim.values, preset="tiny", iterations=2,
-                  batch_size=2, patch=32, device="cpu")
+    model = train(
+        sim.lr,
+        sim.bundle,
+        values=sim.values,
+        preset="tiny",
+        iterations=2,
+        batch_size=2,
+        patch=32,
+        device="cpu",
+    )
     assert model.metadata["iteration"] == 2
     with pytest.raises(TypeError, match="unknown"):
         train(sim.lr, sim.bundle, learning_rate=1.0)
@@ -297,8 +332,16 @@ def test_bad_inputs_fail_clearly(sim, images, kwargs, error, match):
 def test_ddp_two_processes(tmp_path):
     """Two CPU ranks (gloo) train together; rank 0 writes the model; ranks agree."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29533", "-m", "napari_cycsr._ddp_selftest", str(tmp_path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "napari_cycsr._ddp_selftest",
+        str(tmp_path),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
-from napari_cycsr._widgets import _common  # noqa: E402
+from napari_cycsr._widgets import _common, _worker  # noqa: E402
 
 pytestmark = pytest.mark.qt
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.qt
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    monkeypatch.setattr(_common, "show_error", shown.append)
+    monkeypatch.setattr(_worker, "show_error", shown.append)
     return shown
 
 

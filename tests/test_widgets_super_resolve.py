@@ -9,7 +9,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 
-from napari_cycsr._widgets import _common  # noqa: E402
+from napari_cycsr._widgets import _common, _worker  # noqa: E402
 from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
 from napari_cycsr.io import save_model  # noqa: E402
 from napari_cycsr.models import SRModel, get_preset  # noqa: E402
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.qt
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    monkeypatch.setattr(_common, "show_error", shown.append)
+    monkeypatch.setattr(_worker, "show_error", shown.append)
     return shown
 
 

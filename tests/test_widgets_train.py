@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 from napari.layers import Image  # noqa: E402
 
-from napari_cycsr._widgets import _common  # noqa: E402
+from napari_cycsr._widgets import _common, _worker  # noqa: E402
 from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
 from napari_cycsr._widgets.train import PREVIEW_NAME  # noqa: E402
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.qt
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    monkeypatch.setattr(_common, "show_error", shown.append)
+    monkeypatch.setattr(_worker, "show_error", shown.append)
     return shown
 
 

@@ -30,8 +30,12 @@ _EXPORTS: dict[str, str] = {
     "psnr": "metrics",
     "tot_cs": "metrics",
     "evaluate": "metrics",
+    "format_table": "metrics",
+    "rows_to_csv": "metrics",
+    "cycle_error": "metrics",
     "wiener": "baselines",
     "sharpen": "baselines",
+    "tli": "baselines",
     # the method
     "NetworkConfig": "models",
     "PRESETS": "models",

@@ -619,6 +619,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             quick=args.quick,
             preset=args.preset,
             batch_size=args.batch_size,
+            patch=args.patch,
             seed=args.seed,
             device=args.device,
             progress=progress,
@@ -743,7 +744,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default="default", choices=["default", "paper", "tiny"],
         help="network size",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=_positive_int, metavar="B", help="patches per step")
+    p.add_argument(
+        "--batch-size", type=_positive_int, metavar="B",
+        help="patches per training step (default: 8; 4 with --quick)",
+    )  # fmt: skip
+    p.add_argument(
+        "--patch", type=_positive_int, metavar="PX",
+        help="side of the training patches (default: 64; 48 with --quick)",
+    )  # fmt: skip
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     _device_option(p)
     _quiet_option(p)

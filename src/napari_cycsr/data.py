@@ -15,6 +15,7 @@ All randomness comes from the ``numpy.random.Generator`` passed as ``rng``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -495,19 +496,8 @@ class LRPatchSampler:
 
 
 # ----------------------------------------------------------------------------- targets
-def natural_images(names: Sequence[str] = NATURAL_IMAGES) -> list[np.ndarray]:
-    """The scikit-image sample images used as the natural-image target domain.
-
-    Parameters
-    ----------
-    names : sequence of str
-        Names of functions of :mod:`skimage.data` (bundled images, no download).
-
-    Returns
-    -------
-    list of ndarray
-        Grey float32 images in ``[0, 1]`` (colour images converted with ``rgb2gray``).
-    """
+@functools.lru_cache(maxsize=4)
+def _natural_images_cached(names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     from skimage import data as skdata
     from skimage.color import rgb2gray
     from skimage.util import img_as_float32
@@ -520,8 +510,27 @@ def natural_images(names: Sequence[str] = NATURAL_IMAGES) -> list[np.ndarray]:
         image = loader()
         if image.ndim == 3:
             image = rgb2gray(image[..., :3])
-        out.append(np.asarray(img_as_float32(image), dtype=np.float32))
-    return out
+        image = np.asarray(img_as_float32(image), dtype=np.float32)
+        image.setflags(write=False)
+        out.append(image)
+    return tuple(out)
+
+
+def natural_images(names: Sequence[str] = NATURAL_IMAGES) -> list[np.ndarray]:
+    """The scikit-image sample images used as the natural-image target domain.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names of functions of :mod:`skimage.data` (bundled images, no download).
+
+    Returns
+    -------
+    list of ndarray
+        Grey float32 images in ``[0, 1]`` (colour images converted with ``rgb2gray``);
+        loaded once per process and shared, so they are read-only.
+    """
+    return list(_natural_images_cached(tuple(names)))
 
 
 def _downscale_mask(mask: np.ndarray, factor: int) -> np.ndarray:

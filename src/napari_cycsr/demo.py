@@ -54,6 +54,11 @@ BUILTIN_IMAGES: tuple[str, ...] = (
 DEMO_ITERATIONS = {"full": 600, "quick": 60}
 #: Longer side of the simulated picture, full and quick.
 DEMO_SIZE = {"full": 256, "quick": 128}
+#: Batch size and patch side of the full and the quick demo.
+DEMO_TRAINING: dict[str, dict[str, int]] = {
+    "full": {"batch_size": 8, "patch": 64},
+    "quick": {"batch_size": 4, "patch": 48},
+}
 
 
 def resize_longest(image: np.ndarray, size: int) -> np.ndarray:
@@ -193,6 +198,7 @@ def run_demo(
     quick: bool = False,
     preset: str = "default",
     batch_size: int | None = None,
+    patch: int | None = None,
     seed: int = 0,
     spacing: float | None = None,
     noise: float = 0.01,
@@ -219,7 +225,10 @@ def run_demo(
     preset : str
         Network size: "default", "paper" or "tiny".
     batch_size : int, optional
-        Patches per training step (default: the training config's).
+        Patches per training step (default :data:`DEMO_TRAINING`).
+    patch : int, optional
+        Side of the training patches in pixels (default :data:`DEMO_TRAINING`; at most
+        about 0.7 times ``size``, so that patches fit inside the round field of view).
     seed : int
         Seeds the simulation and the training.
     spacing : float, optional
@@ -256,6 +265,17 @@ def run_demo(
     iterations = DEMO_ITERATIONS[mode] if iterations is None else iterations
     if not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    defaults = DEMO_TRAINING[mode]
+    config = TrainConfig(
+        preset=preset,
+        iterations=int(iterations),
+        batch_size=defaults["batch_size"] if batch_size is None else batch_size,
+        patch=defaults["patch"] if patch is None else patch,
+        seed=seed,
+        device=device,
+        preview_every=0,
+        checkpoint_every=0,
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -275,16 +295,12 @@ def run_demo(
 
     # 2. train --------------------------------------------------------------------------
     report("train", 0, iterations, f"training ({preset} preset, {iterations} iterations)")
-    config_kwargs: dict[str, Any] = {"preset": preset, "iterations": iterations, "seed": seed}
-    if batch_size is not None:
-        config_kwargs["batch_size"] = batch_size
-    config_kwargs = _with_optional(TrainConfig, config_kwargs, device=device)
     targets = natural_images([n for n in NATURAL_IMAGES if n != image])
     trainer = Trainer(
         [lr],
         [bundle],
         target="images",
-        config=TrainConfig(**config_kwargs),
+        config=config,
         values=[np.asarray(sim.values, dtype=np.float32)],
         target_images=targets,
     )
@@ -302,7 +318,7 @@ def run_demo(
 
     # 3. super-resolve + baselines ------------------------------------------------------
     report("super-resolve", 0, 1, "super-resolving and computing the baselines")
-    sr = np.asarray(super_resolve(model, lr, device=device), dtype=np.float32)
+    sr = np.asarray(super_resolve(model, lr, device=device, mask=mask), dtype=np.float32)
     wiener_img = np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32)
     sharp_img = np.asarray(sharpen(lr, mask=mask, spacing=bundle.spacing), dtype=np.float32)
     report("super-resolve", 1, 1)
@@ -331,9 +347,10 @@ def run_demo(
         "noise": float(noise),
         "preset": preset,
         "iterations": int(iterations),
-        "batch_size": batch_size,
+        "batch_size": config.effective_batch_size,
+        "patch": config.patch,
         "seed": int(seed),
-        "device": device,
+        "device": str(trainer.device),
         "seconds": round(seconds, 1),
     }
     metrics_md = write_text(out / "metrics.md", _metrics_document(table, settings))
@@ -354,13 +371,6 @@ def run_demo(
         model=model,
         seconds=seconds,
     )
-
-
-def _with_optional(config_cls: type, kwargs: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    return {**kwargs, **{k: v for k, v in optional.items() if k in fields}}
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -356,20 +356,29 @@ def _autocast(device: torch.device, amp: bool) -> Any:
     return nullcontext()
 
 
+def _memory_format(device: torch.device) -> torch.memory_format:
+    # NHWC convolutions are ~30 % cheaper on CPU (oneDNN) and suit tensor cores on CUDA
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+
+
 def _prepare_network(model: SRModel, device: torch.device) -> nn.Module:
-    """The generator on ``device`` in eval mode, without changing the caller's model."""
-    net = model.generator
-    params = list(net.parameters()) + list(net.buffers())
-    on_device = all(p.device == device for p in params) if params else True
-    if net.training or not on_device:
-        net = copy.deepcopy(net).to(device)
+    """A private copy of the generator on ``device``, in eval mode and the fastest layout.
+
+    Copying (a few MB) leaves the caller's model untouched: its device, layout and training
+    mode stay as they were, and concurrent runs (dask threads) never share a module.
+    """
+    net = copy.deepcopy(model.generator)
+    for p in net.parameters():
+        p.requires_grad_(False)
+        p.grad = None
     net.eval()
-    return net
+    return net.to(device=device, memory_format=_memory_format(device))
 
 
 def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    batch = batch.to(device, memory_format=_memory_format(device), non_blocking=True)
     with torch.inference_mode(), _autocast(device, amp):
-        return net(batch.to(device, non_blocking=True)).float()
+        return net(batch).float()
 
 
 def _run_numpy(

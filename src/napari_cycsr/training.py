@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -568,12 +569,21 @@ class Trainer:
                     break
         finally:
             self._running = False
+            # closed / interrupted between iterations: keep the last completed one (a failure
+            # in the middle of an iteration leaves the previous checkpoint, never a half step)
             if (
                 not in_step
                 and self.checkpoint_path is not None
                 and self.iteration > last_checkpoint
             ):
-                self.save_checkpoint(self.checkpoint_path)
+                try:
+                    self.save_checkpoint(self.checkpoint_path)
+                except Exception as err:  # do not mask the exception that ended the run
+                    warnings.warn(
+                        f"could not write the checkpoint {self.checkpoint_path}: {err}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
 
     def preview(self) -> np.ndarray:
         """SR of the fixed preview crop, in input intensity units (float32)."""

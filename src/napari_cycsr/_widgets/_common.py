@@ -1,43 +1,32 @@
-"""Helpers shared by the napari widgets: layer choices, geometry, threads, model registry.
+"""Helpers shared by the napari widgets: layer choices, geometry, the model registry.
 
 Nothing here holds an algorithm: it turns napari layers into the plain arrays and
-:class:`~napari_cycsr.fibres.FibreBundle` objects the core functions take, runs core calls in
-a napari thread worker, and keeps the models trained in this session so that the
-Super-resolve widget can use the one the Train widget just produced.
+:class:`~napari_cycsr.fibres.FibreBundle` objects the core functions take, and keeps the
+models trained in this session so that the Super-resolve widget can use the one the Train
+widget just produced. Running core calls in threads lives in ``_worker``.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import logging
-import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Layer, Points
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
 from psygnal import Signal
 
 __all__ = [
     "MODELS",
     "ModelRegistry",
-    "WorkerFailure",
     "bundle_from_points",
-    "guarded",
+    "cell_edges",
     "image_data_2d",
     "layer_choices",
     "output_spatial",
     "require_layer",
     "robust_limits",
-    "run_in_thread",
     "spatial_kwargs",
 ]
-
-_LOG = logging.getLogger("napari_cycsr")
 
 #: Metadata key under which a Points layer keeps the FibreBundle it was made from.
 BUNDLE_KEY = "cycsr_bundle"
@@ -165,6 +154,19 @@ def robust_limits(data: Any, *, low: float = 0.5, high: float = 99.5) -> tuple[f
     return float(lo), float(hi)
 
 
+def cell_edges(labels: np.ndarray) -> np.ndarray:
+    """One-pixel-wide borders between differently labelled regions, as a uint8 image.
+
+    A pixel is marked when its right or lower neighbour has another label, so neighbouring
+    cells share one line (``skimage.segmentation.find_boundaries`` draws two).
+    """
+    labels = np.asarray(labels)
+    edges = np.zeros(labels.shape, dtype=np.uint8)
+    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return edges
+
+
 def _points_to_pixels(points: Points, image: Layer) -> np.ndarray:
     """(N,2) point coordinates in ``image``'s pixel grid (last two axes, via world)."""
     data = np.asarray(points.data, dtype=float)
@@ -213,90 +215,3 @@ def bundle_from_points(points: Points, image: Layer, shape: tuple[int, int] | No
             f"{shape[0]}x{shape[1]} image; are the points and the image from the same bundle?"
         )
     return FibreBundle(centres[inside], shape)
-
-
-def guarded(where: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a button handler: bad input shows ``"<where>: <message>"`` instead of raising.
-
-    Only input errors (ValueError, TypeError, KeyError, OSError) are caught; the handler
-    must not have changed any layer before raising them.
-    """
-
-    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return handler(*args, **kwargs)
-            except (ValueError, TypeError, KeyError, OSError) as exc:
-                message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-                show_error(f"{where}: {message}")
-                return None
-
-        return wrapper
-
-    return decorate
-
-
-@dataclass
-class WorkerFailure:
-    """What a worker returns instead of raising: the error and a one-line summary."""
-
-    error: BaseException
-    where: str
-
-    @property
-    def message(self) -> str:
-        return f"{self.where} failed: {self.error}"
-
-
-def run_in_thread(
-    func: Callable[..., Any],
-    *args: Any,
-    where: str,
-    on_yield: Callable[[Any], None] | None = None,
-    on_return: Callable[[Any], None] | None = None,
-    on_error: Callable[[WorkerFailure], None] | None = None,
-    on_finish: Callable[[], None] | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Run ``func(*args, **kwargs)`` in a napari thread worker and return the started worker.
-
-    A generator function's values go to ``on_yield`` (on the main thread). An exception in
-    the thread does not escape: it is logged, shown as a napari error notification whose
-    message starts with ``where``, and passed to ``on_error``; ``on_finish`` always runs last.
-    """
-    outcome: dict[str, Any] = {}
-
-    def _guard_call() -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:  # reported on the main thread
-            _LOG.debug("%s failed:\n%s", where, traceback.format_exc())
-            return WorkerFailure(exc, where)
-
-    def _guard_gen() -> Iterator[Any]:
-        try:
-            return (yield from func(*args, **kwargs))
-        except Exception as exc:
-            _LOG.debug("%s failed:\n%s", where, traceback.format_exc())
-            return WorkerFailure(exc, where)
-
-    target = _guard_gen if inspect.isgeneratorfunction(func) else _guard_call
-    worker = create_worker(target, _start_thread=False)
-
-    def _returned(value: Any) -> None:
-        outcome["value"] = value
-        if isinstance(value, WorkerFailure):
-            show_error(value.message)
-            if on_error is not None:
-                on_error(value)
-        elif on_return is not None:
-            on_return(value)
-
-    if on_yield is not None and hasattr(worker, "yielded"):
-        worker.yielded.connect(on_yield)
-    worker.returned.connect(_returned)
-    if on_finish is not None:
-        worker.finished.connect(on_finish)
-    worker.start()
-    return worker

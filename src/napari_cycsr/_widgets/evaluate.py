@@ -12,12 +12,11 @@ from qtpy.QtWidgets import QApplication, QTableWidget, QTableWidgetItem
 
 from ._common import (
     bundle_from_points,
-    guarded,
     image_data_2d,
     layer_choices,
     require_layer,
-    run_in_thread,
 )
+from ._worker import guarded, run_in_thread
 
 if TYPE_CHECKING:
     import napari

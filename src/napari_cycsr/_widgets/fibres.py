@@ -12,14 +12,14 @@ from napari.layers import Image, Points
 from ._common import (
     BUNDLE_KEY,
     bundle_from_points,
-    guarded,
+    cell_edges,
     image_data_2d,
     layer_choices,
     require_layer,
     robust_limits,
-    run_in_thread,
     spatial_kwargs,
 )
+from ._worker import guarded, run_in_thread
 
 if TYPE_CHECKING:
     import napari
@@ -151,9 +151,7 @@ class FibresWidget(Container):
         bundle = bundle_from_points(points, image)
 
         def _boundaries() -> np.ndarray:
-            from skimage.segmentation import find_boundaries
-
-            return find_boundaries(bundle.labels, mode="inner").astype(np.uint8)
+            return cell_edges(bundle.labels)
 
         def _done(edges: np.ndarray) -> None:
             self._viewer.add_image(
@@ -200,9 +198,7 @@ class FibresWidget(Container):
         shape = tuple(int(s) for s in image.data.shape[-2:])
         centres = hexagonal_lattice(shape, spacing, jitter=0.1, fov="circle", seed=0)
         bundle = FibreBundle(centres, shape)
-        self.points.value = add_fibre_points(
-            self._viewer, bundle, f"lattice {spacing:g} px", image
-        )
+        self.points.value = add_fibre_points(self._viewer, bundle, f"lattice {spacing:g} px", image)
         self.status.value = f"{bundle.n_fibres} fibres on a {spacing:g} px lattice"
 
     def _csv(self) -> Path:

@@ -12,12 +12,11 @@ from napari.layers import Image, Points
 from ._common import (
     MODELS,
     bundle_from_points,
-    guarded,
     layer_choices,
     output_spatial,
     require_layer,
-    run_in_thread,
 )
+from ._worker import guarded, run_in_thread
 
 if TYPE_CHECKING:
     import napari

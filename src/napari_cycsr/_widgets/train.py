@@ -13,13 +13,12 @@ from napari.layers import Image, Points
 from ._common import (
     MODELS,
     bundle_from_points,
-    guarded,
     image_data_2d,
     layer_choices,
     require_layer,
-    run_in_thread,
 )
 from ._train_form import TrainForm
+from ._worker import guarded, run_in_thread
 from .loss_plot import LossPlot
 
 if TYPE_CHECKING:
@@ -64,6 +63,8 @@ class TrainWidget(Container):
         self.fibres = ComboBox(label="fibres", choices=layer_choices(viewer, Points))
         self.target = ComboBox(label="target domain", choices=TARGETS, value="natural")
         self.target_layers = Select(label="HR layers", choices=images)
+        for select in (self.lr_layers, self.target_layers):
+            select.native.setMaximumHeight(80)
         self.form = TrainForm()
         self.model_path = FileEdit(label="save model to", mode="w", filter="*.safetensors")
         self.start_button = PushButton(text="Start")

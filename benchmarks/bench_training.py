@@ -1,0 +1,237 @@
+"""Training speed per network preset, next to the machine's measured matmul peak.
+
+For each preset ("tiny", "default", "paper") at its default batch size (16, 16, 54) and the
+paper's 64 x 64 patches, runs a few real training iterations of :class:`Trainer` (natural
+target, one D and one G step each) on a simulated pCLE image and reports:
+
+* seconds per iteration (median of the iterations after the first, which warms up);
+* the convolution/dense FLOPs of one iteration, counted with forward hooks and multiplied:
+  generator forward + backward = 3 x its forward; discriminator on real and on fake patches
+  (forward + backward) = 3 x each, and in the generator step forward + input gradient only
+  (its weights are frozen) = 2 x; BatchNorm, activations and the loss are not counted;
+* the achieved GFLOP/s, and the same machine's float32 matmul rate (``torch.mm`` of
+  2048 x 2048, median of repeats, same thread count) as the practical peak.
+
+With ``--quality`` it instead trains the "default" preset briefly under several settings
+(``normalise_vec``, ``residual``, discriminator noise, the paper's l_vec padding, no
+adversarial term) on simulated pCLE of texture images and reports, on a held-out simulated
+image, the PSNR of the SR output and of the TLI input against the true HR image (inside the
+FOV), and the cycle error (RMS of the Voronoi cell means of the SR output minus the measured
+fibre values, in the HR image's [0, 1] units). This is a short check to choose defaults, not
+the evidence tables (see ``benchmarks/run_experiments.py``).
+
+Usage::
+
+    python benchmarks/bench_training.py                 # all presets
+    python benchmarks/bench_training.py --presets tiny default --iterations 6
+    python benchmarks/bench_training.py --threads 2
+    python benchmarks/bench_training.py --quality --iterations 150 --threads 1
+    python benchmarks/bench_training.py --quality --settings base normalise_vec
+
+Figures are indicative when the machine is shared with other jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_cycsr.models import Discriminator, Generator, get_preset
+from napari_cycsr.simulate import simulate_pcle
+from napari_cycsr.training import TrainConfig, Trainer
+
+DEFAULT_ITERATIONS = {"tiny": 8, "default": 6, "paper": 3}
+
+
+def forward_flops(module: nn.Module, x: torch.Tensor) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the Conv2d and Linear layers in one forward."""
+    total = 0.0
+
+    def conv_hook(layer: nn.Conv2d, _inputs, output) -> None:  # noqa: ANN001
+        nonlocal total
+        kh, kw = layer.kernel_size
+        macs_per_output = layer.in_channels // layer.groups * kh * kw
+        total += 2.0 * output.numel() * macs_per_output
+
+    def linear_hook(layer: nn.Linear, _inputs, output) -> None:  # noqa: ANN001
+        nonlocal total
+        total += 2.0 * output.numel() * layer.in_features
+
+    handles = []
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            handles.append(layer.register_forward_hook(conv_hook))
+        elif isinstance(layer, nn.Linear):
+            handles.append(layer.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        module.eval()(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def iteration_flops(preset: str, batch: int, patch: int) -> float:
+    """FLOPs of one training iteration (see the module docstring for the accounting)."""
+    config = get_preset(preset)
+    g_flops = forward_flops(Generator(config), torch.zeros(batch, 1, patch, patch))
+    d_flops = forward_flops(Discriminator(config), torch.zeros(batch, 1, patch, patch))
+    return 3 * g_flops + (3 + 3 + 2) * d_flops
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
+    """Median float32 ``torch.mm`` rate of this machine, in GFLOP/s."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+def time_training(preset: str, iterations: int, sim) -> tuple[float, int]:  # noqa: ANN001
+    """Median seconds per iteration (after the first) and the batch size used."""
+    config = TrainConfig(
+        preset=preset,
+        iterations=iterations,
+        device="cpu",
+        preview_every=0,
+        checkpoint_every=0,
+    )
+    trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
+    durations = []
+    last = time.perf_counter()
+    for _ in trainer.run():
+        now = time.perf_counter()
+        durations.append(now - last)
+        last = now
+    return statistics.median(durations[1:] or durations), config.effective_batch_size
+
+
+#: Settings compared by ``--quality`` (TrainConfig overrides of the default run).
+QUALITY_SETTINGS: dict[str, dict] = {
+    "base": {},
+    "normalise_vec": {"normalise_vec": True},
+    "paper_vec": {"normalise_vec": True, "paper_padding": True},
+    "not_residual": {"residual": False},
+    "noise_0": {"noise_sigma": 0.0},
+    "noise_0.2": {"noise_sigma": 0.2},
+    "no_adversary": {"w_adv": 0.0},
+}
+
+
+def _grey(name: str, y0: int, x0: int, size: int) -> np.ndarray:
+    from skimage import color, data, util
+
+    image = getattr(data, name)()
+    if image.ndim == 3:
+        image = color.rgb2gray(image[..., :3])
+    return util.img_as_float32(image)[y0 : y0 + size, x0 : x0 + size]
+
+
+def quality(settings: list[str], iterations: int, batch: int, seed: int) -> None:
+    """Train the default preset under each setting; PSNR and cycle error on held-out data."""
+    from napari_cycsr.metrics import psnr
+
+    train_sims = [
+        simulate_pcle(_grey("brick", 0, 0, 256), seed=1),
+        simulate_pcle(_grey("coins", 20, 60, 256), seed=2),
+        simulate_pcle(_grey("grass", 0, 0, 256), seed=3),
+    ]
+    test = simulate_pcle(_grey("gravel", 100, 100, 256), seed=4)
+    mask = test.bundle.fov_mask
+    print(
+        f"held-out: gravel 256x256, {test.bundle.n_fibres} fibres; TLI PSNR "
+        f"{psnr(test.lr, test.hr, mask=mask, data_range=1.0):.2f} dB"
+    )
+    print(
+        f"{'setting':<14} {'PSNR SR':>8} {'PSNR TLI':>8} {'cycle RMS':>9} {'TLI cycle':>9} "
+        f"{'l_vec':>9} {'l_adv':>6} {'D acc':>6} {'s/iter':>7}"
+    )
+    tli_cycle = float(np.sqrt(np.nanmean((test.bundle.vectorize(test.lr) - test.values) ** 2)))
+    for name in settings:
+        config = TrainConfig(
+            preset="default",
+            iterations=iterations,
+            batch_size=batch,
+            device="cpu",
+            preview_every=0,
+            checkpoint_every=0,
+            seed=seed,
+            **QUALITY_SETTINGS[name],
+        )
+        trainer = Trainer(
+            [s.lr for s in train_sims],
+            [s.bundle for s in train_sims],
+            config=config,
+            values=[s.values for s in train_sims],
+        )
+        started = time.perf_counter()
+        events = list(trainer.run())
+        spi = (time.perf_counter() - started) / iterations
+        model = trainer.model
+        with torch.no_grad():
+            x = torch.from_numpy(model.normalise(test.lr.astype(np.float32)))[None, None]
+            sr = model.denormalise(model.generator(x)[0, 0].numpy())
+        sr_cycle = float(np.sqrt(np.nanmean((test.bundle.vectorize(sr) - test.values) ** 2)))
+        tail = events[-max(1, iterations // 5) :]
+        mean = {k: float(np.nanmean([e.losses[k] for e in tail])) for k in ("l_vec", "l_adv")}
+        acc = float(np.nanmean([e.d_accuracy for e in tail]))
+        print(
+            f"{name:<14} {psnr(sr, test.hr, mask=mask, data_range=1.0):>8.2f} "
+            f"{psnr(test.lr, test.hr, mask=mask, data_range=1.0):>8.2f} {sr_cycle:>9.4f} "
+            f"{tli_cycle:>9.4f} {mean['l_vec']:>9.2e} {mean['l_adv']:>6.2f} {acc:>6.2f} "
+            f"{spi:>7.2f}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
+    parser.add_argument("--iterations", type=int, default=None, help="per preset (default 8/6/3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--quality", action="store_true", help="short quality check instead")
+    parser.add_argument(
+        "--settings", nargs="+", default=list(QUALITY_SETTINGS), choices=list(QUALITY_SETTINGS)
+    )
+    parser.add_argument("--batch", type=int, default=8, help="--quality batch size")
+    parser.add_argument("--seed", type=int, default=0, help="--quality seed")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quality:
+        quality(args.settings, args.iterations or 150, args.batch, args.seed)
+        return
+    from skimage import data
+
+    sim = simulate_pcle(data.camera()[128:384, 128:384], seed=0)
+    peak = matmul_gflops()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); float32 matmul (2048^2) {peak:.1f} GFLOP/s"
+    )
+    print(
+        f"{'preset':<8} {'batch':>5} {'s/iter':>8} {'GFLOP/iter':>11} {'GFLOP/s':>8} {'% of mm':>8}"
+    )
+    for preset in args.presets:
+        iterations = args.iterations or DEFAULT_ITERATIONS.get(preset, 4)
+        seconds, batch = time_training(preset, max(iterations, 2), sim)
+        flops = iteration_flops(preset, batch, 64)
+        rate = flops / seconds / 1e9
+        print(
+            f"{preset:<8} {batch:>5} {seconds:>8.3f} {flops / 1e9:>11.1f} {rate:>8.1f} "
+            f"{100 * rate / peak:>7.0f}%"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,811 @@
+"""Reproduce the experiments of Ravì et al. on simulated pCLE with a known ground truth.
+
+One command trains every model, scores every method on a held-out test set, and writes
+Markdown tables (between markers in ``docs/benchmarks.md``), figures
+(``docs/images/bench_*.png``) and the raw numbers (``benchmarks/results/*.json``)::
+
+    python benchmarks/run_experiments.py --quick       # ~5 min on 2 CPU cores
+    python benchmarks/run_experiments.py               # default budget, ~60 min on 2 cores
+    python benchmarks/run_experiments.py --preset paper  # the paper's network size (GPU)
+
+Experiments (see ``benchmarks/_common.py`` for the data design):
+
+* Table 1, target domains: the same network trained with ``T_pair``, ``T_unpair``,
+  ``T_res`` and ``T_nat``; SSIM and PSNR against the true HR, dGCF against HR and LR,
+  cycle error, Tot_cs; mean ± sd over the test crops.
+* Table 2, methods: the best domain against TLI (the input), Wiener deconvolution (PSF
+  matched to the fibre spacing; balance estimated per frame, and balance tuned on the
+  training set), unsharp-mask sharpening, and the same network trained supervised on the
+  paired data (pixel loss); paired t-tests (``scipy.stats.ttest_rel``) over test crops.
+* Ablations: each loss term / option of :class:`~napari_cycsr.training.TrainConfig` changed
+  one at a time from the base configuration.
+* Real frames (``../shared/data/pyfibrebundle``): detection, core values, TLI, a model
+  trained on those reconstructions (natural target); reference-free figures (GCF, cycle
+  error) and side-by-side crops.
+
+Every random choice is seeded (``--seed``, default 0). Torch runs on one CPU thread by
+default (``--threads``): on a small shared machine more threads oversubscribe the cores and
+run many times slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    NATURAL_IMAGES,
+    REAL_FRAMES,
+    REPO_ROOT,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    UNPAIRED_IMAGES,
+    crop_grid,
+    fmt_mean_sd,
+    fmt_p,
+    load_grey,
+    load_real_frame,
+    markdown_table,
+    mean_sd,
+    paired_ttest,
+    update_markdown,
+    write_json,
+)
+
+DOCS = REPO_ROOT / "docs" / "benchmarks.md"
+IMAGES = REPO_ROOT / "docs" / "images"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+NOISE = 0.01  # additive Gaussian noise on the simulated fibre values (images in [0, 1])
+METRICS = ("ssim", "psnr", "dgcf_ref", "dgcf_lr", "cycle_error")
+DOMAINS = ("T_pair", "T_unpair", "T_res", "T_nat")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work a mode does. Every field is a plain number or name."""
+
+    name: str
+    preset: str
+    iterations: int
+    batch_size: int
+    patch: int
+    test_crop: int
+    test_per_image: int
+    ablation_iterations: int
+    real_iterations: int
+    ablations: tuple[str, ...]
+    train_size: int | None = None  # crop the training images to this side (None: whole)
+
+
+#: Ablations: name -> (TrainConfig overrides, what it tests)
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "no l_adv": ({"w_adv": 0.0}, "w_adv = 0 (no discriminator term)"),
+    "no l_reg": ({"w_reg": 0.0}, "w_reg = 0"),
+    "l_vec normalised": ({"normalise_vec": True}, "per-patch [0,1] min-max of V and V^"),
+    "no D noise": ({"noise_sigma": 0.0}, "no white noise on the discriminator's inputs"),
+    "paper padding": ({"paper_padding": True}, "l_vec divided by 682 per patch"),
+    "tiny preset": ({"preset": "tiny"}, "smallest network"),
+    "default preset": ({"preset": "default"}, "the CPU default network"),
+}
+
+MODES: dict[str, Budget] = {
+    "quick": Budget(
+        name="quick",
+        preset="tiny",
+        iterations=150,
+        batch_size=8,
+        patch=48,
+        test_crop=96,
+        test_per_image=3,
+        ablation_iterations=150,
+        real_iterations=100,
+        ablations=("no l_adv", "no l_reg", "l_vec normalised", "no D noise", "paper padding"),
+        train_size=256,
+    ),
+    "default": Budget(
+        name="default",
+        preset="default",
+        iterations=600,
+        batch_size=16,
+        patch=64,
+        test_crop=128,
+        test_per_image=6,
+        ablation_iterations=300,
+        real_iterations=300,
+        ablations=tuple(k for k in ABLATIONS if k != "default preset"),
+    ),
+    "paper": Budget(
+        name="paper",
+        preset="paper",
+        iterations=50_000,
+        batch_size=54,
+        patch=64,
+        test_crop=128,
+        test_per_image=10,
+        ablation_iterations=10_000,
+        real_iterations=20_000,
+        ablations=tuple(k for k in ABLATIONS if not k.endswith("preset")),
+    ),
+}
+
+
+# ---------------------------------------------------------------------- data
+
+
+@dataclass
+class DataSet:
+    """Everything the experiments train and test on (see ``_common`` for the design)."""
+
+    train: list[Any]  # PCLESimulation of the training images
+    test: list[Any]  # PCLESimulation of the test crops
+    test_names: list[str]
+    unpaired: list[np.ndarray]
+    natural: list[np.ndarray]
+
+
+def build_data(budget: Budget, seed: int) -> DataSet:
+    """Simulate the training images and the test crops (seeded, disjoint images)."""
+    from napari_cycsr.simulate import simulate_pcle
+
+    train = []
+    for i, name in enumerate(TRAIN_IMAGES):
+        img = load_grey(name)
+        if budget.train_size is not None:
+            img = crop_grid(img, min(budget.train_size, *img.shape), 1)[0]
+        train.append(simulate_pcle(img, noise=NOISE, seed=seed * 1000 + i))
+    test, names = [], []
+    for i, name in enumerate(TEST_IMAGES):
+        crops = crop_grid(load_grey(name), budget.test_crop, budget.test_per_image)
+        for j, crop in enumerate(crops):
+            test.append(simulate_pcle(crop, noise=NOISE, seed=seed * 1000 + 500 + 50 * i + j))
+            names.append(f"{name}#{j}")
+    unpaired = [load_grey(n) for n in UNPAIRED_IMAGES]
+    natural = [load_grey(n) for n in NATURAL_IMAGES]
+    return DataSet(train, test, names, unpaired, natural)
+
+
+# ---------------------------------------------------------------------- training
+
+
+def train_config(budget: Budget, seed: int, iterations: int | None = None, **overrides: Any):
+    """The base :class:`TrainConfig` of a mode, with overrides."""
+    from napari_cycsr.training import TrainConfig
+
+    base = {
+        "preset": budget.preset,
+        "iterations": iterations or budget.iterations,
+        "batch_size": budget.batch_size,
+        "patch": budget.patch,
+        "seed": seed,
+        "device": "auto" if budget.name == "paper" else "cpu",
+        "preview_every": 0,
+        "checkpoint_every": 0,
+    }
+    if budget.name == "paper":
+        return TrainConfig.paper(**{**base, **overrides})
+    return TrainConfig(**{**base, **overrides})
+
+
+def train_model(
+    lr_images: list[np.ndarray],
+    bundles: list[Any],
+    values: list[np.ndarray] | None,
+    config: Any,
+    *,
+    target: str,
+    target_images: list[np.ndarray] | None = None,
+    log: Callable[[str], None] = print,
+    label: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """Train one model; returns it and facts about the run (time, final losses)."""
+    from napari_cycsr.training import Trainer
+
+    t0 = time.perf_counter()
+    trainer = Trainer(
+        lr_images,
+        bundles,
+        target=target,
+        config=config,
+        values=values,
+        target_images=target_images,
+    )
+    last = None
+    for event in trainer.run():
+        last = event
+    seconds = time.perf_counter() - t0
+    losses = dict(last.losses) if last is not None else {}
+    log(f"  trained {label or target}: {config.iterations} it in {seconds:.0f} s; {losses}")
+    return trainer.model, {"seconds": seconds, "losses": losses, "config": config.to_dict()}
+
+
+def super_resolve_all(model: Any, sims: Sequence[Any]) -> list[np.ndarray]:
+    """SR of every simulated LR image (outside the FOV set to 0)."""
+    from napari_cycsr.inference import super_resolve
+
+    return [super_resolve(model, s.lr, device="cpu", mask=s.mask) for s in sims]
+
+
+# ---------------------------------------------------------------------- scoring
+
+
+def score(outputs: dict[str, list[np.ndarray]], data: DataSet) -> dict[str, dict[str, list]]:
+    """Per-method, per-metric lists over the test crops (``metrics.evaluate`` per crop).
+
+    SSIM and PSNR use the fixed data range [0, 1] of the HR images; every metric is
+    restricted to the bundle's field of view.
+    """
+    from napari_cycsr.metrics import evaluate
+
+    per: dict[str, dict[str, list]] = {m: {k: [] for k in METRICS} for m in outputs}
+    for i, sim in enumerate(data.test):
+        rows = evaluate(
+            {m: outs[i] for m, outs in outputs.items()},
+            reference=sim.hr,
+            lr=sim.lr,
+            mask=sim.mask,
+            bundle=sim.bundle,
+            values=sim.values,
+            data_range=(0.0, 1.0),
+            tot_cs_method="fixed",
+        )
+        for row in rows:
+            for k in METRICS:
+                per[row["method"]][k].append(float(row[k]))
+            per[row["method"]].setdefault("tot_cs_fixed", []).append(float(row["tot_cs"]))
+    return per
+
+
+def table(per: dict[str, dict[str, list]], methods: Sequence[str]) -> str:
+    """Markdown table: metrics as rows, methods as columns (as in the paper)."""
+    from napari_cycsr.metrics import tot_cs
+
+    means_s = [mean_sd(per[m]["ssim"])[0] for m in methods]
+    means_d = [mean_sd(per[m]["dgcf_ref"])[0] for m in methods]
+    rel = tot_cs(means_s, means_d, method="minmax")
+    rows = [
+        ["SSIM vs HR"] + [fmt_mean_sd(per[m]["ssim"], 3) for m in methods],
+        ["PSNR vs HR (dB)"] + [fmt_mean_sd(per[m]["psnr"], 2) for m in methods],
+        ["dGCF vs HR"] + [fmt_mean_sd(per[m]["dgcf_ref"], 3) for m in methods],
+        ["dGCF vs LR"] + [fmt_mean_sd(per[m]["dgcf_lr"], 3) for m in methods],
+        ["cycle error (x1e-4)"]
+        + [fmt_mean_sd(np.asarray(per[m]["cycle_error"]) * 1e4, 2) for m in methods],
+        ["Tot_cs (min-max over columns)"] + [f"{v:.2f}" for v in rel],
+        ["Tot_cs (fixed)"] + [fmt_mean_sd(per[m]["tot_cs_fixed"], 3) for m in methods],
+    ]
+    return markdown_table(["metric", *methods], rows)
+
+
+def ttests(per: dict[str, dict[str, list]], proposed: str, others: Sequence[str]) -> str:
+    """Paired t-tests of the proposed method against each other method."""
+    rows = []
+    for other in others:
+        row = [other]
+        for k in ("ssim", "psnr", "dgcf_ref"):
+            a, b = per[proposed][k], per[other][k]
+            t, p = paired_ttest(a, b)
+            diff = mean_sd(np.asarray(a) - np.asarray(b))[0]
+            row.append(f"{diff:+.3f} (t={t:.2f}, p={fmt_p(p)})" if np.isfinite(t) else "n/a")
+        rows.append(row)
+    return markdown_table([f"{proposed} minus", "ΔSSIM", "ΔPSNR (dB)", "ΔdGCF vs HR"], rows)
+
+
+# ---------------------------------------------------------------------- baselines
+
+
+def tune_wiener(train: Sequence[Any], log: Callable[[str], None]) -> float:
+    """Wiener balance maximising the mean PSNR on central crops of the training images."""
+    from napari_cycsr.baselines import wiener
+    from napari_cycsr.metrics import psnr
+
+    crops = []
+    for sim in train:
+        h, w = sim.hr.shape
+        s = min(h, w, 192)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        sl = (slice(y0, y0 + s), slice(x0, x0 + s))
+        crops.append((sim.lr[sl], sim.hr[sl], sim.mask[sl], sim.bundle.spacing))
+    best, best_score = None, -np.inf
+    for balance in np.logspace(-4, 0, 9):
+        vals = [
+            psnr(wiener(lr, sp, balance=float(balance), mask=m), hr, mask=m, data_range=(0, 1))
+            for lr, hr, m, sp in crops
+        ]
+        if np.mean(vals) > best_score:
+            best, best_score = float(balance), float(np.mean(vals))
+    log(f"  Wiener balance tuned on the training images: {best:.2g} (PSNR {best_score:.2f})")
+    return float(best)
+
+
+def baselines(data: DataSet, balance: float) -> dict[str, list[np.ndarray]]:
+    """TLI, Wiener (auto and tuned balance) and sharpening of every test crop."""
+    from napari_cycsr.baselines import sharpen, wiener
+
+    out: dict[str, list[np.ndarray]] = {
+        "TLI (input)": [],
+        "Wiener": [],
+        "Wiener (tuned)": [],
+        "sharpen": [],
+    }
+    for sim in data.test:
+        sp, m = sim.bundle.spacing, sim.mask
+        out["TLI (input)"].append(sim.lr)
+        out["Wiener"].append(wiener(sim.lr, sp, mask=m))
+        out["Wiener (tuned)"].append(wiener(sim.lr, sp, balance=balance, mask=m))
+        out["sharpen"].append(sharpen(sim.lr, mask=m, spacing=sp))
+    return out
+
+
+# ---------------------------------------------------------------------- experiments
+
+
+def run_domains(data, budget, seed, log, domains=DOMAINS):
+    """Table 1: one model per target domain. Returns (outputs, facts, models)."""
+    lr = [s.lr for s in data.train]
+    bundles = [s.bundle for s in data.train]
+    values = [s.values for s in data.train]
+    specs = {
+        "T_pair": ("paired", [s.hr for s in data.train]),
+        "T_unpair": ("images", data.unpaired),
+        "T_res": ("downscaled", None),
+        "T_nat": ("images", data.natural),
+    }
+    outputs, facts, models = {}, {}, {}
+    for name in domains:
+        target, images = specs[name]
+        cfg = train_config(budget, seed, target=target)
+        model, info = train_model(
+            lr, bundles, values, cfg, target=target, target_images=images, log=log, label=name
+        )
+        outputs[name] = super_resolve_all(model, data.test)
+        facts[name] = info
+        models[name] = model
+    return outputs, facts, models
+
+
+def run_supervised(data, budget, seed, log):
+    """The same network trained with a pixel loss on the paired (LR, HR) training data."""
+    cfg = train_config(
+        budget,
+        seed,
+        target="paired",
+        w_pix=1.0,
+        w_vec=0.0,
+        w_adv=0.0,
+        w_reg=0.0,
+        warmup=budget.iterations,  # no discriminator at all
+    )
+    model, info = train_model(
+        [s.lr for s in data.train],
+        [s.bundle for s in data.train],
+        [s.values for s in data.train],
+        cfg,
+        target="paired",
+        target_images=[s.hr for s in data.train],
+        log=log,
+        label="supervised",
+    )
+    return super_resolve_all(model, data.test), info
+
+
+def run_ablations(data, budget, seed, log):
+    """Each ablation changes one thing from the base config (natural target)."""
+    from napari_cycsr.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    lr = [s.lr for s in data.train]
+    bundles = [s.bundle for s in data.train]
+    values = [s.values for s in data.train]
+    outputs, facts, skipped = {}, {}, {}
+    runs = {"base": {}} | {k: ABLATIONS[k][0] for k in budget.ablations}
+    for name, overrides in runs.items():
+        missing = set(overrides) - fields
+        if missing:
+            skipped[name] = f"TrainConfig has no {sorted(missing)}"
+            continue
+        if overrides.get("preset") == budget.preset:
+            continue
+        cfg = train_config(budget, seed, budget.ablation_iterations, target="images", **overrides)
+        model, info = train_model(
+            lr,
+            bundles,
+            values,
+            cfg,
+            target="images",
+            target_images=data.natural,
+            log=log,
+            label=f"ablation {name}",
+        )
+        outputs[name] = super_resolve_all(model, data.test)
+        facts[name] = info
+    return outputs, facts, skipped
+
+
+def run_real(budget, seed, log):
+    """Real frames: detect, core values, TLI, train on them (natural target), super-resolve."""
+    from napari_cycsr.fibres import FibreBundle
+    from napari_cycsr.inference import super_resolve
+    from napari_cycsr.metrics import cycle_error, gcf
+
+    frames = {}
+    for name in REAL_FRAMES:
+        raw, bg = load_real_frame(name)
+        t0 = time.perf_counter()
+        bundle = FibreBundle.detect(bg)
+        values = bundle.core_values(raw, background=bg)
+        lr = bundle.reconstruct(values)
+        # crop to the bounding box of the field of view (the SR runs on fewer pixels)
+        c = bundle.centres
+        h, w = bundle.shape
+        y0 = max(0, int(np.floor(c[:, 0].min())))
+        x0 = max(0, int(np.floor(c[:, 1].min())))
+        y1 = min(h, int(np.ceil(c[:, 0].max())) + 1)
+        x1 = min(w, int(np.ceil(c[:, 1].max())) + 1)
+        local = FibreBundle(bundle.centres - [y0, x0], (y1 - y0, x1 - x0))
+        frames[name] = {
+            "bundle": local,
+            "values": values,
+            "lr": lr[y0:y1, x0:x1].copy(),
+            "detect_s": time.perf_counter() - t0,
+        }
+        log(f"  {name}: {bundle.n_fibres} cores, spacing {bundle.spacing:.2f} px")
+    names = list(frames)
+    cfg = train_config(budget, seed, budget.real_iterations, target="images")
+    model, info = train_model(
+        [frames[n]["lr"] for n in names],
+        [frames[n]["bundle"] for n in names],
+        [frames[n]["values"] for n in names],
+        cfg,
+        target="images",
+        target_images=[load_grey(n) for n in NATURAL_IMAGES],
+        log=log,
+        label="real frames (T_nat)",
+    )
+    results = {}
+    for n in names:
+        f = frames[n]
+        m = f["bundle"].fov_mask
+        t0 = time.perf_counter()
+        sr = super_resolve(model, f["lr"], device="cpu", mask=m)
+        t_sr = time.perf_counter() - t0
+        hi = float(np.percentile(f["lr"][m], 99.5))
+        rng = (0.0, hi)
+        results[n] = {
+            "n_fibres": f["bundle"].n_fibres,
+            "spacing": f["bundle"].spacing,
+            "shape": list(f["lr"].shape),
+            "gcf_lr": gcf(f["lr"], mask=m, data_range=rng),
+            "gcf_sr": gcf(sr, mask=m, data_range=rng),
+            "cycle_lr": cycle_error(f["lr"], f["bundle"], f["values"]),
+            "cycle_sr": cycle_error(sr, f["bundle"], f["values"]),
+            "sr_seconds": t_sr,
+            "_lr": f["lr"],
+            "_sr": sr,
+            "_mask": m,
+        }
+    return results, info
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def _crop_centre(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape
+    s = min(size, h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return img[y0 : y0 + s, x0 : x0 + s]
+
+
+def figure_grid(columns: dict[str, list[np.ndarray]], rows: Sequence[int], path: Path, title: str):
+    """Rows = test crops, columns = methods; grey, shared [0, 1] range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_r, n_c = len(rows), len(columns)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(1.6 * n_c, 1.7 * n_r + 0.4), squeeze=False)
+    for r, idx in enumerate(rows):
+        for c, (name, imgs) in enumerate(columns.items()):
+            ax = axes[r][c]
+            ax.imshow(_crop_centre(imgs[idx], 64), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=7)
+    fig.suptitle(title, fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure_real(name: str, res: dict[str, Any], path: Path, command: str) -> None:
+    """Side-by-side crop of a real frame: TLI input and SR output."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lr, sr = res["_lr"], res["_sr"]
+    hi = float(np.percentile(lr[res["_mask"]], 99.5))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.8))
+    for ax, img, t in zip(axes, (lr, sr), ("input (TLI)", "super-resolved")):
+        ax.imshow(_crop_centre(img, 200), cmap="gray", vmin=0, vmax=hi)
+        ax.set_title(f"{name}: {t}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"Centre 200x200 px crop. Made by `{command}`", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if not str(k).startswith("_")}
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="the ~5 min budget")
+    group.add_argument("--preset", choices=["paper"], help="the paper's network (GPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder of the JSON results (default %(default)s)"
+    )
+    parser.add_argument("--skip-real", action="store_true", help="skip the real frames")
+    parser.add_argument("--skip-ablations", action="store_true")
+    parser.add_argument("--skip-supervised", action="store_true")
+    parser.add_argument(
+        "--domains", nargs="+", choices=DOMAINS, default=None, help="train only these domains"
+    )
+    parser.add_argument("--iterations", type=int, default=None, help="override the budget's")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else (args.preset or "default")
+    budget = MODES[mode]
+    if args.iterations is not None:
+        if args.iterations < 1:
+            parser.error("--iterations must be a positive integer")
+        budget = dataclasses.replace(budget, iterations=args.iterations)
+    domains = tuple(args.domains) if args.domains else DOMAINS
+    custom = bool(
+        args.domains
+        or args.iterations
+        or args.skip_supervised
+        or args.skip_real
+        or args.skip_ablations
+    )
+    tag = mode + ("_custom" if custom else "")
+    section = f"experiments-{tag}".replace("_", "-")
+    command = "python benchmarks/run_experiments.py" + (
+        " --quick" if args.quick else (f" --preset {args.preset}" if args.preset else "")
+    )
+    extra = argv if argv is not None else sys.argv[1:]
+    extra = [a for a in extra if a not in ("--quick", "--no-docs")]
+    if "--out" in extra:  # where the JSON goes does not change the results
+        i = extra.index("--out")
+        extra = extra[:i] + extra[i + 2 :]
+    if args.preset:
+        extra = [a for a in extra if a not in ("--preset", args.preset)]
+    if extra:
+        command += " " + " ".join(extra)
+
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", flush=True)
+
+    log(f"mode {mode}: {budget}")
+    data = build_data(budget, args.seed)
+    log(f"data: {len(data.train)} training images, {len(data.test)} test crops")
+    balance = tune_wiener(data.train, log)
+    outputs = baselines(data, balance)
+    log("baselines done")
+
+    dom_out, dom_facts, _ = run_domains(data, budget, args.seed, log, domains)
+    outputs |= dom_out
+    sup_facts: dict[str, Any] = {}
+    if not args.skip_supervised:
+        outputs["supervised (paired)"], sup_facts = run_supervised(data, budget, args.seed, log)
+    abl_out, abl_facts, abl_skipped = ({}, {}, {})
+    if not args.skip_ablations:
+        abl_out, abl_facts, abl_skipped = run_ablations(data, budget, args.seed, log)
+    per = score(outputs | {f"abl:{k}": v for k, v in abl_out.items()}, data)
+    log("scoring done")
+
+    real, real_facts = ({}, {})
+    if not args.skip_real:
+        real, real_facts = run_real(budget, args.seed, log)
+
+    # choose the proposed method: the domain with the best fixed Tot_cs
+    best = max(domains, key=lambda d: mean_sd(per[d]["tot_cs_fixed"])[0])
+    others = ["TLI (input)", "Wiener", "Wiener (tuned)", "sharpen", "supervised (paired)"]
+    others = [m for m in others if m in outputs]
+    elapsed = time.perf_counter() - t_start
+    meta = {
+        "command": command,
+        "mode": mode,
+        "budget": dataclasses.asdict(budget),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch "
+        f"{torch.__version__}, {args.threads} thread(s)",
+        "seconds": elapsed,
+        "seed": args.seed,
+        "wiener_balance": balance,
+        "best_domain": best,
+        "domains": list(domains),
+        "tag": tag,
+        "test_crops": data.test_names,
+    }
+    results_file = args.out / f"experiments_{tag}.json"
+    write_json(
+        results_file,
+        {
+            "meta": meta,
+            "per_image": per,
+            "training": {"domains": dom_facts, "supervised": sup_facts, "ablations": abl_facts},
+            "ablations_skipped": abl_skipped,
+            "real": _strip(real),
+            "real_training": real_facts,
+        },
+    )
+    log(f"wrote {results_file}")
+    md = report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_facts, data)
+    print(md)
+    if not args.no_docs:
+        rows = list(range(0, len(data.test), max(1, len(data.test) // 3)))[:3]
+        cols = {"TLI (input)": outputs["TLI (input)"]} | {d: outputs[d] for d in domains}
+        cols["HR (truth)"] = [s.hr for s in data.test]
+        figure_grid(
+            cols,
+            rows,
+            IMAGES / f"bench_domains_{tag}.png",
+            f"Target domains, 64x64 centre crops of test images. Made by `{command}`",
+        )
+        cols = {m: outputs[m] for m in [best, *others]} | {"HR (truth)": [s.hr for s in data.test]}
+        figure_grid(
+            cols,
+            rows,
+            IMAGES / f"bench_methods_{tag}.png",
+            f"Methods, 64x64 centre crops of test images. Made by `{command}`",
+        )
+        for name, res in real.items():
+            figure_real(name, res, IMAGES / f"bench_real_{name}_{tag}.png", command)
+        update_markdown(DOCS, {section: md})
+        log(f"updated {DOCS}")
+    return 0
+
+
+def report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_facts, data) -> str:
+    """The Markdown of one mode's section of docs/benchmarks.md."""
+    command, tag = meta["command"], meta["tag"]
+    lines = [
+        f"Generated by `{command}` on {meta['date']} in {meta['seconds'] / 60:.1f} min "
+        f"({meta['machine']}; the machine was shared with other jobs, so times are "
+        f"indicative). Seed {meta['seed']}. Network preset `{budget.preset}`, "
+        f"{budget.iterations} iterations, batch {budget.batch_size}, {budget.patch} px "
+        f"patches; {len(data.test)} test crops of {budget.test_crop} px "
+        f"({', '.join(TEST_IMAGES)}), simulated with noise sd {NOISE}.",
+        "",
+        f"**Table 1: target domains** ({len(meta['domains'])} models, same network and "
+        "budget; mean ± sd over the test crops; TLI shown for reference).",
+        "",
+        table(per, ["TLI (input)", *meta["domains"]]),
+        "",
+        f'Best domain by Tot_cs (fixed): **{best}** — used as "proposed" below.',
+        "",
+        "**Table 2: methods.**",
+        "",
+        table(per, [best, *others]),
+        "",
+        "Paired t-tests (`scipy.stats.ttest_rel`) over the test crops, proposed minus other "
+        "(positive = proposed higher):",
+        "",
+        ttests(per, best, others),
+        "",
+        f"Wiener (tuned): balance {meta['wiener_balance']:.2g} chosen by PSNR on the "
+        "training images (it uses their HR, so it is not unsupervised); Wiener: balance "
+        "estimated per frame from the noise level and the power spectrum.",
+    ]
+    if abl_out:
+        names = ["base", *[k for k in abl_out if k != "base"]]
+        lines += [
+            "",
+            f"**Ablations** (natural target, {budget.ablation_iterations} iterations each, one "
+            "change at a time from the base configuration; mean ± sd over the test crops).",
+            "",
+        ]
+        rows = []
+        for n in names:
+            p = per[f"abl:{n}"]
+            what = "loss weights and options at their defaults" if n == "base" else ABLATIONS[n][1]
+            rows.append(
+                [
+                    n,
+                    what,
+                    fmt_mean_sd(p["ssim"], 3),
+                    fmt_mean_sd(p["psnr"], 2),
+                    fmt_mean_sd(p["dgcf_ref"], 3),
+                    fmt_mean_sd(np.asarray(p["cycle_error"]) * 1e4, 2),
+                ]
+            )
+        lines.append(
+            markdown_table(
+                ["variant", "change", "SSIM", "PSNR (dB)", "dGCF vs HR", "cycle error x1e-4"],
+                rows,
+            )
+        )
+        for n, why in abl_skipped.items():
+            lines.append(f"\nSkipped ablation {n!r}: {why}.")
+    if real:
+        lines += [
+            "",
+            f"**Real frames** (model trained {real_facts.get('config', {}).get('iterations')} "
+            "iterations on the two real TLI reconstructions, natural target; GCF with the "
+            "input's [0, p99.5] range; cycle error = mean (V - V^)² over the fibres):",
+            "",
+        ]
+        rows = []
+        for n, r in real.items():
+            rows.append(
+                [
+                    n,
+                    f"{r['n_fibres']} / {r['spacing']:.2f}",
+                    f"{r['gcf_lr']:.3f}",
+                    f"{r['gcf_sr']:.3f}",
+                    f"{r['gcf_sr'] - r['gcf_lr']:+.3f}",
+                    f"{r['cycle_lr']:.2e}",
+                    f"{r['cycle_sr']:.2e}",
+                ]
+            )
+        lines.append(
+            markdown_table(
+                [
+                    "frame",
+                    "fibres / spacing px",
+                    "GCF input",
+                    "GCF SR",
+                    "dGCF vs input",
+                    "cycle error input (TLI)",
+                    "cycle error SR",
+                ],
+                rows,
+            )
+        )
+        for n in real:
+            lines.append(f"\n![{n}: input and SR](images/bench_real_{n}_{tag}.png)")
+    lines += [
+        "",
+        f"![target domains](images/bench_domains_{tag}.png)",
+        "",
+        f"![methods](images/bench_methods_{tag}.png)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Tests of the benchmark scripts: the pure helpers (fast) and the --quick run (slow)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def common():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("_common")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def peers(common):
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_peers")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_image_splits_are_disjoint(common):
+    groups = [common.TRAIN_IMAGES, common.UNPAIRED_IMAGES, common.TEST_IMAGES]
+    groups.append(common.NATURAL_IMAGES)
+    seen: set[str] = set()
+    for g in groups:
+        assert not seen & set(g), f"{set(g) & seen} appears in two roles"
+        seen |= set(g)
+
+
+def test_load_grey_and_crops(common):
+    img = common.load_grey("astronaut", scale=0.25)  # RGB -> grey
+    assert img.shape == (128, 128) and img.dtype == np.float32
+    assert 0.0 <= img.min() and img.max() <= 1.0
+    crops = common.crop_grid(img, 60, 10)
+    assert len(crops) == 4  # a 2 x 2 grid fits
+    assert np.array_equal(crops[0], img[4:64, 4:64])  # grid centred: margins (128-120)/2
+    crops[0][:] = -1
+    assert img.min() >= 0  # crops are copies
+    with pytest.raises(ValueError, match="unknown image"):
+        common.load_grey("lena")
+    with pytest.raises(ValueError, match="2-D"):
+        common.crop_grid(np.zeros((4, 4, 3)), 2, 1)
+
+
+def test_downscale(common):
+    out = common.downscale(np.ones((64, 40)), 4)
+    assert out.shape == (16, 10) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="positive integer"):
+        common.downscale(np.ones((8, 8)), 1.5)
+
+
+def test_mean_sd_fmt_and_ttest(common):
+    assert common.mean_sd([1.0, 2.0, 3.0, float("nan")]) == (2.0, 1.0)
+    assert common.mean_sd([5.0]) == (5.0, 0.0)
+    assert common.fmt_mean_sd([], 2) == "n/a"
+    assert common.fmt_mean_sd([0.5, 0.7], 2) == "0.60 ± 0.14"
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    t, p = common.paired_ttest(a + [0.1, 0.3, 0.2, 0.4], a)
+    assert t > 0 and 0 < p < 0.05
+    assert all(math.isnan(v) for v in common.paired_ttest(a + 1, a))  # constant shift
+    assert common.fmt_p(1e-6) == "<0.0001" and common.fmt_p(0.0123) == "0.0123"
+    assert common.fmt_p(float("nan")) == "n/a"
+    with pytest.raises(ValueError, match="equal length"):
+        common.paired_ttest([1, 2], [1, 2, 3])
+
+
+def test_match_points(common):
+    truth = np.array([[0.0, 0.0], [10.0, 10.0], [20.0, 0.0]])
+    found = np.array([[0.3, 0.4], [10.0, 11.5], [40.0, 40.0], [20.0, 0.2]])
+    r = common.match_points(found, truth, 1.0)
+    assert (r["n_a"], r["n_b"]) == (4, 3)
+    assert r["a_in_b"] == pytest.approx(0.5)  # 2 of 4 detections within 1 px
+    assert r["b_in_a"] == pytest.approx(2 / 3)
+    assert r["median_a_to_b"] == pytest.approx(0.35)  # median of 0.5 and 0.2
+    empty = common.match_points(np.zeros((0, 2)), truth)
+    assert empty["a_in_b"] == 0.0 and math.isnan(empty["median_a_to_b"])
+
+
+def test_render_raw_frame_peaks_at_centres(common):
+    centres = np.array([[10.3, 12.6], [25.0, 30.0]])
+    frame = common.render_raw_frame(centres, [0.8, 0.4], (40, 48), core_sigma=1.5, noise=0.0)
+    assert frame.shape == (40, 48) and frame.dtype == np.float32
+    assert np.unravel_index(np.argmax(frame), frame.shape) == (10, 13)
+    assert frame[25, 30] == pytest.approx(0.4, abs=1e-6)
+    assert frame[0, 47] < 1e-6  # dark cladding far from the cores
+    with pytest.raises(ValueError, match="values"):
+        common.render_raw_frame(centres, [1.0], (40, 48), core_sigma=1.0)
+
+
+def test_markdown_table_and_sections(common, tmp_path):
+    md = common.markdown_table(["a", "b"], [[1, "x|y"], ["2", 3.5]])
+    assert md.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | x\\|y |", "| 2 | 3.5 |"]
+    with pytest.raises(ValueError, match="cells"):
+        common.markdown_table(["a"], [[1, 2]])
+    text = "intro\n<!-- BEGIN t -->\nold\n<!-- END t -->\noutro\n"
+    new = common.replace_section(text, "t", "new\ntable")
+    assert new == "intro\n<!-- BEGIN t -->\nnew\ntable\n<!-- END t -->\noutro\n"
+    assert common.replace_section(new, "t", "new\ntable") == new  # idempotent
+    appended = common.replace_section("intro\n", "u", "x")
+    assert appended.endswith("<!-- BEGIN u -->\nx\n<!-- END u -->\n")
+    with pytest.raises(ValueError, match="malformed"):
+        common.replace_section("<!-- END t -->\n<!-- BEGIN t -->", "t", "x")
+    with pytest.raises(ValueError, match="section key"):
+        common.replace_section("", "bad key", "x")
+    doc = tmp_path / "doc.md"
+    doc.write_text(text)
+    common.update_markdown(doc, {"t": "A", "v": "B"})
+    out = doc.read_text()
+    assert (
+        "old" not in out
+        and "<!-- BEGIN t -->\nA\n" in out
+        and out.rstrip().endswith("<!-- END v -->")
+    )
+
+
+def test_write_json_numpy(common, tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    common.write_json(path, {"a": np.float32(1.5), "b": np.arange(3), "c": [np.int64(2)]})
+    assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": [2]}
+
+
+def test_peer_square_grid_fits_image(peers):
+    centres = np.array([[100.0, 300.0], [500.0, 700.0], [300.0, 500.0]])
+    g = peers._square_grid(centres, (960, 1280))
+    assert (g["cy"], g["cx"]) == (300, 500)
+    assert g["cy"] - g["r"] >= 0 and g["cy"] + g["r"] <= 959
+    assert g["cx"] - g["r"] >= 0 and g["cx"] + g["r"] <= 1279
+    stats = peers._diff_stats(
+        np.array([[1.0, 2.0], [np.nan, 4.0]]),
+        np.array([[1.5, 2.0], [0.0, 0.0]]),
+        np.array([[True, True], [True, False]]),
+    )
+    assert stats["pixels"] == 2 and stats["max_abs"] == pytest.approx(0.5)
+
+
+def test_peer_worker_has_no_project_imports():
+    """The worker runs in a venv without napari-cycsr, torch or Qt: it must not import them."""
+    src = (BENCH / "_peer_worker.py").read_text()
+    for name in ("napari", "torch", "qtpy", "PyQt", "pickle"):
+        assert f"import {name}" not in src and f"from {name}" not in src
+
+
+@pytest.mark.slow
+def test_quick_mode_end_to_end(tmp_path):
+    """`run_experiments.py --quick` runs through and writes complete, finite results."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    assert run.main(["--quick", "--no-docs", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "experiments_quick.json").read_text())
+    per = res["per_image"]
+    n_test = len(res["meta"]["test_crops"])
+    assert n_test >= 4
+    expected = {"TLI (input)", "Wiener", "Wiener (tuned)", "sharpen", "supervised (paired)"}
+    expected |= set(run.DOMAINS)
+    assert expected <= set(per)
+    for method, metrics in per.items():
+        for key in ("ssim", "psnr", "dgcf_ref", "dgcf_lr", "cycle_error"):
+            vals = np.asarray(metrics[key])
+            assert vals.shape == (n_test,), (method, key)
+            assert np.isfinite(vals).all(), (method, key)
+    # the input's dGCF against itself is zero; SR models keep the fibre values (cycle error
+    # not far above the input's own, which is small because TLI interpolates the values)
+    np.testing.assert_allclose(per["TLI (input)"]["dgcf_lr"], 0.0, atol=1e-9)
+    tli_cycle = np.mean(per["TLI (input)"]["cycle_error"])
+    for d in run.DOMAINS:
+        assert np.mean(per[d]["cycle_error"]) < 20 * tli_cycle + 1e-3, d
+    assert res["meta"]["best_domain"] in run.DOMAINS
+    for frame in res["real"].values():
+        assert frame["n_fibres"] > 10_000
+        assert np.isfinite([frame["gcf_lr"], frame["gcf_sr"], frame["cycle_sr"]]).all()

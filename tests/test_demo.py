@@ -1,0 +1,96 @@
+"""Tests of the one-command demo (tiny settings: a few seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_cycsr.cli import main
+from napari_cycsr.demo import BUILTIN_IMAGES, DemoEvent, builtin_image, resize_longest, run_demo
+
+TINY = {"preset": "tiny", "size": 64, "iterations": 2, "batch_size": 2, "patch": 32}
+
+
+def test_builtin_images_are_grey_unit_float():
+    for name in ("camera", "astronaut", "horse"):
+        image = builtin_image(name, size=48)
+        assert image.ndim == 2 and max(image.shape) == 48
+        assert image.dtype == np.float32
+        assert 0.0 <= image.min() < image.max() <= 1.0
+    assert builtin_image("coffee").shape == (400, 600)
+    with pytest.raises(ValueError, match="unknown built-in image"):
+        builtin_image("lena")
+    assert "camera" in BUILTIN_IMAGES
+
+
+def test_resize_longest_keeps_aspect_and_values():
+    image = np.zeros((100, 50), np.float32)
+    image[:, 25:] = 1.0
+    out = resize_longest(image, 40)
+    assert out.shape == (40, 20) and out.dtype == np.float32
+    assert out[:, :8].max() < 0.05 and out[:, 12:].min() > 0.95
+    assert image.max() == 1.0  # input untouched
+    with pytest.raises(ValueError, match="2-D"):
+        resize_longest(np.zeros((2, 20, 20)), 16)
+    with pytest.raises(ValueError, match="size"):
+        resize_longest(image, 4)
+
+
+def test_run_demo_writes_figure_table_and_loadable_model(tmp_path):
+    from napari_cycsr.io import load_model
+
+    events: list[DemoEvent] = []
+    result = run_demo(tmp_path / "demo", device="cpu", progress=events.append, **TINY)
+    out = tmp_path / "demo"
+    for name in ("demo.png", "metrics.md", "metrics.json", "model.safetensors", "hr.tif",
+                 "lr.tif", "sr.tif", "fibres.csv", "values.npy"):  # fmt: skip
+        assert (out / name).is_file(), name
+    # the figure is a real picture with one column per method and the ground truth
+    with Image.open(out / "demo.png") as figure:
+        width, height = figure.size
+    assert width > 2 * height > 200
+    # the table has the four methods and the metrics against the true image
+    assert [row["method"] for row in result.rows] == ["TLI", "Wiener", "Sharpening", "CycSR"]
+    text = (out / "metrics.md").read_text()
+    for word in ("TLI", "Wiener", "Sharpening", "CycSR", "psnr", "ssim", "gcf", "tot_cs"):
+        assert word in text
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["settings"]["iterations"] == 2 and saved["settings"]["preset"] == "tiny"
+    for row in result.rows:
+        assert 0 < row["ssim"] <= 1 and np.isfinite(row["psnr"])
+    # the model file is the trained model and reproduces the written SR image
+    model = load_model(result.model_path)
+    assert model.metadata["iteration"] == 2
+    assert model.config.channels == 8  # the tiny preset
+    sr = model.super_resolve(result.images["TLI"], device="cpu")
+    mask = result.images["TLI"] != 0
+    np.testing.assert_allclose(sr[mask], result.images["CycSR"][mask], atol=1e-4)
+    # progress: every stage, training step by step
+    stages = [e.stage for e in events]
+    for stage in ("simulate", "train", "super-resolve", "evaluate", "write"):
+        assert stage in stages
+    train_steps = [e.step for e in events if e.stage == "train"]
+    assert train_steps == [0, 1, 2]
+    assert all(e.losses for e in events if e.stage == "train" and e.step > 0)
+
+
+def test_demo_command(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path / "d"), "--quick", "--image", "brick", "--quiet"]
+    args += ["--preset", "tiny", "--size", "64", "--iterations", "1", "--patch", "32"]
+    assert main([*args, "--batch-size", "2", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "| CycSR |" in text and "demo.png" in text
+    assert (tmp_path / "d" / "demo.png").is_file()
+
+
+def test_demo_bad_settings_fail_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--preset", "huge"]) == 2
+    assert main(["demo", "--out", str(tmp_path / "d"), "--image", "lena"]) == 2
+    with pytest.raises(ValueError, match="patch"):
+        run_demo(tmp_path / "e", patch=8, **{k: v for k, v in TINY.items() if k != "patch"})
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(ValueError, match="iterations"):
+        run_demo(tmp_path / "e", iterations=0)
