@@ -6,8 +6,8 @@ with scikit-image (loaded offline) and the real bundle frames under ``../shared/
 
 Data design (simulated pCLE with a known ground truth)
 ------------------------------------------------------
-The "pCLE domain" stand-in is the set of texture-like images (brick, grass, gravel, moon,
-coins, cell); it is split by *image* into three disjoint parts:
+The "pCLE domain" stand-in is the set of texture-like and microscopy images (brick, grass,
+gravel, moon, coins, cell); it is split by *image* into three disjoint parts:
 
 * :data:`TRAIN_IMAGES`: imaged through the simulated bundle; their LR reconstructions are
   the training inputs (their HR is used only by the paired target ``T_pair`` and the
@@ -60,8 +60,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data" / "pyfibrebundle"
 
 TRAIN_IMAGES: tuple[str, ...] = ("brick", "coins")
-UNPAIRED_IMAGES: tuple[str, ...] = ("grass", "moon")
-TEST_IMAGES: tuple[str, ...] = ("gravel", "cell")
+UNPAIRED_IMAGES: tuple[str, ...] = ("moon", "cell")
+TEST_IMAGES: tuple[str, ...] = ("gravel", "grass")
 NATURAL_IMAGES: tuple[str, ...] = (
     "camera",
     "astronaut",

@@ -87,6 +87,7 @@ class Budget:
     real_iterations: int
     ablations: tuple[str, ...]
     train_size: int | None = None  # crop the training images to this side (None: whole)
+    settings: tuple[tuple[str, Any], ...] = ()  # TrainConfig overrides for every model
 
 
 #: Ablations: name -> (TrainConfig overrides, what it tests)
@@ -96,6 +97,8 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "l_vec normalised": ({"normalise_vec": True}, "per-patch [0,1] min-max of V and V^"),
     "no D noise": ({"noise_sigma": 0.0}, "no white noise on the discriminator's inputs"),
     "paper padding": ({"paper_padding": True}, "l_vec divided by 682 per patch"),
+    "cycle x10": ({"w_vec": 10.0, "w_reg": 10.0}, "w_vec = w_reg = 10 (stronger physics)"),
+    "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100"),
     "tiny preset": ({"preset": "tiny"}, "smallest network"),
     "default preset": ({"preset": "default"}, "the CPU default network"),
 }
@@ -111,8 +114,15 @@ MODES: dict[str, Budget] = {
         test_per_image=3,
         ablation_iterations=150,
         real_iterations=100,
-        ablations=("no l_adv", "no l_reg", "l_vec normalised", "no D noise", "paper padding"),
-        train_size=256,
+        ablations=(
+            "no l_adv",
+            "no l_reg",
+            "l_vec normalised",
+            "no D noise",
+            "paper padding",
+            "cycle x10",
+            "cycle x100",
+        ),
     ),
     "default": Budget(
         name="default",
@@ -192,6 +202,7 @@ def train_config(budget: Budget, seed: int, iterations: int | None = None, **ove
         "device": "auto" if budget.name == "paper" else "cpu",
         "preview_every": 0,
         "checkpoint_every": 0,
+        **dict(budget.settings),
     }
     if budget.name == "paper":
         return TrainConfig.paper(**{**base, **overrides})
@@ -399,8 +410,12 @@ def run_supervised(data, budget, seed, log):
     return super_resolve_all(model, data.test), info
 
 
-def run_ablations(data, budget, seed, log):
-    """Each ablation changes one thing from the base config (natural target)."""
+def run_ablations(data, budget, seed, log, reuse_base=None):
+    """Each ablation changes one thing from the base config (natural target).
+
+    ``reuse_base``: (outputs, facts) of a model trained with exactly the base config (the
+    ``T_nat`` model when the iteration counts agree), used instead of training it again.
+    """
     from napari_cycsr.training import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -415,6 +430,10 @@ def run_ablations(data, budget, seed, log):
             skipped[name] = f"TrainConfig has no {sorted(missing)}"
             continue
         if overrides.get("preset") == budget.preset:
+            continue
+        if name == "base" and reuse_base is not None:
+            outputs[name], facts[name] = reuse_base
+            log("  ablation base = the T_nat model (same configuration)")
             continue
         cfg = train_config(budget, seed, budget.ablation_iterations, target="images", **overrides)
         model, info = train_model(
@@ -561,6 +580,29 @@ def _strip(obj: Any) -> Any:
     return obj
 
 
+def parse_settings(items: Sequence[str], error: Callable[[str], Any]) -> tuple:
+    """``["w_vec=10", "normalise_vec=true"]`` -> ``(("w_vec", 10), ("normalise_vec", True))``.
+
+    Keys must be :class:`TrainConfig` fields; values are read as JSON, else kept as text.
+    """
+    import json
+
+    from napari_cycsr.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            error(f"--set expects KEY=VALUE with KEY a TrainConfig field, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.append((key, value))
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -580,6 +622,13 @@ def main(argv: list[str] | None = None) -> int:
         "--domains", nargs="+", choices=DOMAINS, default=None, help="train only these domains"
     )
     parser.add_argument("--iterations", type=int, default=None, help="override the budget's")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig field for every model, e.g. --set w_vec=10 (JSON value)",
+    )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else (args.preset or "default")
     budget = MODES[mode]
@@ -587,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.iterations < 1:
             parser.error("--iterations must be a positive integer")
         budget = dataclasses.replace(budget, iterations=args.iterations)
+    if args.set:
+        budget = dataclasses.replace(budget, settings=parse_settings(args.set, parser.error))
     domains = tuple(args.domains) if args.domains else DOMAINS
     custom = bool(
         args.domains
@@ -594,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         or args.skip_supervised
         or args.skip_real
         or args.skip_ablations
+        or args.set
     )
     tag = mode + ("_custom" if custom else "")
     section = f"experiments-{tag}".replace("_", "-")
@@ -633,7 +685,9 @@ def main(argv: list[str] | None = None) -> int:
         outputs["supervised (paired)"], sup_facts = run_supervised(data, budget, args.seed, log)
     abl_out, abl_facts, abl_skipped = ({}, {}, {})
     if not args.skip_ablations:
-        abl_out, abl_facts, abl_skipped = run_ablations(data, budget, args.seed, log)
+        same = budget.ablation_iterations == budget.iterations and "T_nat" in dom_out
+        reuse = (dom_out["T_nat"], dom_facts["T_nat"]) if same else None
+        abl_out, abl_facts, abl_skipped = run_ablations(data, budget, args.seed, log, reuse)
     per = score(outputs | {f"abl:{k}": v for k, v in abl_out.items()}, data)
     log("scoring done")
 
@@ -677,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     md = report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_facts, data)
     print(md)
     if not args.no_docs:
-        rows = list(range(0, len(data.test), max(1, len(data.test) // 3)))[:3]
+        step = max(1, budget.test_per_image)  # one row per test image, then fill up
+        rows = sorted(set(range(0, len(data.test), step)) | {1})[:3]
         cols = {"TLI (input)": outputs["TLI (input)"]} | {d: outputs[d] for d in domains}
         cols["HR (truth)"] = [s.hr for s in data.test]
         figure_grid(
@@ -709,7 +764,12 @@ def report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_fac
         f"indicative). Seed {meta['seed']}. Network preset `{budget.preset}`, "
         f"{budget.iterations} iterations, batch {budget.batch_size}, {budget.patch} px "
         f"patches; {len(data.test)} test crops of {budget.test_crop} px "
-        f"({', '.join(TEST_IMAGES)}), simulated with noise sd {NOISE}.",
+        f"({', '.join(TEST_IMAGES)}), simulated with noise sd {NOISE}."
+        + (
+            f" TrainConfig overrides for every model: `{dict(budget.settings)}`."
+            if budget.settings
+            else ""
+        ),
         "",
         f"**Table 1: target domains** ({len(meta['domains'])} models, same network and "
         "budget; mean ± sd over the test crops; TLI shown for reference).",

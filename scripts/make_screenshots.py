@@ -111,6 +111,7 @@ def dock(viewer, name: str, width: int = 460):
     from qtpy.QtCore import Qt
 
     dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", name)
+    dock_widget.setMaximumWidth(width)
     viewer.window._qt_window.resizeDocks([dock_widget], [width], Qt.Orientation.Horizontal)
     process(0.2)
     return dock_widget, widget
@@ -134,8 +135,8 @@ def measure_30k(viewer, repeats: int) -> dict:
     from skimage import data
     from skimage.transform import resize
 
-    from napari_cycsr.fibres import FibreBundle
     from napari_cycsr._widgets.fibres import add_fibre_points
+    from napari_cycsr.fibres import FibreBundle
     from napari_cycsr.simulate import hexagonal_lattice
 
     print("measuring 30,000 fibres ...")
@@ -179,16 +180,15 @@ def measure_30k(viewer, repeats: int) -> dict:
     out["voronoi_overlay_click_to_drawn_s"] = statistics.median(overlay)
     out["voronoi_main_thread_gaps"] = meter.summary()
     out["redraw_with_points_and_voronoi_s"] = median_redraw(viewer, repeats)
-    viewer.scene.camera.zoom = viewer.scene.camera.zoom * 6
+    viewer.scene.camera.zoom = 6
     viewer.scene.camera.center = (0, 512, 512)
     shot(viewer, "fibres_30k_voronoi.png")
 
     # the alternative design, for comparison: a Labels layer of cell ids drawn as contours
-    bundle = viewer.layers["30k fibres"].metadata.get("cycsr_bundle") or FibreBundle(
-        centres, shape
-    )
+    bundle = viewer.layers["30k fibres"].metadata.get("cycsr_bundle") or FibreBundle(centres, shape)
     labels = bundle.labels + 1
     viewer.layers["30k fibres cells"].visible = False
+    viewer.reset_view()
     start = time.perf_counter()
     viewer.add_labels(labels, name="cells as Labels").contour = 1
     render(viewer)
@@ -213,8 +213,8 @@ def synthetic_workflow(viewer, iterations: int, tmp: Path) -> dict:
     widget.points.value = fibres
     widget.voronoi_button.native.click()
     wait_for(lambda: widget.worker is None)
-    viewer.scene.camera.zoom *= 4
-    viewer.scene.camera.center = (0, 100, 128)
+    viewer.scene.camera.zoom = 12
+    viewer.scene.camera.center = (0, 90, 120)
     shot(viewer, "fibres_synthetic.png")
     undock(viewer, dock_widget)
     viewer.layers.remove("fibres cells")
@@ -285,8 +285,8 @@ def real_workflow(viewer, iterations: int, tmp: Path) -> dict:
     widget.voronoi_button.native.click()
     wait_for(lambda: widget.worker is None)
     out["voronoi_s"] = round(time.perf_counter() - start, 2)
-    viewer.reset_view()
-    viewer.scene.camera.zoom *= 8
+    viewer.layers["tissue_paper fibres"].size = 1.5
+    viewer.scene.camera.zoom = 14
     viewer.scene.camera.center = (0, 480, 640)
     shot(viewer, "real_detect_voronoi.png")
     widget.reconstruct_button.native.click()
@@ -320,7 +320,7 @@ def real_workflow(viewer, iterations: int, tmp: Path) -> dict:
     widget.fibres.value = fibres
     widget.run_button.native.click()
     wait_for(lambda: widget.worker is None)
-    viewer.scene.camera.zoom *= 3
+    viewer.scene.camera.zoom = 3
     viewer.scene.camera.center = (0, 480, 640)
     shot(viewer, "real_super_resolve.png")
     undock(viewer, dock_widget)
@@ -360,7 +360,7 @@ def main() -> None:
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True, title="napari-cycsr")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1600, 950)
     process(1.0)
     results: dict = {"command": "xvfb-run -a .venv/bin/python scripts/make_screenshots.py"}
     with tempfile.TemporaryDirectory(prefix="cycsr-shots-") as tmp:

@@ -440,3 +440,23 @@ def test_train_input_errors(tmp_path, sim_dir, capsys):
     assert main([*args, "--fibres", str(sim_dir / "fibres.csv"), *out]) == 1
     assert "same size" in _one_line_error(capsys)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_two_processes(tmp_path, sim_dir):
+    """The unchanged command under torchrun (gloo on CPU): rank 0 alone writes the model."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp.safetensors"
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "napari_cycsr.cli"]
+    command += ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    command += [*TRAIN_FAST, "--iterations", "2", "--quiet", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("trained to iteration 2") == 1  # printed by rank 0 only
+    from napari_cycsr.io import load_model
+
+    assert load_model(out).metadata["iteration"] == 2

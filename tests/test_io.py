@@ -94,6 +94,10 @@ def test_save_overwrites_atomically_and_leaves_no_temp_files(tmp_path):
     save_model(_random_model(seed=1), path)
     save_model(_random_model(seed=2), path)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")  # permissions follow the umask, like any new file
+    assert path.stat().st_mode == plain.stat().st_mode
+    plain.unlink()
     loaded = load_model(path)
     expected = _random_model(seed=2).generator.state_dict()
     assert all(torch.equal(v, loaded.generator.state_dict()[k]) for k, v in expected.items())

@@ -184,3 +184,13 @@ def test_add_instance_noise_is_seeded_and_scaled():
     assert torch.equal(x, torch.zeros_like(x))  # input untouched
     with pytest.raises(ValueError, match="sigma"):
         add_instance_noise(x, -1.0)
+
+
+def test_l_vec_normalise_flat_patch_stays_bounded():
+    segment = torch.zeros(6, dtype=torch.int64)
+    v = torch.full((6,), 0.5, dtype=torch.float64)
+    v_hat = (0.5 + 1e-7 * torch.arange(6, dtype=torch.float64)).requires_grad_(True)
+    loss = l_vec(v_hat, v, normalise=True, segment_patch=segment, n_patches=1)
+    loss.backward()
+    assert loss.item() < 1e-6
+    assert v_hat.grad.abs().max().item() < 1e3

@@ -120,3 +120,21 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry):
     widget.save_model()
     assert "train a model first" in errors[-1]
     assert widget.worker is None and [ly.name for ly in viewer.layers] == ["lr", "two"]
+
+
+def test_error_in_worker_is_reported(setup, qtbot, errors, registry):
+    viewer, widget = setup
+    widget.target.value = "images"
+    widget.start_button.native.click()  # no HR layers chosen: refused at the door
+    assert "needs HR layers" in errors[-1]
+
+    # a paired target of the wrong size fails inside the worker: message, widget usable
+    viewer.add_image(np.zeros((50, 50), dtype=np.float32), name="wrong HR")
+    widget.target.value = "paired"
+    widget.target_layers.value = [viewer.layers["wrong HR"]]
+    widget.form.iterations.value = 2
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors[-1].startswith("Training failed:")
+    assert widget.start_button.enabled and not widget.stop_button.enabled
+    assert PREVIEW_NAME not in viewer.layers

@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # fibre-bundle physics and simulation
     "FibreBundle": "fibres",
+    "bundle_fov": "fibres",
+    "estimate_spacing": "fibres",
+    "DEFAULT_SPACING": "simulate",
     "simulate_pcle": "simulate",
     "hexagonal_lattice": "simulate",
     "PCLESimulation": "simulate",

@@ -73,7 +73,7 @@ def _say(message: str) -> None:
 
 
 def _progress_bar(total: int, desc: str, unit: str = "it", disable: bool = False) -> Any:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(
         total=total,
@@ -100,11 +100,13 @@ def _read_2d(path: str | os.PathLike[str], what: str) -> np.ndarray:
     return array
 
 
-def _check_shape(path: Any, array: np.ndarray, shape: tuple[int, int], what: str) -> None:
+def _check_shape(
+    path: Any, array: np.ndarray, shape: tuple[int, ...], what: str, against: str
+) -> None:
     if tuple(array.shape[-2:]) != tuple(shape):
         raise CLIError(
-            f"{path}: {what} is {array.shape[-2]}x{array.shape[-1]} pixels but the fibre bundle "
-            f"covers {shape[0]}x{shape[1]}; expected the same frame size"
+            f"{path}: {what} is {array.shape[-2]}x{array.shape[-1]} pixels but {against} is "
+            f"{shape[0]}x{shape[1]}; expected the same frame size"
         )
 
 
@@ -204,7 +206,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     background = None
     if args.background is not None:
         background = _read_2d(args.background, "background frame")
-        _check_shape(args.background, background, raw.shape, "background frame")
+        _check_shape(args.background, background, raw.shape, "background frame", "the raw frame")
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise CLIError(f"{out}: fibre positions are written as CSV; expected a .csv file name")
@@ -223,12 +225,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from .fibres import FibreBundle
 
+    out = Path(args.out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CLIError(f"{out}: expected an output file ending in {', '.join(IMAGE_SUFFIXES)}")
+    if args.values_out is not None and Path(args.values_out).suffix.lower() != ".npy":
+        raise CLIError(f"--values-out {args.values_out}: expected a file name ending in .npy")
     raw = read_image(args.raw)
     shape = tuple(raw.shape[-2:])
     background = None
     if args.background is not None:
         background = _read_2d(args.background, "background frame")
-        _check_shape(args.background, background, shape, "background frame")
+        _check_shape(args.background, background, shape, "background frame", "the raw frame")
     if args.fibres is not None:
         bundle = _load_bundle(args.fibres, shape)
         how = f"fibres from {args.fibres}"
@@ -236,9 +243,6 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         source = background if background is not None else _frames(raw).mean(axis=0)
         bundle = FibreBundle.detect(source, spacing=args.spacing)
         how = f"{bundle.n_fibres} fibres detected"
-    out = Path(args.out)
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise CLIError(f"{out}: expected an output file ending in {', '.join(IMAGE_SUFFIXES)}")
     frames = _frames(raw)
     values = bundle.core_values(frames if raw.ndim > 2 else raw, background=background)
     recon = np.asarray(bundle.reconstruct(values), dtype=np.float32)
@@ -277,6 +281,11 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, Trainer
 
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise CLIError(
+            f"{out}: a model file is written as safetensors; expected a .safetensors name"
+        )
     lr_images = _read_lr_frames(args.lr)
     shape = lr_images[0].shape
     for i, image in enumerate(lr_images):
@@ -310,11 +319,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif args.target_images:
         raise CLIError("--target-images is used only with --target images or paired")
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".safetensors":
-        raise CLIError(
-            f"{out}: a model file is written as safetensors; expected a .safetensors name"
-        )
     if args.checkpoint_dir:
         checkpoint_dir = Path(args.checkpoint_dir)
     else:
@@ -377,10 +381,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 bar.set_postfix(_loss_postfix(event.losses), refresh=False)
         finally:
             bar.close()
-    stopped = bool(getattr(last, "stopped", False))
+    stopped = trainer.iteration < cfg.iterations  # the same answer on every rank
     if main_process and stopped:
         checkpoint = trainer.checkpoint_path
-        argv = [a for a in getattr(args, "argv", []) if a]
+        argv = [a for a in getattr(args, "argv", []) if not a.startswith("--resume=")]
         if "--resume" in argv:
             k = argv.index("--resume")
             del argv[k : k + 2]
@@ -543,7 +547,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     images: dict[str, np.ndarray] = {}
     for path in find_images(args.images):
         image = _read_2d_image(path, "image")
-        _check_shape(path, image, shape, "image")
+        _check_shape(path, image, shape, "the image", "the reference")
         name = path.stem
         n = 2
         while name in images:
@@ -553,7 +557,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     lr = None
     if args.lr is not None:
         lr = _read_2d_image(args.lr, "LR image")
-        _check_shape(args.lr, lr, shape, "LR image")
+        _check_shape(args.lr, lr, shape, "the LR image", "the reference")
     bundle = mask = values = None
     if args.fibres is not None:
         bundle = _load_bundle(args.fibres, shape)
@@ -690,6 +694,22 @@ def _device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=_positive_int, metavar="N",
+        help="CPU threads torch may use (default: torch's choice, one per core); 1 is "
+        "fastest on a machine shared with other jobs",
+    )  # fmt: skip
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -754,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     _device_option(p)
+    _threads_option(p)
     _quiet_option(p)
     p.set_defaults(func=_cmd_demo)
 
@@ -932,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default: 0)")
     _device_option(p)
+    _threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
@@ -965,6 +987,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, stacks or folders")
     p.add_argument("--out", required=True, metavar="DIR|FILE", help="output folder or file")
     _device_option(p)
+    _threads_option(p)
     p.add_argument(
         "--tile", type=_positive_int, metavar="N",
         help="process N x N tiles (default: whole frames)",
@@ -1047,6 +1070,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(getattr(args, "debug", False))
     try:
+        _set_threads(args)
         return int(args.func(args))
     except KeyboardInterrupt:
         if debug:

@@ -239,9 +239,13 @@ def _refine_log_parabola(smooth: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 
 
 def _rasterise_triangles(
-    vertices: np.ndarray, shape: tuple[int, int], *, chunk: int = 2_000_000
+    vertices: np.ndarray, shape: tuple[int, int], *, chunk: int = 1_000_000
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Locate the pixel centres inside a set of triangles (vectorised scan of bounding boxes).
+
+    Triangles are grouped by the size of their pixel bounding box, and each group is scanned
+    as one ``(triangles, rows, cols)`` array; very large triangles are scanned in bands of
+    rows, so that at most about ``chunk`` candidate pixels are held at once.
 
     Parameters
     ----------
@@ -257,8 +261,8 @@ def _rasterise_triangles(
     pix : ndarray, shape (K,), int64
         Sorted flat indices of the pixels inside at least one triangle.
     simplex : ndarray, shape (K,), int64
-        The (first) triangle holding each pixel; on a shared edge the weights of the two
-        triangles agree, so the choice does not change any interpolated value.
+        A triangle holding each pixel; on a shared edge the weights of the two triangles
+        agree, so the choice does not change any interpolated value.
     bary : ndarray, shape (K, 3), float64
         Barycentric weights on the triangle's three vertices (non-negative, sum 1).
     """
@@ -267,37 +271,49 @@ def _rasterise_triangles(
     e1 = vertices[:, 1, :] - a
     e2 = vertices[:, 2, :] - a
     den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    y_lo = np.clip(np.ceil(vertices[:, :, 0].min(axis=1) - 1e-9), 0, h)
-    y_hi = np.clip(np.floor(vertices[:, :, 0].max(axis=1) + 1e-9), -1, h - 1)
-    x_lo = np.clip(np.ceil(vertices[:, :, 1].min(axis=1) - 1e-9), 0, w)
-    x_hi = np.clip(np.floor(vertices[:, :, 1].max(axis=1) + 1e-9), -1, w - 1)
-    n_y = np.maximum(y_hi - y_lo + 1, 0).astype(np.int64)
-    n_x = np.maximum(x_hi - x_lo + 1, 0).astype(np.int64)
-    count = np.where(np.abs(den) > 1e-12, n_y * n_x, 0)
-    ends = np.cumsum(count)
-    total = int(ends[-1]) if len(ends) else 0
-    starts = ends - count
+    y_lo = np.clip(np.ceil(vertices[:, :, 0].min(axis=1) - 1e-9), 0, h).astype(np.int64)
+    y_hi = np.clip(np.floor(vertices[:, :, 0].max(axis=1) + 1e-9), -1, h - 1).astype(np.int64)
+    x_lo = np.clip(np.ceil(vertices[:, :, 1].min(axis=1) - 1e-9), 0, w).astype(np.int64)
+    x_hi = np.clip(np.floor(vertices[:, :, 1].max(axis=1) + 1e-9), -1, w - 1).astype(np.int64)
+    n_y = np.maximum(y_hi - y_lo + 1, 0)
+    n_x = np.maximum(x_hi - x_lo + 1, 0)
+    todo = np.flatnonzero((np.abs(den) > 1e-12) & (n_y > 0) & (n_x > 0))
+    key = n_y[todo] * (w + 1) + n_x[todo]
+    todo = todo[np.argsort(key, kind="stable")]
+    groups = np.split(todo, np.flatnonzero(np.diff(np.sort(key))) + 1) if len(todo) else []
+
     found_pix, found_tri, found_bary = [], [], []
-    for lo in range(0, total, chunk):
-        flat = np.arange(lo, min(lo + chunk, total), dtype=np.int64)
-        t = np.searchsorted(ends, flat, side="right")
-        local = flat - starts[t]
-        py = y_lo[t] + local // n_x[t]
-        px = x_lo[t] + local % n_x[t]
-        dy = py - a[t, 0]
-        dx = px - a[t, 1]
-        l1 = (dy * e2[t, 1] - e2[t, 0] * dx) / den[t]
-        l2 = (e1[t, 0] * dx - dy * e1[t, 1]) / den[t]
+
+    def scan(g: np.ndarray, row0: int, n_rows: int, n_cols: int) -> None:
+        py = y_lo[g][:, None, None] + row0 + np.arange(n_rows)[None, :, None]
+        px = x_lo[g][:, None, None] + np.arange(n_cols)[None, None, :]
+        dy = py - a[g, 0][:, None, None]
+        dx = px - a[g, 1][:, None, None]
+        d = den[g][:, None, None]
+        l1 = (dy * e2[g, 1][:, None, None] - e2[g, 0][:, None, None] * dx) / d
+        l2 = (e1[g, 0][:, None, None] * dx - dy * e1[g, 1][:, None, None]) / d
         l0 = 1.0 - l1 - l2
-        tol = -1e-9
-        inside = (l0 >= tol) & (l1 >= tol) & (l2 >= tol)
-        found_pix.append((py[inside] * w + px[inside]).astype(np.int64))
-        found_tri.append(t[inside])
+        inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
+        ti, yi, xi = np.nonzero(inside)
+        found_pix.append(py[ti, yi, 0] * w + px[ti, 0, xi])
+        found_tri.append(g[ti])
         found_bary.append(np.column_stack([l0[inside], l1[inside], l2[inside]]))
+
+    for group in groups:
+        ny, nx = int(n_y[group[0]]), int(n_x[group[0]])
+        if ny * nx <= chunk:
+            per = chunk // (ny * nx)
+            for start in range(0, len(group), per):
+                scan(group[start : start + per], 0, ny, nx)
+        else:  # a huge triangle: bands of rows
+            band = max(1, chunk // nx)
+            for t in group:
+                for row0 in range(0, ny, band):
+                    scan(np.array([t]), row0, min(band, ny - row0), nx)
     if not found_pix:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
-    pix = np.concatenate(found_pix)
-    tri = np.concatenate(found_tri)
+    pix = np.concatenate(found_pix).astype(np.int64)
+    tri = np.concatenate(found_tri).astype(np.int64)
     bary = np.concatenate(found_bary)
     pix, first = np.unique(pix, return_index=True)
     bary = np.clip(bary[first], 0.0, 1.0)
@@ -428,13 +444,43 @@ class FibreBundle:
             self._cache["located"] = located
         return located
 
+    def _hull_mask(self) -> np.ndarray:
+        """(H*W,) bool: pixel centres inside the convex hull of the centres (cached).
+
+        Computed row by row from the hull's half-planes (no triangulation needed), with the
+        same 1e-9 tolerance as the triangle scan of the TLI operator.
+        """
+        mask = self._cache.get("hull_mask")
+        if mask is None:
+            from scipy.spatial import ConvexHull
+
+            h, w = self.shape
+            eq = ConvexHull(self.centres).equations  # inside: n_y*y + n_x*x + d <= 0
+            scale = max(1.0, float(np.abs(self.centres).max()))
+            tol = 1e-9 * scale
+            rows = np.arange(h, dtype=np.float64)[:, None]
+            ny, nx, d = eq[:, 0][None, :], eq[:, 1][None, :], eq[:, 2][None, :]
+            rest = -(ny * rows + d) + tol  # constraint: nx * x <= rest
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bound = rest / nx
+            pos, neg = nx > 1e-12, nx < -1e-12
+            hi = np.where(pos, bound, np.inf).min(axis=1)
+            lo = np.where(neg, bound, -np.inf).max(axis=1)
+            flat_ok = np.where(~pos & ~neg, rest >= 0, True).all(axis=1)
+            x_lo = np.clip(np.ceil(lo - 1e-9), 0, w)
+            x_hi = np.clip(np.floor(hi + 1e-9), -1, w - 1)
+            cols = np.arange(w)[None, :]
+            mask = ((cols >= x_lo[:, None]) & (cols <= x_hi[:, None]) & flat_ok[:, None]).ravel()
+            self._cache["hull_mask"] = mask
+        return mask
+
     @property
     def labels(self) -> np.ndarray:
         """(H, W) int32 Voronoi cell id of each pixel, ``-1`` outside the FOV (read-only)."""
         labels = self._cache.get("labels")
         if labels is None:
             h, w = self.shape
-            pix = self._located_pixels()[0]  # only pixels inside the hull can be in the FOV
+            pix = np.flatnonzero(self._hull_mask())  # only pixels in the hull can be in the FOV
             coords = np.column_stack([pix // w, pix % w]).astype(np.float64)
             dist, idx = self._tree.query(coords, k=1, workers=-1)
             near = dist <= self.fov_margin * self.spacing

@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # os.open with mode 0o666 lets the umask decide the permissions, as for a plain open();
+    # tempfile.mkstemp would leave the file readable by its owner only
+    tmp_name = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

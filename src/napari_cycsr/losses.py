@@ -34,7 +34,10 @@ __all__ = [
 #: Length of the zero-padded fibre vector of one 64x64 patch in the paper (Eq. 4).
 PAPER_FIBRES_PER_PATCH = 682
 
-_EPS = 1e-6
+#: Smallest per-patch range used by the min-max normalisation of l_vec (in normalised
+#: intensity units, where the image range is about 1): a flat patch would otherwise divide by
+#: ~0 and blow up the gradients.
+_MINMAX_EPS = 1e-3
 
 
 def voronoi_means(sr: torch.Tensor, cell_index: torch.Tensor, n_cells: int) -> torch.Tensor:
@@ -120,7 +123,7 @@ def segment_minmax(
 
 def _minmax_normalise(x: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
     low, high = segment_minmax(x, segment, n_segments)
-    return (x - low[segment]) / (high - low).clamp(min=_EPS)[segment]
+    return (x - low[segment]) / (high - low).clamp(min=_MINMAX_EPS)[segment]
 
 
 def l_vec(
@@ -142,7 +145,8 @@ def l_vec(
         ``(n,)`` measured fibre values of the same cells, in the same order.
     normalise : bool
         Min-max normalise both vectors to ``[0, 1]`` within every patch first, as the paper
-        does (needs ``segment_patch`` and ``n_patches``).
+        does (needs ``segment_patch`` and ``n_patches``). A patch range below ``1e-3`` (a flat
+        patch) is treated as ``1e-3`` so that the gradients stay bounded.
     segment_patch : torch.Tensor, optional
         ``(n,)`` int64 patch of every cell; needed by ``normalise`` and ``padding``.
     n_patches : int, optional

@@ -41,7 +41,7 @@ def hexagonal_lattice(
     *,
     jitter: float = 0.1,
     fov: str = "circle",
-    seed: int | None = 0,
+    seed: int | np.random.SeedSequence | None = 0,
 ) -> np.ndarray:
     """Fibre centres on a jittered hexagonal lattice covering an image grid.
 
@@ -58,7 +58,7 @@ def hexagonal_lattice(
         ``"circle"``: keep the centres inside the circle inscribed in the image (a round
         bundle); ``"full"``: keep every centre inside the image extent
         ``[-0.5, H - 0.5] x [-0.5, W - 0.5]``.
-    seed : int or None, optional
+    seed : int, numpy.random.SeedSequence or None, optional
         Seed of ``numpy.random.default_rng``; it also draws a random offset of the lattice
         within one lattice cell. Same seed, same centres.
 

@@ -245,6 +245,7 @@ class TrainEvent:
         ``l_pix`` when a supervised pixel loss is used.
     d_accuracy : float
         Fraction of the discriminator's correct decisions on this batch (real and fake).
+        ``loss_d`` and ``d_accuracy`` are NaN during ``warmup`` (no discriminator step).
     seconds_per_iteration : float
         Median duration of the recent iterations.
     eta_seconds : float

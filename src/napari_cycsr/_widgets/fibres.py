@@ -156,7 +156,7 @@ class FibresWidget(Container):
         def _done(edges: np.ndarray) -> None:
             self._viewer.add_image(
                 edges, name=f"{points.name} cells", colormap="cyan", blending="additive",
-                contrast_limits=(0, 1), opacity=0.6, metadata={BUNDLE_KEY: bundle},
+                contrast_limits=(0, 1), opacity=0.5, metadata={BUNDLE_KEY: bundle},
                 **spatial_kwargs(image),
             )  # fmt: skip
             self.status.value = f"{bundle.n_fibres} Voronoi cells"

@@ -228,7 +228,6 @@ class TrainWidget(Container):
         )  # fmt: skip
 
     def _on_done(self, trainer: Any) -> None:
-        self.plot.refresh(force=True)
         name = MODELS.register(f"trained ({trainer.iteration} it)", trainer.model)
         saved = self._model_path(required=False)
         where = f", saved to {saved.name}" if saved is not None else ""
@@ -255,3 +254,4 @@ class TrainWidget(Container):
         self.save_button.enabled = not running and self.trainer is not None
         if not running:
             self.worker = None
+            self.plot.refresh(force=True)
