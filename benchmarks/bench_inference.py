@@ -12,8 +12,8 @@ Prints, side by side:
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_inference.py            # about 3-5 minutes on 2 cores
-    .venv/bin/python benchmarks/bench_inference.py --quick    # fewer repeats, ~1-2 minutes
+    .venv/bin/python benchmarks/bench_inference.py          # ~4 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_inference.py --quick  # 1-3 repeats, 2048^2: ~1.5 min
 """
 
 from __future__ import annotations
@@ -86,6 +86,21 @@ def generator_flops(model: SRModel, height: int, width: int) -> int:
     return total
 
 
+def layout_comparison(preset: str, size: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of one generator pass in NCHW and in NHWC (channels-last) layout."""
+    import copy
+
+    model = make_model(preset)
+    x = torch.rand(1, 1, size, size)
+    nchw = model.generator
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x_nhwc = x.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        t_nchw = median_time(lambda: nchw(x), repeats)
+        t_nhwc = median_time(lambda: nhwc(x_nhwc), repeats)
+    return t_nchw, t_nhwc
+
+
 def make_model(preset: str) -> SRModel:
     torch.manual_seed(0)
     model = SRModel.new(preset)
@@ -139,9 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
     parser.add_argument("--size", type=int, default=576, help="frame size for frames/s")
-    parser.add_argument("--memory-size", type=int, default=4096, help="image for the memory run")
+    parser.add_argument(
+        "--memory-size",
+        type=int,
+        default=None,
+        help="image side for the memory run (4096; 2048 with --quick)",
+    )
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
+    parser.add_argument(
+        "--compare-layout",
+        action="store_true",
+        help="also time the 'default' generator in NCHW vs NHWC (channels-last) layout",
+    )
     parser.add_argument(
         "--memory-child", nargs=2, metavar=("SIZE", "PRESET"), help=argparse.SUPPRESS
     )
@@ -179,8 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * achieved / peak_mm:>7.0f}%"
         )
 
+    if args.compare_layout:
+        t_nchw, t_nhwc = layout_comparison("default", size, repeats)
+        print(
+            f"\nlayout, preset 'default', {size}x{size}: NCHW {t_nchw:.3f} s, "
+            f"NHWC (channels-last, used) {t_nhwc:.3f} s, x{t_nchw / t_nhwc:.2f}"
+        )
+
     if not args.no_memory:
-        m = args.memory_size
+        m = args.memory_size or (2048 if args.quick else 4096)
         print(
             f"\ntiled inference of one {m}x{m} float32 image, preset 'default', "
             f"automatic tiles of {AUTO_TILE} px (fresh subprocess)"

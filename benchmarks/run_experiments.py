@@ -623,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--iterations", type=int, default=None, help="override the budget's")
     parser.add_argument(
+        "--tag",
+        default=None,
+        help="name of a customised run (section, figure and JSON names); default 'custom'",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -647,7 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         or args.skip_ablations
         or args.set
     )
-    tag = mode + ("_custom" if custom else "")
+    if args.tag is not None and not args.tag.replace("_", "").isalnum():
+        parser.error(f"--tag must be letters, digits and '_', got {args.tag!r}")
+    tag = mode + (f"_{args.tag or 'custom'}" if custom or args.tag else "")
     section = f"experiments-{tag}".replace("_", "-")
     command = "python benchmarks/run_experiments.py" + (
         " --quick" if args.quick else (f" --preset {args.preset}" if args.preset else "")

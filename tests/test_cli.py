@@ -360,13 +360,24 @@ def test_evaluate_refuses_mismatched_shapes(tmp_path, sim_dir, capsys):
 TRAIN_FAST = ["--preset", "tiny", "--batch-size", "2", "--patch", "32", "--device", "cpu"]
 
 
-def test_train_writes_a_loadable_model(tmp_path, sim_dir, capsys):
+@pytest.fixture
+def one_thread():
+    """Run with ``--threads 1`` (fast on a shared machine); restore torch's setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield ["--threads", "1"]
+    assert torch.get_num_threads() == 1  # the option took effect
+    torch.set_num_threads(before)
+
+
+def test_train_writes_a_loadable_model(tmp_path, sim_dir, capsys, one_thread):
     from napari_cycsr.io import load_model
 
     out = tmp_path / "model.safetensors"
     args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
     args += ["--values", str(sim_dir / "values.npy"), "--iterations", "2", "--seed", "3"]
-    assert main([*args, *TRAIN_FAST, "--out", str(out), "--quiet"]) == 0
+    assert main([*args, *TRAIN_FAST, *one_thread, "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "trained to iteration 2" in text
     model = load_model(out)
@@ -381,7 +392,7 @@ def test_train_writes_a_loadable_model(tmp_path, sim_dir, capsys):
 
 
 def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
-    tmp_path, sim_dir, monkeypatch, capsys
+    tmp_path, sim_dir, monkeypatch, capsys, one_thread
 ):
     import os
     import signal
@@ -409,7 +420,7 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
     out = tmp_path / "m.safetensors"
     ckdir = tmp_path / "ck"
     args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
-    args += [*TRAIN_FAST, "--out", str(out), "--checkpoint-dir", str(ckdir)]
+    args += [*TRAIN_FAST, *one_thread, "--out", str(out), "--checkpoint-dir", str(ckdir)]
     assert main([*args, "--iterations", "50"]) == 130
     err = capsys.readouterr().err
     assert "stopped at iteration 2 of 50" in err

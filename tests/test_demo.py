@@ -14,6 +14,17 @@ from napari_cycsr.demo import BUILTIN_IMAGES, DemoEvent, builtin_image, resize_l
 TINY = {"preset": "tiny", "size": 64, "iterations": 2, "batch_size": 2, "patch": 32}
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread (much faster on a shared machine); torch's setting restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield ["--threads", "1"]
+    torch.set_num_threads(before)
+
+
 def test_builtin_images_are_grey_unit_float():
     for name in ("camera", "astronaut", "horse"):
         image = builtin_image(name, size=48)
@@ -39,7 +50,7 @@ def test_resize_longest_keeps_aspect_and_values():
         resize_longest(image, 4)
 
 
-def test_run_demo_writes_figure_table_and_loadable_model(tmp_path):
+def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     from napari_cycsr.io import load_model
 
     events: list[DemoEvent] = []
@@ -77,10 +88,10 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path):
     assert all(e.losses for e in events if e.stage == "train" and e.step > 0)
 
 
-def test_demo_command(tmp_path, capsys):
+def test_demo_command(tmp_path, capsys, one_thread):
     args = ["demo", "--out", str(tmp_path / "d"), "--quick", "--image", "brick", "--quiet"]
     args += ["--preset", "tiny", "--size", "64", "--iterations", "1", "--patch", "32"]
-    assert main([*args, "--batch-size", "2", "--device", "cpu"]) == 0
+    assert main([*args, "--batch-size", "2", "--device", "cpu", *one_thread]) == 0
     text = capsys.readouterr().out
     assert "| CycSR |" in text and "demo.png" in text
     assert (tmp_path / "d" / "demo.png").is_file()

@@ -70,9 +70,19 @@ def test_voronoi_reconstruct_lattice(viewer, qtbot, errors):
     widget.voronoi_button.native.click()
     _wait(qtbot, widget)
     cells = viewer.layers["fibres cells"]
-    assert isinstance(cells, Image) and cells.data.shape == (256, 256)
-    assert 0.05 < cells.data.mean() < 0.9  # boundaries, not everything or nothing
-    assert tuple(cells.scale) == (0.5, 0.5) and tuple(cells.translate) == (10.0, -3.0)
+    # cells ~2.6 px wide: the overlay is drawn on a 4x finer grid that overlays the image
+    assert isinstance(cells, Image) and cells.data.shape == (1024, 1024)
+    assert 0.05 < cells.data.mean() < 0.6  # thin borders, not everything or nothing
+    np.testing.assert_allclose(cells.scale, (0.125, 0.125))
+    np.testing.assert_allclose(cells.translate, (10.0 - 0.1875, -3.0 - 0.1875))
+    # a border pixel's world position lies between two fibres: its nearest-fibre distance
+    # is about half the spacing, never ~0 (on a centre)
+    from scipy.spatial import cKDTree
+
+    bundle = viewer.layers["fibres"].metadata[_common.BUNDLE_KEY]
+    border = np.argwhere(cells.data > 0)[::97] * 0.25 - 0.375  # fine -> image pixels
+    dist = cKDTree(bundle.centres).query(border)[0]
+    assert np.median(dist) > 0.3 * bundle.spacing
 
     widget.reconstruct_button.native.click()
     _wait(qtbot, widget)

@@ -51,7 +51,7 @@ BUILTIN_IMAGES: tuple[str, ...] = (
 
 #: Training iterations of the full and the ``quick`` demo (default preset, 2-core CPU:
 #: a few minutes and about 30 s).
-DEMO_ITERATIONS = {"full": 600, "quick": 60}
+DEMO_ITERATIONS = {"full": 300, "quick": 60}
 #: Longer side of the simulated picture, full and quick.
 DEMO_SIZE = {"full": 256, "quick": 128}
 #: Batch size and patch side of the full and the quick demo.

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .models import SRModel
 
@@ -48,6 +49,8 @@ __all__ = [
 AUTO_TILE_THRESHOLD = 1024 * 1024
 #: Window size used by automatic tiling.
 AUTO_TILE = 512
+#: A forward pass holds at most this many input pixels (unless one window is larger).
+_MAX_BATCH_PIXELS = 4 * 512 * 512
 #: Smallest useful tile centre (px) when out-of-memory retries shrink the tile.
 _MIN_CORE = 16
 
@@ -372,7 +375,32 @@ def _prepare_network(model: SRModel, device: torch.device) -> nn.Module:
         p.requires_grad_(False)
         p.grad = None
     net.eval()
+    _fold_batch_norm(net)
     return net.to(device=device, memory_format=_memory_format(device))
+
+
+def _fold_batch_norm(net: nn.Module) -> None:
+    """Fold every eval-mode BatchNorm that directly follows a conv into that conv, in place.
+
+    In eval mode BatchNorm is a fixed per-channel affine map, so ``bn(conv(x))`` equals one
+    conv with rescaled weights and a bias: the same result up to rounding, one memory-bound
+    pass less per layer (about a fifth of the generator's CPU time).
+    """
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        layers = list(module)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and conv.out_channels == bn.num_features
+            ):
+                module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
 
 
 def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
@@ -403,6 +431,8 @@ def _run_numpy(
         return image[np.unravel_index(f, lead)] if lead else image
 
     jobs = _plan(n_frames, (h, w), tile, overlap)
+    window_pixels = min(tile, h) * min(tile, w)
+    batch = max(1, min(batch, _MAX_BATCH_PIXELS // window_pixels))
     pos = 0
     done = 0
     total = len(jobs)
@@ -413,7 +443,10 @@ def _run_numpy(
         x = model.normalise(torch.from_numpy(windows.astype(np.float32, copy=False))[:, None])
         try:
             y = _forward(net, x, device, amp)
-        except oom as err:
+        except oom:
+            y = None  # leave the except block first so the failed pass's tensors are freed
+        if y is None:
+            del x
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             if batch > 1:  # first try fewer windows at once
@@ -426,7 +459,7 @@ def _run_numpy(
                     f"{min(tile, h)}x{min(tile, w)} window (overlap {overlap}): free memory on "
                     "the device (close other programs or models), pass a smaller overlap, or "
                     "use device='cpu'"
-                ) from err
+                )
             # frames before the interrupted one are complete: re-plan the rest, smaller tiles
             tile = smaller
             jobs = _plan(n_frames, (h, w), tile, overlap, first_frame=chunk[0][0])
@@ -613,7 +646,8 @@ def super_resolve(
         (default): the network's receptive radius (:func:`receptive_radius`), which makes
         tiled and whole-image results equal; smaller values are faster but may show seams.
     batch : int
-        Windows (tiles or frames) sent to the network at once.
+        Windows (tiles or frames) sent to the network at once; fewer when the windows are
+        large, so that one pass holds at most about one megapixel (4 x 512 x 512).
     mask : array-like of bool, shape (H, W), optional
         Field-of-view mask; output pixels outside it are set to 0 (the mask is upsampled by
         nearest neighbour for models with ``scale > 1``).

@@ -23,6 +23,7 @@ __all__ = [
     "image_data_2d",
     "layer_choices",
     "output_spatial",
+    "overlay_factor",
     "require_layer",
     "robust_limits",
     "spatial_kwargs",
@@ -165,6 +166,21 @@ def cell_edges(labels: np.ndarray) -> np.ndarray:
     edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
     edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
     return edges
+
+
+def overlay_factor(
+    spacing: float, shape: tuple[int, int], *, cell_px: float = 12.0, max_pixels: int = 8_000_000
+) -> int:
+    """How many times finer than the image the Voronoi overlay is drawn (1 to 4).
+
+    Cells of real bundles are only 3-7 pixels wide, so one-pixel borders drawn on the image's
+    own grid would cover a third of each cell. The overlay grid is refined until a cell spans
+    about ``cell_px`` pixels, without exceeding ``max_pixels`` in total.
+    """
+    factor = int(np.clip(round(cell_px / max(float(spacing), 1e-6)), 1, 4))
+    while factor > 1 and shape[0] * shape[1] * factor**2 > max_pixels:
+        factor -= 1
+    return factor
 
 
 def _points_to_pixels(points: Points, image: Layer) -> np.ndarray:

@@ -7,7 +7,21 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from superqt import QCollapsible
 
-__all__ = ["TrainForm"]
+__all__ = ["TARGETS", "TrainForm", "format_eta"]
+
+#: Target-domain choices: (label, TrainConfig.target).
+TARGETS = [
+    ("natural images (built-in)", "natural"),
+    ("chosen HR layers", "images"),
+    ("LR downscaled x4", "downscaled"),
+    ("paired HR layer", "paired"),
+]
+
+
+def format_eta(seconds: float) -> str:
+    """Seconds as ``h:mm:ss``."""
+    seconds = int(round(max(seconds, 0)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class TrainForm:

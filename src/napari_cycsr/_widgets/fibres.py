@@ -15,6 +15,8 @@ from ._common import (
     cell_edges,
     image_data_2d,
     layer_choices,
+    output_spatial,
+    overlay_factor,
     require_layer,
     robust_limits,
     spatial_kwargs,
@@ -150,16 +152,27 @@ class FibresWidget(Container):
         points = require_layer(self.points.value, "the fibre Points layer", Points)
         bundle = bundle_from_points(points, image)
 
+        factor = overlay_factor(bundle.spacing, bundle.shape)
+
         def _boundaries() -> np.ndarray:
-            return cell_edges(bundle.labels)
+            from napari_cycsr.fibres import FibreBundle
+
+            fine = bundle
+            if factor > 1:  # the same cells on a finer grid: (c + 0.5) * k - 0.5 per axis
+                h, w = bundle.shape
+                fine = FibreBundle(
+                    bundle.centres * factor + (factor - 1) / 2, (h * factor, w * factor),
+                    fov_margin=bundle.fov_margin,
+                )  # fmt: skip
+            return cell_edges(fine.labels)
 
         def _done(edges: np.ndarray) -> None:
             self._viewer.add_image(
                 edges, name=f"{points.name} cells", colormap="cyan", blending="additive",
-                contrast_limits=(0, 1), opacity=0.5, metadata={BUNDLE_KEY: bundle},
-                **spatial_kwargs(image),
+                contrast_limits=(0, 1), opacity=0.6, metadata={BUNDLE_KEY: bundle},
+                **output_spatial(image, factor, ndim=2),
             )  # fmt: skip
-            self.status.value = f"{bundle.n_fibres} Voronoi cells"
+            self.status.value = f"{bundle.n_fibres} Voronoi cells (overlay x{factor})"
 
         self._start(_boundaries, where="Voronoi overlay", on_return=_done)
 

@@ -17,29 +17,16 @@ from ._common import (
     layer_choices,
     require_layer,
 )
-from ._train_form import TrainForm
+from ._train_form import TARGETS, TrainForm, format_eta
 from ._worker import guarded, run_in_thread
 from .loss_plot import LossPlot
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PREVIEW_NAME", "TARGETS", "TrainWidget"]
+__all__ = ["PREVIEW_NAME", "TrainWidget"]
 
 PREVIEW_NAME = "CycSR preview"
-
-#: Target-domain choices: (label, TrainConfig.target).
-TARGETS = [
-    ("natural images (built-in)", "natural"),
-    ("chosen HR layers", "images"),
-    ("LR downscaled x4", "downscaled"),
-    ("paired HR layer", "paired"),
-]
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(round(max(seconds, 0)))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class TrainWidget(Container):
@@ -80,16 +67,23 @@ class TrainWidget(Container):
                 self.save_button, self.progress, self.status,
             ]
         )  # fmt: skip
-        self.native.layout().insertWidget(9, self.form.collapsible)
+        # the collapsible "Advanced" section goes right after the basic training fields
+        self.native.layout().insertWidget(self.index(self.form.seed) + 1, self.form.collapsible)
         self.plot = LossPlot(viewer.theme)
         self.native.layout().addWidget(self.plot)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
         self.save_button.changed.connect(self.save_model)
-        viewer.events.theme.connect(lambda event: self.plot.apply_theme(event.value))
+        viewer.events.theme.connect(self._theme_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.reset_choices)
+
+    def _theme_changed(self, event: Any) -> None:
+        try:
+            self.plot.apply_theme(event.value)
+        except RuntimeError:  # the Qt widget is gone: stop listening
+            self._viewer.events.theme.disconnect(self._theme_changed)
 
     # -- inputs -------------------------------------------------------------------------------
     def _inputs(self) -> dict[str, Any]:
@@ -206,7 +200,7 @@ class TrainWidget(Container):
         self.progress.value = event.iteration
         self.status.value = (
             f"iteration {event.iteration}/{event.total}, "
-            f"{event.seconds_per_iteration:.2f} s/it, ETA {_eta(event.eta_seconds)}"
+            f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
         )
         self.plot.append(event.iteration, event.losses)
         if event.preview is not None:
