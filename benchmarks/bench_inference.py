@@ -86,19 +86,25 @@ def generator_flops(model: SRModel, height: int, width: int) -> int:
     return total
 
 
-def layout_comparison(preset: str, size: int, repeats: int) -> tuple[float, float]:
-    """Median seconds of one generator pass in NCHW and in NHWC (channels-last) layout."""
+def layout_comparison(preset: str, size: int, repeats: int) -> dict[str, float]:
+    """Median seconds of one generator pass: as built (NCHW), channels-last (NHWC), and
+    channels-last with BatchNorm folded into the convs (the network super_resolve runs)."""
     import copy
+
+    from napari_cycsr.inference import _prepare_network
 
     model = make_model(preset)
     x = torch.rand(1, 1, size, size)
+    x_nhwc = x.to(memory_format=torch.channels_last)
     nchw = model.generator
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
-    x_nhwc = x.to(memory_format=torch.channels_last)
+    folded = _prepare_network(model, torch.device("cpu"))
+    times = {}
     with torch.inference_mode():
-        t_nchw = median_time(lambda: nchw(x), repeats)
-        t_nhwc = median_time(lambda: nhwc(x_nhwc), repeats)
-    return t_nchw, t_nhwc
+        times["NCHW"] = median_time(lambda: nchw(x), repeats)
+        times["NHWC"] = median_time(lambda: nhwc(x_nhwc), repeats)
+        times["NHWC + folded BN (used)"] = median_time(lambda: folded(x_nhwc), repeats)
+    return times
 
 
 def make_model(preset: str) -> SRModel:
@@ -163,14 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
+    parser.add_argument(
         "--compare-layout",
         action="store_true",
-        help="also time the 'default' generator in NCHW vs NHWC (channels-last) layout",
+        help="also time the 'default' generator: NCHW, NHWC, NHWC with BatchNorm folded",
     )
     parser.add_argument(
         "--memory-child", nargs=2, metavar=("SIZE", "PRESET"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
         return 0
@@ -205,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.compare_layout:
-        t_nchw, t_nhwc = layout_comparison("default", size, repeats)
-        print(
-            f"\nlayout, preset 'default', {size}x{size}: NCHW {t_nchw:.3f} s, "
-            f"NHWC (channels-last, used) {t_nhwc:.3f} s, x{t_nchw / t_nhwc:.2f}"
-        )
+        times = layout_comparison("default", size, repeats)
+        base = times["NCHW"]
+        print(f"\none generator pass, preset 'default', {size}x{size} (median of {repeats}):")
+        for name, seconds in times.items():
+            print(f"  {name:<24} {seconds:7.3f} s   x{base / seconds:.2f} vs NCHW")
 
     if not args.no_memory:
         m = args.memory_size or (2048 if args.quick else 4096)
@@ -218,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             f"automatic tiles of {AUTO_TILE} px (fresh subprocess)"
         )
         child = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(m), "default"],
+            [sys.executable, __file__, "--memory-child", str(m), "default"]
+            + (["--threads", str(args.threads)] if args.threads else []),
             check=True,
             capture_output=True,
             text=True,

@@ -125,6 +125,8 @@ QUALITY_SETTINGS: dict[str, dict] = {
     "noise_0": {"noise_sigma": 0.0},
     "noise_0.2": {"noise_sigma": 0.2},
     "no_adversary": {"w_adv": 0.0},
+    "w_adv_1e-2": {"w_adv": 1e-2},
+    "w_adv_1e-3": {"w_adv": 1e-3},
 }
 
 

@@ -35,6 +35,7 @@ import dataclasses
 import os
 import platform
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,13 +128,13 @@ MODES: dict[str, Budget] = {
     "default": Budget(
         name="default",
         preset="default",
-        iterations=600,
+        iterations=300,
         batch_size=16,
         patch=64,
         test_crop=128,
         test_per_image=6,
-        ablation_iterations=300,
-        real_iterations=300,
+        ablation_iterations=150,
+        real_iterations=200,
         ablations=tuple(k for k in ABLATIONS if k != "default preset"),
     ),
     "paper": Budget(
@@ -238,7 +239,14 @@ def train_model(
     seconds = time.perf_counter() - t0
     losses = dict(last.losses) if last is not None else {}
     log(f"  trained {label or target}: {config.iterations} it in {seconds:.0f} s; {losses}")
-    return trainer.model, {"seconds": seconds, "losses": losses, "config": config.to_dict()}
+    model = trainer.model
+    history = model.metadata.get("loss_history") if isinstance(model.metadata, dict) else None
+    return model, {
+        "seconds": seconds,
+        "losses": losses,
+        "loss_history": history,
+        "config": config.to_dict(),
+    }
 
 
 def super_resolve_all(model: Any, sims: Sequence[Any]) -> list[np.ndarray]:
@@ -543,7 +551,7 @@ def figure_grid(columns: dict[str, list[np.ndarray]], rows: Sequence[int], path:
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=7)
-    fig.suptitle(title, fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -564,7 +572,8 @@ def figure_real(name: str, res: dict[str, Any], path: Path, command: str) -> Non
         ax.imshow(_crop_centre(img, 200), cmap="gray", vmin=0, vmax=hi)
         ax.set_title(f"{name}: {t}", fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"Centre 200x200 px crop. Made by `{command}`", fontsize=7)
+    title = f"Centre 200x200 px crop. Made by `{command}`"
+    fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -778,7 +787,7 @@ def report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_fac
             else ""
         ),
         "",
-        f"**Table 1: target domains** ({len(meta['domains'])} models, same network and "
+        f"**Table 1: target domains** ({len(meta['domains'])} model(s), same network and "
         "budget; mean ± sd over the test crops; TLI shown for reference).",
         "",
         table(per, ["TLI (input)", *meta["domains"]]),

@@ -2,7 +2,9 @@
 
 Run under a virtual display (no GPU needed; Mesa renders in software)::
 
-    xvfb-run -a .venv/bin/python scripts/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py
+
+(The window is 1600 x 950; plain ``xvfb-run -a`` works too.)
 
 Writes ``docs/images/*.png`` and ``docs/images/measurements.json``. Every widget is driven
 through its controls as a user would; the script waits for the thread workers with the Qt
@@ -23,6 +25,7 @@ import argparse
 import faulthandler
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -104,6 +107,7 @@ class GapMeter:
             "median_gap_ms": round(float(np.median(gaps)), 1),
             "p99_gap_ms": round(float(np.percentile(gaps, 99)), 1),
             "max_gap_ms": round(float(gaps.max()), 1),
+            "gaps_over_100ms": int((gaps > 100).sum()),
         }
 
 
@@ -362,7 +366,10 @@ def main() -> None:
     viewer = napari.Viewer(show=True, title="napari-cycsr")
     viewer.window._qt_window.resize(1600, 950)
     process(1.0)
-    results: dict = {"command": "xvfb-run -a .venv/bin/python scripts/make_screenshots.py"}
+    results: dict = {
+        "command": 'xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python '
+        "scripts/make_screenshots.py " + " ".join(sys.argv[1:])
+    }
     with tempfile.TemporaryDirectory(prefix="cycsr-shots-") as tmp:
         if not args.skip_30k:  # first: forced draws after many layer changes crash llvmpipe
             results["fibres_30k"] = measure_30k(viewer, args.repeats)

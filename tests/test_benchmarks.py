@@ -155,6 +155,26 @@ def test_peer_worker_has_no_project_imports():
         assert f"import {name}" not in src and f"from {name}" not in src
 
 
+def test_parse_settings():
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    errors: list[str] = []
+
+    def error(msg: str) -> None:
+        errors.append(msg)
+        raise SystemExit(2)
+
+    out = run.parse_settings(["w_vec=10", "normalise_vec=true", "preset=tiny"], error)
+    assert out == (("w_vec", 10), ("normalise_vec", True), ("preset", "tiny"))
+    for bad in ("w_vec", "no_such_field=1"):
+        with pytest.raises(SystemExit):
+            run.parse_settings([bad], error)
+    assert len(errors) == 2 and "TrainConfig field" in errors[0]
+
+
 @pytest.mark.slow
 def test_quick_mode_end_to_end(tmp_path):
     """`run_experiments.py --quick` runs through and writes complete, finite results."""
@@ -176,12 +196,14 @@ def test_quick_mode_end_to_end(tmp_path):
             vals = np.asarray(metrics[key])
             assert vals.shape == (n_test,), (method, key)
             assert np.isfinite(vals).all(), (method, key)
-    # the input's dGCF against itself is zero; SR models keep the fibre values (cycle error
-    # not far above the input's own, which is small because TLI interpolates the values)
+    # the input's dGCF against itself is zero
     np.testing.assert_allclose(per["TLI (input)"]["dgcf_lr"], 0.0, atol=1e-9)
-    tli_cycle = np.mean(per["TLI (input)"]["cycle_error"])
-    for d in run.DOMAINS:
-        assert np.mean(per[d]["cycle_error"]) < 20 * tli_cycle + 1e-3, d
+    # the supervised network starts as the identity (residual) and minimises the pixel error
+    # against the HR, so it must not end worse than its input; Wiener deconvolution improves
+    # on TLI for this fibre blur (checks that outputs and references are not mixed up)
+    tli_psnr = np.mean(per["TLI (input)"]["psnr"])
+    assert np.mean(per["supervised (paired)"]["psnr"]) > tli_psnr - 0.5
+    assert np.mean(per["Wiener"]["psnr"]) > tli_psnr
     assert res["meta"]["best_domain"] in run.DOMAINS
     for frame in res["real"].values():
         assert frame["n_fibres"] > 10_000

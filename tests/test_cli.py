@@ -298,9 +298,11 @@ def test_super_resolve_files_folders_and_stacks(tmp_path, sim_dir, tiny_model, c
 def test_super_resolve_to_one_file_with_tiles(tmp_path, sim_dir, tiny_model, capsys):
     out = tmp_path / "result.tif"
     args = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--out", str(out)]
+    args += ["--fibres", str(sim_dir / "fibres.csv")]
     assert main([*args, "--tile", "48", "--overlap", "8", "--device", "cpu"]) == 0
     result = tifffile.imread(out)
     assert result.shape == (80, 80) and result.dtype == np.float32
+    assert result[0, 0] == 0 and result[40, 40] != 0  # masked to the round field of view
     assert "lr.tif" in capsys.readouterr().out
 
 
@@ -471,3 +473,17 @@ def test_train_under_torchrun_two_processes(tmp_path, sim_dir):
     from napari_cycsr.io import load_model
 
     assert load_model(out).metadata["iteration"] == 2
+
+
+def test_runtime_errors_are_one_line_too(tmp_path, sim_dir, tiny_model, monkeypatch, capsys):
+    import napari_cycsr.inference as inference
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+    monkeypatch.setattr(inference, "super_resolve", out_of_memory)
+    args = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "out of memory. Tried to allocate" in _one_line_error(capsys)
+    with pytest.raises(RuntimeError):
+        main([*args, "--debug"])

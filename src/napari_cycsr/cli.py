@@ -496,6 +496,11 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
             "give a folder for several inputs"
         )
     model = load_model(model_path)
+    fibres = None
+    if args.fibres is not None:
+        fibres = Path(args.fibres)
+        if not fibres.is_file():
+            raise OSError(f"{fibres}: no such fibre file (make one with `cycsr detect`)")
     targets: list[tuple[Path, Path]] = []
     for path in files:
         if single_file:
@@ -508,6 +513,9 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
     for path, target in targets:
         image = read_image(path)
         n_frames = int(np.prod(image.shape[:-2], dtype=np.int64))
+        mask = None
+        if fibres is not None:
+            mask = _load_bundle(fibres, tuple(image.shape[-2:])).fov_mask
         bars: list[Any] = []
 
         def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:
@@ -525,6 +533,7 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
                 device=args.device,
                 tile=args.tile,
                 overlap=args.overlap,
+                mask=mask,
                 progress=progress,
             )
         finally:
@@ -986,6 +995,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="model file from `cycsr train`")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, stacks or folders")
     p.add_argument("--out", required=True, metavar="DIR|FILE", help="output folder or file")
+    p.add_argument(
+        "--fibres", metavar="CSV",
+        help="fibre positions of the inputs: pixels outside the bundle's field of view are 0",
+    )  # fmt: skip
     _device_option(p)
     _threads_option(p)
     p.add_argument(
@@ -1081,6 +1094,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except (RuntimeError, ArithmeticError, MemoryError) as error:  # torch, numerics, memory
+        if debug:
+            raise
+        print(
+            f"{PROG}: error: {_one_line(error)} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -73,8 +73,6 @@ def run_in_thread(
     the thread does not escape: it is logged, shown as a napari error notification whose
     message starts with ``where``, and passed to ``on_error``; ``on_finish`` always runs last.
     """
-    outcome: dict[str, Any] = {}
-
     def _guard_call() -> Any:
         try:
             return func(*args, **kwargs)
@@ -93,7 +91,6 @@ def run_in_thread(
     worker = create_worker(target, _start_thread=False)
 
     def _returned(value: Any) -> None:
-        outcome["value"] = value
         if isinstance(value, WorkerFailure):
             show_error(value.message)
             if on_error is not None:

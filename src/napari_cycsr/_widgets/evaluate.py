@@ -58,6 +58,7 @@ class EvaluateWidget(Container):
         self.evaluate_button = PushButton(text="Evaluate current frame")
         self.copy_button = PushButton(text="Copy as CSV", enabled=False)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.sr, self.input, self.reference, self.fibres,

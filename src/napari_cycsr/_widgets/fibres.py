@@ -72,6 +72,7 @@ class FibresWidget(Container):
         self.save_button = PushButton(text="Save fibres CSV")
         self.load_button = PushButton(text="Load fibres CSV")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.image, self.background, self.spacing, self.detect_button, self.points,

@@ -80,6 +80,7 @@ class SuperResolveWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.image, self.model, self.model_file, self.fibres, self.device, self.tile,

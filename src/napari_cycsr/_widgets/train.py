@@ -60,6 +60,7 @@ class TrainWidget(Container):
         self.save_button = PushButton(text="Save model", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.lr_layers, self.fibres, self.target, self.target_layers, *self.form.basic,
