@@ -73,6 +73,7 @@ def run_in_thread(
     the thread does not escape: it is logged, shown as a napari error notification whose
     message starts with ``where``, and passed to ``on_error``; ``on_finish`` always runs last.
     """
+
     def _guard_call() -> Any:
         try:
             return func(*args, **kwargs)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
@@ -16,7 +18,11 @@ LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_adv", "l_reg", "loss_d")
 
 
 class LossPlot(FigureCanvasQTAgg):
-    """Loss curves against iteration, redrawn at most every ``min_interval`` seconds.
+    """Loss curves against iteration on log axes, cheap to update while training runs.
+
+    The x axis spans the whole run and the y axis whole decades, so most updates only redraw
+    the curves over a cached background (blitting, a few milliseconds); the full figure is
+    redrawn only when a value leaves the axes. Updates are at most one per ``min_interval``.
 
     Parameters
     ----------
@@ -25,14 +31,13 @@ class LossPlot(FigureCanvasQTAgg):
     keys : sequence of str
         Loss names to draw.
     min_interval : float
-        Minimum seconds between two redraws (a redraw blocks the main thread for tens of
-        milliseconds); appending stays cheap however fast training runs.
+        Minimum seconds between two redraws.
     """
 
     def __init__(
-        self, theme: str = "dark", keys: Sequence[str] = LOSS_KEYS, min_interval: float = 1.0
+        self, theme: str = "dark", keys: Sequence[str] = LOSS_KEYS, min_interval: float = 0.5
     ) -> None:
-        # a fixed layout: constrained layout doubles the cost of every redraw
+        # a fixed layout: constrained layout doubles the cost of every full redraw
         self.figure = Figure(figsize=(4, 2.6))
         self.figure.subplots_adjust(left=0.16, right=0.97, top=0.95, bottom=0.2)
         super().__init__(self.figure)
@@ -41,13 +46,21 @@ class LossPlot(FigureCanvasQTAgg):
         self.min_interval = float(min_interval)
         self.iterations: list[int] = []
         self.values: dict[str, list[float]] = {k: [] for k in self.keys}
+        self.total = 1
+        self.full_draws = 0
         self._last_draw = 0.0
+        self._background: Any = None
         self.axes = self.figure.add_subplot()
-        self.lines = {k: self.axes.plot([], [], label=k, linewidth=1.2)[0] for k in self.keys}
+        self.lines = {
+            k: self.axes.plot([], [], label=k, linewidth=1.2, animated=True)[0] for k in self.keys
+        }
         self.axes.set_xlabel("iteration")
         self.axes.set_ylabel("loss")
         self.axes.set_yscale("log")
+        self.axes.set_xlim(0, 1)
+        self.axes.set_ylim(1e-3, 1e1)
         self.legend = self.axes.legend(loc="upper right", fontsize="small", frameon=False)
+        self.mpl_connect("draw_event", self._on_draw)
         self.apply_theme(theme)
 
     def apply_theme(self, theme: str) -> None:
@@ -55,9 +68,8 @@ class LossPlot(FigureCanvasQTAgg):
         from napari.utils.theme import get_theme
 
         colours = get_theme(theme)
-        background = colours.background.as_hex()
         foreground = colours.text.as_hex()
-        self.figure.set_facecolor(background)
+        self.figure.set_facecolor(colours.background.as_hex())
         self.axes.set_facecolor(colours.canvas.as_hex())
         for spine in self.axes.spines.values():
             spine.set_color(foreground)
@@ -68,16 +80,19 @@ class LossPlot(FigureCanvasQTAgg):
             text.set_color(foreground)
         self.draw_idle()
 
-    def clear(self) -> None:
-        """Forget every point."""
+    def clear(self, total: int = 1) -> None:
+        """Forget every point; the x axis will span ``total`` iterations."""
         self.iterations.clear()
         for values in self.values.values():
             values.clear()
+        self.total = max(int(total), 1)
         self.refresh(force=True)
 
-    def append(self, iteration: int, losses: Mapping[str, float]) -> None:
-        """Add one iteration's losses (missing or non-positive ones are skipped on log axes)."""
+    def append(self, iteration: int, losses: Mapping[str, float], total: int | None = None) -> None:
+        """Add one iteration's losses (missing or non-positive ones are not drawn)."""
         self.iterations.append(int(iteration))
+        if total is not None:
+            self.total = max(int(total), 1)
         for key in self.keys:
             value = float(losses.get(key, math.nan))
             self.values[key].append(value if value > 0 else math.nan)
@@ -91,8 +106,47 @@ class LossPlot(FigureCanvasQTAgg):
         self._last_draw = now
         for key, line in self.lines.items():
             line.set_data(self.iterations, self.values[key])
-        if self.iterations:
-            self.axes.relim()
-            self.axes.autoscale_view()
-        self.draw_idle()
+        if self._update_limits() or self._background is None or force:
+            self.full_draws += 1
+            self.draw()  # _on_draw draws the curves over the fresh background
+        else:
+            self.restore_region(self._background)
+            self._draw_curves()
+            self._schedule_paint(self.axes.bbox)
         return True
+
+    def _update_limits(self) -> bool:
+        """Widen the axes to the run length and whole decades; True if they changed."""
+        xlim = (0.0, float(max(self.total, self.iterations[-1] if self.iterations else 1)))
+        ylim = self.axes.get_ylim()
+        data = np.array([v for vals in self.values.values() for v in vals], dtype=float)
+        data = data[np.isfinite(data)]
+        if data.size:
+            low, high = float(data.min()), float(data.max())
+            if low < ylim[0] or high > ylim[1]:
+                ylim = (
+                    min(ylim[0], 10 ** math.floor(math.log10(low))),
+                    max(ylim[1], 10 ** math.ceil(math.log10(high))),
+                )
+        changed = xlim != tuple(self.axes.get_xlim()) or ylim != tuple(self.axes.get_ylim())
+        if changed:
+            self.axes.set_xlim(*xlim)
+            self.axes.set_ylim(*ylim)
+        return changed
+
+    def _schedule_paint(self, bbox: Any) -> None:
+        """Like ``blit`` but asynchronous: Qt merges the paint with the widget's other updates.
+
+        ``blit`` repaints at once; in a window holding napari's OpenGL canvas every repaint
+        recomposes the whole window, so merging paints halves the main thread's work.
+        """
+        left, bottom, width, height = (int(v / self.device_pixel_ratio) for v in bbox.bounds)
+        self.update(left, self.rect().height() - bottom - height, width, height)
+
+    def _draw_curves(self) -> None:
+        for line in self.lines.values():
+            self.axes.draw_artist(line)
+
+    def _on_draw(self, _event: Any) -> None:
+        self._background = self.copy_from_bbox(self.axes.bbox)
+        self._draw_curves()

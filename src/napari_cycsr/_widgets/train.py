@@ -139,7 +139,7 @@ class TrainWidget(Container):
         inputs = self._inputs()
         config = self.form.config()
         checkpoint = self._checkpoint_path()
-        self.plot.clear()
+        self.plot.clear(total=config.iterations)
 
         def make() -> Any:
             return Trainer(
@@ -197,13 +197,14 @@ class TrainWidget(Container):
         )  # fmt: skip
 
     def _on_event(self, event: Any, first: Image) -> None:
-        self.progress.max = event.total
+        if self.progress.max != event.total:
+            self.progress.max = event.total
         self.progress.value = event.iteration
         self.status.value = (
             f"iteration {event.iteration}/{event.total}, "
             f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
         )
-        self.plot.append(event.iteration, event.losses)
+        self.plot.append(event.iteration, event.losses, total=event.total)
         if event.preview is not None:
             self._show_preview(event.preview, first)
 
