@@ -17,7 +17,8 @@ gravel, moon, coins, cell); it is split by *image* into three disjoint parts:
   bundle with other seeds).
 
 ``T_nat`` uses the photographs and documents (:data:`NATURAL_IMAGES`), a different domain,
-as Sun2012 is for pCLE in Ravì et al.; ``T_res`` is the training LR images downscaled x4.
+as Sun2012 is for pCLE in Ravì et al.; ``T_res`` is the training LR images downscaled x4
+(done by the trainer's ``target="downscaled"``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ __all__ = [
     "REPO_ROOT",
     "SHARED_DATA",
     "crop_grid",
-    "downscale",
     "fmt_mean_sd",
     "fmt_p",
     "load_grey",
@@ -158,30 +157,6 @@ def crop_grid(image: np.ndarray, size: int, count: int) -> list[np.ndarray]:
             y, x = y0 + i * size, x0 + j * size
             out.append(arr[y : y + size, x : x + size].astype(np.float32, copy=True))
     return out
-
-
-def downscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
-    """Anti-aliased downscaling by an integer factor (the ``T_res`` target domain).
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W)
-    factor : int
-        Downscaling factor (Ravì et al. use 4).
-
-    Returns
-    -------
-    ndarray, float32, shape about (H / factor, W / factor)
-    """
-    from skimage import transform
-
-    arr = np.asarray(image, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W), got shape {arr.shape}")
-    if int(factor) != factor or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
-    out = transform.rescale(arr, 1.0 / factor, anti_aliasing=True, preserve_range=True)
-    return out.astype(np.float32)
 
 
 def render_raw_frame(
@@ -443,13 +418,3 @@ def write_json(path: Path, data: Any) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=default), encoding="utf-8")
     tmp.replace(p)
-
-
-@dataclass
-class Timer:
-    """Collects named wall-clock durations (seconds) of a benchmark run."""
-
-    times: dict[str, float] = field(default_factory=dict)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.times[name] = self.times.get(name, 0.0) + float(seconds)

@@ -190,7 +190,7 @@ def build_data(budget: Budget, seed: int) -> DataSet:
 # ---------------------------------------------------------------------- training
 
 
-def train_config(budget: Budget, seed: int, iterations: int | None = None, **overrides: Any):
+def train_config(budget: Budget, seed: int, iterations: int | None = None, **overrides: Any) -> Any:
     """The base :class:`TrainConfig` of a mode, with overrides."""
     from napari_cycsr.training import TrainConfig
 
@@ -200,7 +200,7 @@ def train_config(budget: Budget, seed: int, iterations: int | None = None, **ove
         "batch_size": budget.batch_size,
         "patch": budget.patch,
         "seed": seed,
-        "device": "auto" if budget.name == "paper" else "cpu",
+        "device": device_of(budget),
         "preview_every": 0,
         "checkpoint_every": 0,
         **dict(budget.settings),
@@ -249,11 +249,16 @@ def train_model(
     }
 
 
-def super_resolve_all(model: Any, sims: Sequence[Any]) -> list[np.ndarray]:
+def device_of(budget: Budget) -> str:
+    """Torch device of a mode: "auto" (GPU when there is one) for "paper", else "cpu"."""
+    return "auto" if budget.name == "paper" else "cpu"
+
+
+def super_resolve_all(model: Any, sims: Sequence[Any], device: str = "cpu") -> list[np.ndarray]:
     """SR of every simulated LR image (outside the FOV set to 0)."""
     from napari_cycsr.inference import super_resolve
 
-    return [super_resolve(model, s.lr, device="cpu", mask=s.mask) for s in sims]
+    return [super_resolve(model, s.lr, device=device, mask=s.mask) for s in sims]
 
 
 # ---------------------------------------------------------------------- scoring
@@ -369,7 +374,13 @@ def baselines(data: DataSet, balance: float) -> dict[str, list[np.ndarray]]:
 # ---------------------------------------------------------------------- experiments
 
 
-def run_domains(data, budget, seed, log, domains=DOMAINS):
+def run_domains(
+    data: DataSet,
+    budget: Budget,
+    seed: int,
+    log: Callable[[str], None],
+    domains: Sequence[str] = DOMAINS,
+) -> tuple[dict[str, list[np.ndarray]], dict[str, Any], dict[str, Any]]:
     """Table 1: one model per target domain. Returns (outputs, facts, models)."""
     lr = [s.lr for s in data.train]
     bundles = [s.bundle for s in data.train]
@@ -387,13 +398,15 @@ def run_domains(data, budget, seed, log, domains=DOMAINS):
         model, info = train_model(
             lr, bundles, values, cfg, target=target, target_images=images, log=log, label=name
         )
-        outputs[name] = super_resolve_all(model, data.test)
+        outputs[name] = super_resolve_all(model, data.test, device_of(budget))
         facts[name] = info
         models[name] = model
     return outputs, facts, models
 
 
-def run_supervised(data, budget, seed, log):
+def run_supervised(
+    data: DataSet, budget: Budget, seed: int, log: Callable[[str], None]
+) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The same network trained with a pixel loss on the paired (LR, HR) training data."""
     cfg = train_config(
         budget,
@@ -415,10 +428,16 @@ def run_supervised(data, budget, seed, log):
         log=log,
         label="supervised",
     )
-    return super_resolve_all(model, data.test), info
+    return super_resolve_all(model, data.test, device_of(budget)), info
 
 
-def run_ablations(data, budget, seed, log, reuse_base=None):
+def run_ablations(
+    data: DataSet,
+    budget: Budget,
+    seed: int,
+    log: Callable[[str], None],
+    reuse_base: tuple[list[np.ndarray], dict[str, Any]] | None = None,
+) -> tuple[dict[str, list[np.ndarray]], dict[str, Any], dict[str, str]]:
     """Each ablation changes one thing from the base config (natural target).
 
     ``reuse_base``: (outputs, facts) of a model trained with exactly the base config (the
@@ -454,12 +473,14 @@ def run_ablations(data, budget, seed, log, reuse_base=None):
             log=log,
             label=f"ablation {name}",
         )
-        outputs[name] = super_resolve_all(model, data.test)
+        outputs[name] = super_resolve_all(model, data.test, device_of(budget))
         facts[name] = info
     return outputs, facts, skipped
 
 
-def run_real(budget, seed, log):
+def run_real(
+    budget: Budget, seed: int, log: Callable[[str], None]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Real frames: detect, core values, TLI, train on them (natural target), super-resolve."""
     from napari_cycsr.fibres import FibreBundle
     from napari_cycsr.inference import super_resolve
@@ -504,7 +525,7 @@ def run_real(budget, seed, log):
         f = frames[n]
         m = f["bundle"].fov_mask
         t0 = time.perf_counter()
-        sr = super_resolve(model, f["lr"], device="cpu", mask=m)
+        sr = super_resolve(model, f["lr"], device=device_of(budget), mask=m)
         t_sr = time.perf_counter() - t0
         hi = float(np.percentile(f["lr"][m], 99.5))
         rng = (0.0, hi)
@@ -534,7 +555,9 @@ def _crop_centre(img: np.ndarray, size: int) -> np.ndarray:
     return img[y0 : y0 + s, x0 : x0 + s]
 
 
-def figure_grid(columns: dict[str, list[np.ndarray]], rows: Sequence[int], path: Path, title: str):
+def figure_grid(
+    columns: dict[str, list[np.ndarray]], rows: Sequence[int], path: Path, title: str
+) -> None:
     """Rows = test crops, columns = methods; grey, shared [0, 1] range."""
     import matplotlib
 
@@ -771,7 +794,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_facts, data) -> str:
+def report(
+    per: dict[str, dict[str, list]],
+    meta: dict[str, Any],
+    budget: Budget,
+    best: str,
+    others: Sequence[str],
+    abl_out: dict[str, Any],
+    abl_skipped: dict[str, str],
+    real: dict[str, dict[str, Any]],
+    real_facts: dict[str, Any],
+    data: DataSet,
+) -> str:
     """The Markdown of one mode's section of docs/benchmarks.md."""
     command, tag = meta["command"], meta["tag"]
     lines = [

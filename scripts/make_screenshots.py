@@ -6,9 +6,10 @@ Run under a virtual display (no GPU needed; Mesa renders in software)::
 
 (The window is 1600 x 950; plain ``xvfb-run -a`` works too.)
 
-Writes ``docs/images/*.png`` and ``docs/images/measurements.json``. Every widget is driven
-through its controls as a user would; the script waits for the thread workers with the Qt
-event loop running, so the timings include napari's real event handling.
+Writes the tutorial's ``docs/images/*.png`` and ``docs/images/tutorial_measurements.json``.
+Every widget is driven through its controls as a user would; the script waits for the
+thread workers with the Qt event loop running, so the timings include napari's real event
+handling.
 
 Measured (figures in docs/tutorial.md):
 
@@ -377,7 +378,7 @@ def main() -> None:
             results["synthetic"] = synthetic_workflow(viewer, args.iterations, Path(tmp))
         if not args.skip_real:
             results["real"] = real_workflow(viewer, args.iterations, Path(tmp))
-    (IMAGES / "measurements.json").write_text(json.dumps(results, indent=2) + "\n")
+    (IMAGES / "tutorial_measurements.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     viewer.close()
 

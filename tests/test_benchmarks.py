@@ -56,14 +56,6 @@ def test_load_grey_and_crops(common):
         common.crop_grid(np.zeros((4, 4, 3)), 2, 1)
 
 
-def test_downscale(common):
-    out = common.downscale(np.ones((64, 40)), 4)
-    assert out.shape == (16, 10) and out.dtype == np.float32
-    np.testing.assert_allclose(out, 1.0, atol=1e-6)
-    with pytest.raises(ValueError, match="positive integer"):
-        common.downscale(np.ones((8, 8)), 1.5)
-
-
 def test_mean_sd_fmt_and_ttest(common):
     assert common.mean_sd([1.0, 2.0, 3.0, float("nan")]) == (2.0, 1.0)
     assert common.mean_sd([5.0]) == (5.0, 0.0)

@@ -282,3 +282,22 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
     monkeypatch.setattr(inference, "_forward", always)
     with pytest.raises(RuntimeError, match="ran out of memory"):
         super_resolve(model, image, device="cpu")
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_receptive_radius_is_the_reach_of_one_pixel(scale):
+    """A change of one input pixel moves output pixels exactly up to the radius, no farther."""
+    model = _model(scale=scale, seed=2)
+    radius = receptive_radius(model)
+    base = _image((41, 41), seed=12)
+    poked = base.copy()
+    poked[20, 20] += 1.0
+    diff = np.abs(_reference(model, poked) - _reference(model, base)) > 0
+    ys, xs = np.nonzero(diff)
+    # output pixel (y, x) sits at input coordinate (y + 0.5) / scale - 0.5
+    reach = np.maximum(np.abs((ys + 0.5) / scale - 0.5 - 20), np.abs((xs + 0.5) / scale - 0.5 - 20))
+    assert reach.max() <= radius
+    if scale == 1:
+        assert reach.max() == radius  # exact on the input grid
+    else:
+        assert reach.max() > radius - 1.5  # a safe bound, at most one pixel too generous

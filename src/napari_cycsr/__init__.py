@@ -47,6 +47,12 @@ _EXPORTS: dict[str, str] = {
     "Trainer": "training",
     "train": "training",
     "super_resolve": "inference",
+    "iter_super_resolve": "inference",
+    "resolve_device": "inference",
+    "available_devices": "inference",
+    "check_image": "inference",
+    "save_checkpoint": "io",
+    "load_checkpoint": "io",
     "load_model": "io",
     "save_model": "io",
 }

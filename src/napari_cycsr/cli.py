@@ -762,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--iterations", type=_positive_int, metavar="N",
-        help="training iterations (default: chosen for a few minutes on a CPU; fewer with --quick)",
+        help="training iterations (default: 300, a few minutes on a CPU; 60 with --quick)",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a short run (about 30 s on a CPU)")
     p.add_argument(

@@ -14,6 +14,11 @@ cross the image border are shifted inward instead of padded, so border pixels se
 zero padding of the convolutions, as when the whole image is processed. With ``overlap`` at
 least the receptive radius (the default) the tiled result equals the whole-image result up to
 floating-point rounding; there is no blending and no seam.
+
+Speed. Each run works on a private copy of the generator (a few MB; the caller's model is
+never changed): eval mode, every BatchNorm folded into the conv before it (exact: eval-mode
+BatchNorm is a per-channel affine map), channels-last layout on CPU and CUDA, and autocast
+(bfloat16 or float16) on CUDA. Figures: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -631,8 +636,8 @@ def super_resolve(
     Parameters
     ----------
     model : SRModel
-        The trained model (e.g. from :func:`napari_cycsr.io.load_model`). It is not modified:
-        a generator in training mode or on another device is copied for the run.
+        The trained model (e.g. from :func:`napari_cycsr.io.load_model`). It is not modified
+        (nor its device or training mode): the run uses a private, optimised copy.
     image : array-like, shape (..., H, W)
         Greyscale image or stack with any leading axes (time, z, ...); numpy or dask,
         integer or float. See :func:`check_image` for what is refused.

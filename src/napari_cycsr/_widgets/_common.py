@@ -126,18 +126,20 @@ def spatial_kwargs(layer: Layer, ndim: int = 2) -> dict[str, Any]:
     return {"scale": tuple(layer.scale[-ndim:]), "translate": tuple(layer.translate[-ndim:])}
 
 
-def output_spatial(layer: Layer, factor: int = 1, ndim: int | None = None) -> dict[str, Any]:
+def output_spatial(
+    layer: Layer, factor: int = 1, ndim: int | None = None, offset: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
     """Scale/translate for a result on a grid ``factor`` times finer than ``layer``'s.
 
     The finer grid's pixel centres sit where the input's pixel would be divided into
-    ``factor`` parts, so both layers overlay exactly in world coordinates.
+    ``factor`` parts, so both layers overlay exactly in world coordinates. ``offset`` is the
+    (y, x) input pixel where the result starts (a crop).
     """
     ndim = layer.ndim if ndim is None else ndim
     scale = np.array(layer.scale[-ndim:], dtype=float)
     translate = np.array(layer.translate[-ndim:], dtype=float)
-    if factor != 1:
-        translate[-2:] += scale[-2:] * (0.5 / factor - 0.5)
-        scale[-2:] /= factor
+    translate[-2:] += scale[-2:] * (np.asarray(offset, dtype=float) + 0.5 / factor - 0.5)
+    scale[-2:] /= factor
     return {"scale": tuple(scale), "translate": tuple(translate)}
 
 

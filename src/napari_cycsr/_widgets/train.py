@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from ._common import (
     bundle_from_points,
     image_data_2d,
     layer_choices,
+    output_spatial,
     require_layer,
 )
 from ._train_form import TARGETS, TrainForm, format_eta
@@ -45,6 +47,7 @@ class TrainWidget(Container):
         self.trainer: Any = None
         self._stop_requested = False
         self._checkpoint: Path | None = None
+        self._last_text = 0.0
         images = layer_choices(viewer, Image)
         self.lr_layers = Select(label="LR layers", choices=images)
         self.fibres = ComboBox(label="fibres", choices=layer_choices(viewer, Points))
@@ -197,14 +200,19 @@ class TrainWidget(Container):
         )  # fmt: skip
 
     def _on_event(self, event: Any, first: Image) -> None:
-        if self.progress.max != event.total:
-            self.progress.max = event.total
-        self.progress.value = event.iteration
-        self.status.value = (
-            f"iteration {event.iteration}/{event.total}, "
-            f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
-        )
+        # every repaint costs the main thread; fast runs (many events a second) refresh the
+        # texts at most 4 times a second, the plot at most twice
         self.plot.append(event.iteration, event.losses, total=event.total)
+        now = time.monotonic()
+        if now - self._last_text >= 0.25 or event.done or event.stopped:
+            self._last_text = now
+            if self.progress.max != event.total:
+                self.progress.max = event.total
+            self.progress.value = event.iteration
+            self.status.value = (
+                f"iteration {event.iteration}/{event.total}, "
+                f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
+            )
         if event.preview is not None:
             self._show_preview(event.preview, first)
 
@@ -213,14 +221,10 @@ class TrainWidget(Container):
             self._viewer.layers[PREVIEW_NAME].data = preview
             return
         y0, x0, h, _ = self.trainer.preview_crop
-        factor = preview.shape[-2] / h
-        scale = np.asarray(first.scale[-2:], dtype=float)
-        translate = np.asarray(first.translate[-2:], dtype=float) + scale * (
-            np.array([y0, x0]) + 0.5 / factor - 0.5
-        )
         self._viewer.add_image(
-            preview, name=PREVIEW_NAME, scale=tuple(scale / factor), translate=tuple(translate),
-            contrast_limits=tuple(first.contrast_limits), colormap=first.colormap,
+            preview, name=PREVIEW_NAME, contrast_limits=tuple(first.contrast_limits),
+            colormap=first.colormap,
+            **output_spatial(first, preview.shape[-2] // h, ndim=2, offset=(y0, x0)),
         )  # fmt: skip
 
     def _on_done(self, trainer: Any) -> None:
