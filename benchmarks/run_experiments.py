@@ -94,6 +94,7 @@ class Budget:
 #: Ablations: name -> (TrainConfig overrides, what it tests)
 ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "no l_adv": ({"w_adv": 0.0}, "w_adv = 0 (no discriminator term)"),
+    "paper w_adv": ({"w_adv": 1.0}, "w_adv = 1 (the paper's Eq. 3 weights 1, 1, 1)"),
     "no l_reg": ({"w_reg": 0.0}, "w_reg = 0"),
     "l_vec normalised": ({"normalise_vec": True}, "per-patch [0,1] min-max of V and V^"),
     "no D noise": ({"noise_sigma": 0.0}, "no white noise on the discriminator's inputs"),
@@ -117,6 +118,7 @@ MODES: dict[str, Budget] = {
         real_iterations=100,
         ablations=(
             "no l_adv",
+            "paper w_adv",
             "no l_reg",
             "l_vec normalised",
             "no D noise",

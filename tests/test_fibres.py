@@ -466,3 +466,15 @@ def test_detect_dense_calibration_frame(load_frame):
     expected = fov.sum() / (np.sqrt(3) / 2 * estimate_spacing(raw, mask=fov) ** 2)
     assert 0.85 * expected < found.n_fibres < 1.05 * expected
     assert _fraction_on_local_maxima(raw, found.centres, 0.5) >= 0.95
+
+
+def test_save_csv_has_the_usual_file_permissions(tmp_path):
+    import os
+
+    bundle = FibreBundle(np.array([[2.0, 2.0], [2.0, 9.0], [9.0, 5.0]]), (12, 12))
+    path = tmp_path / "fibres.csv"
+    bundle.save_csv(path)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left

@@ -11,7 +11,6 @@ import tifffile
 from PIL import Image
 
 from napari_cycsr._imageio import (
-    _umask,
     find_images,
     read_image,
     to_unit_float,
@@ -98,7 +97,9 @@ def test_write_is_atomic_and_leaves_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
     np.testing.assert_array_equal(read_image(path), 1.0)
     # the usual permissions of a new file, not the private ones of a temporary file
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
     write_npy(tmp_path / "v.npy", np.arange(3))
     assert np.load(tmp_path / "v.npy").tolist() == [0, 1, 2]
     write_text(tmp_path / "t.md", "hello\n")
@@ -107,7 +108,7 @@ def test_write_is_atomic_and_leaves_no_temporary(tmp_path):
 
 def test_find_images_expands_folders(tmp_path):
     (tmp_path / "d").mkdir()
-    for name in ("b.tif", "a.npy", "notes.txt"):
+    for name in ("b.tif", "a.npy", "notes.txt", ".b.tmp123.tif"):
         (tmp_path / "d" / name).write_bytes(b"")
     (tmp_path / "c.png").write_bytes(b"")
     found = find_images([tmp_path / "c.png", tmp_path / "d"])

@@ -68,6 +68,7 @@ def test_config_defaults_roundtrip_and_paper_settings():
     assert again == config
     paper = TrainConfig.paper()
     assert paper.effective_batch_size == 54 and paper.normalise_vec and paper.paper_padding
+    assert (paper.w_vec, paper.w_adv, paper.w_reg) == (1.0, 1.0, 1.0)
     assert paper.network_config() == get_preset("paper", residual=False)
 
 
@@ -137,10 +138,9 @@ def test_events_have_the_documented_fields(sim):
     # untrained residual generator starts as the identity: preview ~ the LR crop
     assert np.abs(preview - sim.lr[40:70, 40:60]).max() < 0.2
     assert events[-1].done and events[-1].eta_seconds == 0
-    loss_g = events[-1].losses
-    assert loss_g["loss_g"] == pytest.approx(
-        loss_g["l_vec"] + loss_g["l_adv"] + loss_g["l_reg"], rel=1e-5
-    )
+    last, cfg = events[-1].losses, trainer.config
+    weighted = cfg.w_vec * last["l_vec"] + cfg.w_adv * last["l_adv"] + cfg.w_reg * last["l_reg"]
+    assert last["loss_g"] == pytest.approx(weighted, rel=1e-5)
     model = trainer.model
     assert not model.generator.training
     assert model.metadata["iteration"] == 4

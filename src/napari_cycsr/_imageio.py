@@ -12,15 +12,15 @@ interrupted write leaves the previous file intact.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -238,7 +238,8 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     Parameters
     ----------
     inputs : iterable of path-like
-        Image files, or folders whose image files (by suffix, not recursive) are taken.
+        Image files, or folders whose image files (by suffix, not recursive; hidden files such
+        as interrupted temporary writes are skipped) are taken.
 
     Returns
     -------
@@ -257,7 +258,9 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             files = sorted(
-                p for p in path.iterdir() if p.is_file() and _suffix(p) in IMAGE_SUFFIXES
+                p
+                for p in path.iterdir()
+                if p.is_file() and _suffix(p) in IMAGE_SUFFIXES and not p.name.startswith(".")
             )
             if not files:
                 raise ValueError(
@@ -272,45 +275,6 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     if not found:
         raise ValueError("no input image given")
     return found
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
-
-    The temporary file keeps the destination's suffix (writers that pick a format by suffix
-    work). On error the temporary file is removed and ``path`` is left untouched.
-
-    Parameters
-    ----------
-    path : path-like
-        Final destination. Its folder must exist.
-
-    Yields
-    ------
-    Path
-        Where to write.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OSError(f"{path.parent}: no such folder")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

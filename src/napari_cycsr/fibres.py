@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
+
+from ._atomic import atomic_path
 
 __all__ = ["FibreBundle", "bundle_fov", "estimate_spacing"]
 
@@ -871,19 +872,11 @@ class FibreBundle:
             Destination file. Written to a temporary file in the same folder first and then
             moved into place, so a reader never sees a half-written file.
         """
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["y", "x"])
-                for y, x in self.centres:
-                    writer.writerow([repr(float(y)), repr(float(x))])
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["y", "x"])
+            for y, x in self.centres:
+                writer.writerow([repr(float(y)), repr(float(x))])
 
     @classmethod
     def from_csv(

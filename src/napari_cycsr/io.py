@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
 
+from ._atomic import atomic_write_bytes
 from .models import Generator, NetworkConfig, SRModel
 
 __all__ = [
@@ -139,35 +139,13 @@ def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with mode 0o666 lets the umask decide the permissions, as for a plain open();
-    # tempfile.mkstemp would leave the file readable by its owner only
-    tmp_name = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-
-
 def _write_container(path: PathLike, tensors: dict[str, torch.Tensor], header: dict) -> Path:
     path = Path(path)
     header = dict(header)
     header["sha256"] = _digest(tensors)
     metadata = {_META_KEY: _dumps(header)}
     data = _st_save(tensors, metadata=metadata)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -48,6 +48,7 @@ class TrainWidget(Container):
         self._stop_requested = False
         self._checkpoint: Path | None = None
         self._last_text = 0.0
+        self._preview_placed = False
         images = layer_choices(viewer, Image)
         self.lr_layers = Select(label="LR layers", choices=images)
         self.fibres = ComboBox(label="fibres", choices=layer_choices(viewer, Points))
@@ -191,13 +192,18 @@ class TrainWidget(Container):
             return trainer
 
         self._set_running(True)
+        self._prepare_preview(first)
         self.status.value = "preparing patches and networks..."
         self.worker = run_in_thread(
             work, where="Training", on_yield=lambda event: self._on_event(event, first),
             on_return=self._on_done,
             on_error=lambda failure: setattr(self.status, "value", failure.message),
-            on_finish=lambda: self._set_running(False),
+            on_finish=self._finished,
         )  # fmt: skip
+
+    def _finished(self) -> None:
+        self._drop_empty_preview()
+        self._set_running(False)
 
     def _on_event(self, event: Any, first: Image) -> None:
         # every repaint costs the main thread; fast runs (many events a second) refresh the
@@ -216,16 +222,32 @@ class TrainWidget(Container):
         if event.preview is not None:
             self._show_preview(event.preview, first)
 
+    def _prepare_preview(self, first: Image) -> None:
+        """Add the (hidden, empty) preview layer now: creating a layer while training runs
+        blocks the viewer several times longer than at the click."""
+        self._preview_placed = False
+        if self.form.preview_every.value and PREVIEW_NAME not in self._viewer.layers:
+            self._viewer.add_image(
+                np.zeros((1, 1), np.float32), name=PREVIEW_NAME, visible=False,
+                contrast_limits=tuple(first.contrast_limits), colormap=first.colormap,
+            )  # fmt: skip
+
     def _show_preview(self, preview: np.ndarray, first: Image) -> None:
-        if PREVIEW_NAME in self._viewer.layers:
-            self._viewer.layers[PREVIEW_NAME].data = preview
+        if PREVIEW_NAME not in self._viewer.layers:  # the user deleted it: no preview
             return
-        y0, x0, h, _ = self.trainer.preview_crop
-        self._viewer.add_image(
-            preview, name=PREVIEW_NAME, contrast_limits=tuple(first.contrast_limits),
-            colormap=first.colormap,
-            **output_spatial(first, preview.shape[-2] // h, ndim=2, offset=(y0, x0)),
-        )  # fmt: skip
+        layer = self._viewer.layers[PREVIEW_NAME]
+        if not self._preview_placed:  # place this run's crop over the first LR layer
+            y0, x0, h, _ = self.trainer.preview_crop
+            spatial = output_spatial(first, preview.shape[-2] // h, ndim=2, offset=(y0, x0))
+            layer.scale, layer.translate = spatial["scale"], spatial["translate"]
+            self._preview_placed = True
+        layer.data = preview
+        layer.visible = True
+
+    def _drop_empty_preview(self) -> None:
+        if not self._preview_placed and PREVIEW_NAME in self._viewer.layers:
+            if self._viewer.layers[PREVIEW_NAME].data.shape == (1, 1):
+                self._viewer.layers.remove(PREVIEW_NAME)
 
     def _on_done(self, trainer: Any) -> None:
         name = MODELS.register(f"trained ({trainer.iteration} it)", trainer.model)
