@@ -197,6 +197,22 @@ def quality(settings: list[str], iterations: int, batch: int, seed: int) -> None
         )
 
 
+def sampling_seconds(sim, batch: int, repeats: int = 20) -> float:  # noqa: ANN001
+    """Median time to draw one LR batch (with its cells) plus one natural-image target batch."""
+    from napari_cycsr.data import LRPatchSampler, TargetSampler
+
+    rng = np.random.default_rng(0)
+    lr = LRPatchSampler(sim.lr, sim.bundle, patch=64, values=sim.values, rng=rng)
+    target = TargetSampler("natural", patch=64, rng=rng)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        lr.sample(batch)
+        target.sample(batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
@@ -222,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s); float32 matmul (2048^2) {peak:.1f} GFLOP/s"
     )
+    for batch in (16, 54):
+        print(
+            f"patch sampling (LR + cells + target), batch {batch}: "
+            f"{1000 * sampling_seconds(sim, batch):.1f} ms"
+        )
     print(
         f"{'preset':<8} {'batch':>5} {'s/iter':>8} {'GFLOP/iter':>11} {'GFLOP/s':>8} {'% of mm':>8}"
     )

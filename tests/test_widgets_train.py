@@ -69,6 +69,12 @@ def test_train_stop_and_reload(setup, qtbot, errors, registry, tmp_path):
     assert np.isfinite(widget.plot.values["loss_d"]).all()
     preview = viewer.layers[PREVIEW_NAME]
     assert isinstance(preview, Image) and preview.data.ndim == 2 and preview.data.std() > 0
+    assert preview.visible
+    # the preview sits over its crop of the LR layer
+    y0, x0, h, w = widget.trainer.preview_crop
+    assert preview.data.shape == (h, w)
+    np.testing.assert_allclose(preview.scale, viewer.layers["pCLE LR (TLI)"].scale)
+    np.testing.assert_allclose(preview.translate, (y0, x0))
     assert widget.progress.value == stopped_at and widget.progress.max == 10_000
     assert (tmp_path / "model.checkpoint.safetensors").is_file()
     assert (tmp_path / "model.safetensors").is_file()

@@ -16,9 +16,9 @@ from ._common import (
     bundle_from_points,
     image_data_2d,
     layer_choices,
-    output_spatial,
     require_layer,
 )
+from ._preview import PREVIEW_NAME, PreviewLayer
 from ._train_form import TARGETS, TrainForm, format_eta
 from ._worker import guarded, run_in_thread
 from .loss_plot import LossPlot
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["PREVIEW_NAME", "TrainWidget"]
-
-PREVIEW_NAME = "CycSR preview"
 
 
 class TrainWidget(Container):
@@ -48,7 +46,7 @@ class TrainWidget(Container):
         self._stop_requested = False
         self._checkpoint: Path | None = None
         self._last_text = 0.0
-        self._preview_placed = False
+        self.preview = PreviewLayer(viewer)
         images = layer_choices(viewer, Image)
         self.lr_layers = Select(label="LR layers", choices=images)
         self.fibres = ComboBox(label="fibres", choices=layer_choices(viewer, Points))
@@ -192,7 +190,7 @@ class TrainWidget(Container):
             return trainer
 
         self._set_running(True)
-        self._prepare_preview(first)
+        self.preview.prepare(first, enabled=bool(self.form.preview_every.value))
         self.status.value = "preparing patches and networks..."
         self.worker = run_in_thread(
             work, where="Training", on_yield=lambda event: self._on_event(event, first),
@@ -202,7 +200,7 @@ class TrainWidget(Container):
         )  # fmt: skip
 
     def _finished(self) -> None:
-        self._drop_empty_preview()
+        self.preview.drop_if_empty()
         self._set_running(False)
 
     def _on_event(self, event: Any, first: Image) -> None:
@@ -220,34 +218,7 @@ class TrainWidget(Container):
                 f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
             )
         if event.preview is not None:
-            self._show_preview(event.preview, first)
-
-    def _prepare_preview(self, first: Image) -> None:
-        """Add the (hidden, empty) preview layer now: creating a layer while training runs
-        blocks the viewer several times longer than at the click."""
-        self._preview_placed = False
-        if self.form.preview_every.value and PREVIEW_NAME not in self._viewer.layers:
-            self._viewer.add_image(
-                np.zeros((1, 1), np.float32), name=PREVIEW_NAME, visible=False,
-                contrast_limits=tuple(first.contrast_limits), colormap=first.colormap,
-            )  # fmt: skip
-
-    def _show_preview(self, preview: np.ndarray, first: Image) -> None:
-        if PREVIEW_NAME not in self._viewer.layers:  # the user deleted it: no preview
-            return
-        layer = self._viewer.layers[PREVIEW_NAME]
-        if not self._preview_placed:  # place this run's crop over the first LR layer
-            y0, x0, h, _ = self.trainer.preview_crop
-            spatial = output_spatial(first, preview.shape[-2] // h, ndim=2, offset=(y0, x0))
-            layer.scale, layer.translate = spatial["scale"], spatial["translate"]
-            self._preview_placed = True
-        layer.data = preview
-        layer.visible = True
-
-    def _drop_empty_preview(self) -> None:
-        if not self._preview_placed and PREVIEW_NAME in self._viewer.layers:
-            if self._viewer.layers[PREVIEW_NAME].data.shape == (1, 1):
-                self._viewer.layers.remove(PREVIEW_NAME)
+            self.preview.show(event.preview, first, self.trainer.preview_crop)
 
     def _on_done(self, trainer: Any) -> None:
         name = MODELS.register(f"trained ({trainer.iteration} it)", trainer.model)
