@@ -301,3 +301,15 @@ def test_receptive_radius_is_the_reach_of_one_pixel(scale):
         assert reach.max() == radius  # exact on the input grid
     else:
         assert reach.max() > radius - 1.5  # a safe bound, at most one pixel too generous
+
+
+def test_check_model_spacing_refuses_a_model_for_another_fibre_scale():
+    from napari_cycsr.inference import check_model_spacing
+    from napari_cycsr.models import SRModel
+
+    model = SRModel.new("tiny", metadata={"fibre_spacing": 3.0})
+    check_model_spacing(model, 3.0)
+    check_model_spacing(model, 4.4)  # within the 1.5x tolerance
+    with pytest.raises(ValueError, match="trained on fibres 3.00 px apart"):
+        check_model_spacing(model, 6.0)
+    check_model_spacing(SRModel.new("tiny"), 6.0)  # no recorded spacing: nothing to check

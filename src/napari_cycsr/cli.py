@@ -481,7 +481,7 @@ def _format_losses(losses: dict[str, Any]) -> str:
 
 
 def _cmd_super_resolve(args: argparse.Namespace) -> int:
-    from .inference import super_resolve
+    from .inference import check_model_spacing, super_resolve
     from .io import load_model
 
     model_path = Path(args.model)
@@ -515,7 +515,9 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
         n_frames = int(np.prod(image.shape[:-2], dtype=np.int64))
         mask = None
         if fibres is not None:
-            mask = _load_bundle(fibres, tuple(image.shape[-2:])).fov_mask
+            bundle = _load_bundle(fibres, tuple(image.shape[-2:]))
+            check_model_spacing(model, bundle.spacing)
+            mask = bundle.fov_mask
         bars: list[Any] = []
 
         def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "Progress",
     "available_devices",
     "check_image",
+    "check_model_spacing",
     "iter_super_resolve",
     "receptive_radius",
     "resolve_device",
@@ -693,3 +694,37 @@ def super_resolve(
         model, image, device=device, tile=tile, overlap=overlap, batch=batch, mask=mask, amp=amp
     )
     return _consume(gen, progress)
+
+
+#: A model is refused on fibres more than this factor closer or farther apart than it saw.
+SPACING_TOLERANCE = 1.5
+
+
+def check_model_spacing(
+    model: SRModel, spacing: float, *, tolerance: float = SPACING_TOLERANCE
+) -> None:
+    """Raise ``ValueError`` when ``model`` was trained on fibres much closer or farther apart.
+
+    A model learns detail at the scale of the fibre pattern it saw; on an image whose fibres
+    are more than ``tolerance`` times closer or farther apart (in pixels) it adds detail at
+    the wrong scale. Models without a recorded spacing (``metadata["fibre_spacing"]``) pass.
+
+    Parameters
+    ----------
+    model : SRModel
+        The model; its ``metadata`` may hold ``"fibre_spacing"`` (px).
+    spacing : float
+        Median fibre spacing (px) of the image to super-resolve, e.g. ``bundle.spacing``.
+    tolerance : float, optional
+        Largest accepted ratio between the two spacings.
+    """
+    trained = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
+    if trained is None or not spacing:
+        return
+    ratio = float(spacing) / float(trained)
+    if not 1 / tolerance <= ratio <= tolerance:
+        raise ValueError(
+            f"the model was trained on fibres {float(trained):.2f} px apart, but this image's "
+            f"fibres are {float(spacing):.2f} px apart (x{ratio:.2f}); resample the image to "
+            "the training pixel size or train a model for this scale"
+        )

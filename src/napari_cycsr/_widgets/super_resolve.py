@@ -21,34 +21,13 @@ from ._worker import guarded, run_in_thread
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FROM_FILE", "SuperResolveWidget", "check_model_spacing"]
+__all__ = ["FROM_FILE", "SuperResolveWidget"]
 
 #: Choice of the model menu meaning "load the model file below".
 FROM_FILE = "<model file>"
 
+
 #: Largest accepted ratio between the fibre spacing a model was trained on and the image's.
-SPACING_TOLERANCE = 1.5
-
-
-def check_model_spacing(model: Any, spacing: float) -> None:
-    """Raise ValueError when ``model`` was trained on fibres much closer or farther apart.
-
-    A model learns detail at the scale of the fibre pattern it saw; on an image whose fibres
-    are more than 1.5x closer or farther apart (in pixels) it adds detail at the wrong scale.
-    Models without a recorded spacing pass.
-    """
-    trained = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
-    if trained is None or not spacing:
-        return
-    ratio = float(spacing) / float(trained)
-    if not 1 / SPACING_TOLERANCE <= ratio <= SPACING_TOLERANCE:
-        raise ValueError(
-            f"the model was trained on fibres {float(trained):.2f} px apart, but this image's "
-            f"fibres are {float(spacing):.2f} px apart (x{ratio:.2f}); resample the image to "
-            "the training pixel size or train a model for this scale"
-        )
-
-
 class SuperResolveWidget(Container):
     """Run a super-resolution model on a 2-D image or stack; the result is a new layer.
 
@@ -112,7 +91,7 @@ class SuperResolveWidget(Container):
     @guarded("Super-resolve")
     def run(self) -> None:
         """Start super-resolving the chosen layer (whole stack) in a worker thread."""
-        from napari_cycsr.inference import iter_super_resolve
+        from napari_cycsr.inference import check_model_spacing, iter_super_resolve
 
         layer = require_layer(self.image.value, "the image to super-resolve")
         data = layer.data[0] if layer.multiscale else layer.data
