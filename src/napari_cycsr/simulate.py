@@ -16,23 +16,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .fibres import FibreBundle
+from .fibres import FibreBundle, _as_shape
 
 __all__ = ["DEFAULT_SPACING", "PCLESimulation", "hexagonal_lattice", "simulate_pcle"]
 
 #: Hexagonal spacing (px) that gives one fibre per 6 pixels: (sqrt(3)/2) s^2 = 6
 #: (682 fibres on a full 64x64 patch, as in Ravi et al.).
 DEFAULT_SPACING: float = float(np.sqrt(12.0 / np.sqrt(3.0)))
-
-
-def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        dims = tuple(int(s) for s in shape)
-    except TypeError as exc:
-        raise TypeError(f"shape must be a pair of ints (H, W), got {shape!r}") from exc
-    if len(dims) != 2 or min(dims) < 1:
-        raise ValueError(f"shape must be two positive ints (H, W), got {shape!r}")
-    return dims  # type: ignore[return-value]
 
 
 def hexagonal_lattice(
@@ -73,7 +63,7 @@ def hexagonal_lattice(
     >>> 640 < len(c) < 720
     True
     """
-    h, w = _check_shape(shape)
+    h, w = _as_shape(shape)
     spacing = float(spacing)
     if not np.isfinite(spacing) or spacing <= 0.5:
         raise ValueError(f"spacing must be a finite number of pixels > 0.5, got {spacing!r}")
