@@ -306,6 +306,38 @@ def test_super_resolve_to_one_file_with_tiles(tmp_path, sim_dir, tiny_model, cap
     assert "lr.tif" in capsys.readouterr().out
 
 
+def test_super_resolve_projects_onto_the_fibre_values(tmp_path, sim_dir, tiny_model, capsys):
+    from napari_cycsr.fibres import FibreBundle
+    from napari_cycsr.metrics import cycle_error
+
+    lr = tifffile.imread(sim_dir / "lr.tif")
+    values = np.load(sim_dir / "values.npy")
+    bundle = FibreBundle.from_csv(sim_dir / "fibres.csv", lr.shape)
+    base = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--device", "cpu"]
+    base += ["--fibres", str(sim_dir / "fibres.csv"), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "p.tif"), "--project-iterations", "3"]) == 0
+    assert "projected onto the fibre values (3 it." in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "n.tif"), "--no-project"]) == 0
+    args = [*base, "--out", str(tmp_path / "v.tif"), "--project-iterations", "3"]
+    assert main([*args, "--values", str(sim_dir / "values.npy")]) == 0
+    projected, plain, given = (tifffile.imread(tmp_path / f) for f in ("p.tif", "n.tif", "v.tif"))
+    # the untrained model is the identity: without projection the output is the TLI input
+    np.testing.assert_allclose(plain[bundle.fov_mask], lr[bundle.fov_mask], atol=1e-3)
+    assert cycle_error(projected, bundle, values) < cycle_error(plain, bundle, values) / 10
+    np.testing.assert_allclose(given, projected, atol=1e-4)
+    assert np.all(projected[~bundle.fov_mask] == 0)
+    # --values without --fibres, or of the wrong length
+    args = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--out", str(tmp_path)]
+    assert main([*args, "--values", str(sim_dir / "values.npy")]) == 1
+    assert "--values needs --fibres" in _one_line_error(capsys)
+    np.save(tmp_path / "short.npy", values[:-1])
+    assert (
+        main([*base, "--out", str(tmp_path / "x.tif"), "--values", str(tmp_path / "short.npy")])
+        == 1
+    )
+    assert "one column per fibre" in _one_line_error(capsys)
+
+
 def test_super_resolve_errors(tmp_path, sim_dir, tiny_model, capsys):
     lr = str(sim_dir / "lr.tif")
     # several inputs, one output file

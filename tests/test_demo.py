@@ -64,7 +64,14 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
         width, height = figure.size
     assert width > 2 * height > 200
     # the table has the four methods and the metrics against the true image
-    assert [row["method"] for row in result.rows] == ["TLI", "Wiener", "Sharpening", "CycSR"]
+    assert [row["method"] for row in result.rows] == [
+        "TLI", "Wiener", "Sharpening", "TLI + projection", "CycSR", "CycSR + projection",
+    ]  # fmt: skip
+    # the projections enforce the fibre values: far smaller cycle error than their inputs
+    by = {row["method"]: row for row in result.rows}
+    assert by["TLI + projection"]["cycle_error"] < by["TLI"]["cycle_error"] / 10
+    assert by["CycSR + projection"]["cycle_error"] < by["CycSR"]["cycle_error"] / 10
+    assert (out / "sr_projected.tif").is_file()
     text = (out / "metrics.md").read_text()
     for word in ("TLI", "Wiener", "Sharpening", "CycSR", "psnr", "ssim", "gcf", "tot_cs"):
         assert word in text

@@ -139,3 +139,34 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry, tm
     _run(qtbot, widget)
     assert "trained on fibres 3.00 px apart" in errors[-1]
     assert [layer.name for layer in viewer.layers] == ["rgb", "grey", "coarse fibres"]
+
+
+def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry):
+    from skimage import data
+
+    from napari_cycsr.metrics import cycle_error
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(data.camera()[200:264, 200:264] / 255.0, seed=0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(sim.lr, name="tli")
+    points = viewer.add_points(sim.bundle.centres, name="fibres")
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    widget.image.value = layer
+    widget.device.value = "cpu"
+    assert not widget.consistency.value and not widget.consistency.enabled  # no fibres yet
+    widget.fibres.value = points
+    assert widget.consistency.value and widget.consistency.enabled  # on by default
+    _run(qtbot, widget)
+    assert errors == []
+    projected = np.asarray(viewer.layers["tli [SR]"].data)
+    widget.consistency.value = False
+    _run(qtbot, widget)
+    assert errors == []
+    plain = np.asarray(viewer.layers["tli [SR] [1]"].data)
+    b, v = sim.bundle, sim.values
+    assert cycle_error(projected, b, v) < cycle_error(plain, b, v) / 5
+    assert np.all(projected[~b.fov_mask] == 0) and np.all(plain[~b.fov_mask] == 0)
+    widget.fibres.value = None
+    assert not widget.consistency.value and not widget.consistency.enabled

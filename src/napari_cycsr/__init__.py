@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "wiener": "baselines",
     "sharpen": "baselines",
     "tli": "baselines",
+    "backproject": "baselines",
+    "project_consistent": "consistency",
+    "cell_means": "consistency",
+    "upsampled_bundle": "consistency",
     # the method
     "NetworkConfig": "models",
     "PRESETS": "models",

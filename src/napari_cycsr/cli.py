@@ -501,6 +501,17 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
         fibres = Path(args.fibres)
         if not fibres.is_file():
             raise OSError(f"{fibres}: no such fibre file (make one with `cycsr detect`)")
+    project = fibres is not None and not args.no_project
+    measured = None
+    if args.values is not None:
+        if fibres is None or args.no_project:
+            raise CLIError("--values needs --fibres and the projection (drop --no-project)")
+        if len(files) != 1:
+            raise CLIError(
+                f"--values belongs to one input, but {len(files)} inputs were given; "
+                "run one input at a time"
+            )
+        measured = np.asarray(read_values(args.values), dtype=np.float32)
     targets: list[tuple[Path, Path]] = []
     for path in files:
         if single_file:
@@ -513,11 +524,19 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
     for path, target in targets:
         image = read_image(path)
         n_frames = int(np.prod(image.shape[:-2], dtype=np.int64))
-        mask = None
+        mask = bundle = values = None
         if fibres is not None:
             bundle = _load_bundle(fibres, tuple(image.shape[-2:]))
             check_model_spacing(model, bundle.spacing)
             mask = bundle.fov_mask
+        if measured is not None:
+            expected = (*image.shape[:-2], bundle.n_fibres)
+            if measured.size != int(np.prod(expected)):
+                raise CLIError(
+                    f"{args.values}: fibre values of shape {measured.shape}; expected "
+                    f"{expected}: one row per frame of {path}, one column per fibre"
+                )
+            values = measured.reshape(expected)
         bars: list[Any] = []
 
         def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:
@@ -537,13 +556,20 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
                 overlap=args.overlap,
                 mask=mask,
                 progress=progress,
+                bundle=bundle if project else None,
+                values=values,
+                project_iterations=args.project_iterations,
             )
         finally:
             for bar in bars:
                 bar.close()
         write_image(target, np.asarray(result, dtype=np.float32))
         what = f"{n_frames} frames" if image.ndim > 2 else "1 image"
-        print(f"{path} ({what}) -> {target}")
+        how = ""
+        if project:
+            source = "--values" if values is not None else "values sampled from the input"
+            how = f", projected onto the fibre values ({args.project_iterations} it., {source})"
+        print(f"{path} ({what}) -> {target}{how}")
     return 0
 
 
@@ -999,7 +1025,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR|FILE", help="output folder or file")
     p.add_argument(
         "--fibres", metavar="CSV",
-        help="fibre positions of the inputs: pixels outside the bundle's field of view are 0",
+        help="fibre positions of the inputs: pixels outside the bundle's field of view are 0, "
+        "and the output is projected onto the measured fibre values (docs/consistency.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--values", metavar="NPY",
+        help="measured fibre values of the one input, (N,) or (T, N) .npy (default with "
+        "--fibres: the input sampled at the fibre centres, exact for a TLI image)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-project", action="store_true",
+        help="with --fibres, only mask the output: no consistency projection",
+    )  # fmt: skip
+    p.add_argument(
+        "--project-iterations", type=_non_negative_int, default=2, metavar="N",
+        help="back-projection steps of the consistency projection (default: %(default)s)",
     )  # fmt: skip
     _device_option(p)
     _threads_option(p)

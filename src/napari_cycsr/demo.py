@@ -3,9 +3,11 @@
 :func:`run_demo` simulates a pCLE acquisition of a picture that ships with scikit-image (so
 the true high-resolution image is known), trains a super-resolution model on the simulated
 low-resolution (TLI) image alone, super-resolves it, and compares the result with the TLI
-input, Wiener deconvolution and unsharp masking. It writes a figure (``demo.png``), a metrics
-table (``metrics.md``), the model file and the images. ``cycsr demo`` and the tests call this
-one function.
+input, Wiener deconvolution, unsharp masking and the TLI image projected onto the measured
+fibre values (:mod:`napari_cycsr.consistency`, no training); the network output is shown
+alone ("CycSR") and projected onto the fibre values ("CycSR + projection"). It writes a
+figure (``demo.png``), a metrics table (``metrics.md``), the model file and the images.
+``cycsr demo`` and the tests call this one function.
 """
 
 from __future__ import annotations
@@ -164,9 +166,11 @@ class DemoResult:
     out_dir : Path
         The output folder.
     figure, metrics_md, model_path, sr_path : Path
-        ``demo.png``, ``metrics.md``, ``model.safetensors`` and ``sr.tif``.
+        ``demo.png``, ``metrics.md``, ``model.safetensors`` and ``sr.tif`` (the network
+        output; ``sr_projected.tif`` next to it holds "CycSR + projection").
     rows : list of dict
-        The metric rows (TLI, Wiener, Sharpening, CycSR).
+        The metric rows (TLI, Wiener, Sharpening, TLI + projection, CycSR,
+        CycSR + projection).
     markdown_table : str
         ``rows`` as a Markdown table.
     images : dict of str to ndarray
@@ -211,7 +215,8 @@ def run_demo(
     ----------
     out_dir : path-like
         Output folder (created). Receives ``demo.png``, ``metrics.md``,
-        ``model.safetensors``, ``hr.tif``, ``lr.tif``, ``sr.tif``, ``fibres.csv``,
+        ``model.safetensors``, ``hr.tif``, ``lr.tif``, ``sr.tif``, ``sr_projected.tif``,
+        ``fibres.csv``,
         ``values.npy`` and ``metrics.json``.
     image : str
         Built-in picture (:data:`BUILTIN_IMAGES`) used as the unknown ground truth. It is left
@@ -251,6 +256,7 @@ def run_demo(
     >>> print(result.markdown_table)  # doctest: +SKIP
     """
     from .baselines import sharpen, wiener
+    from .consistency import project_consistent
     from .data import NATURAL_IMAGES, natural_images
     from .inference import super_resolve
     from .io import save_model
@@ -318,14 +324,27 @@ def run_demo(
 
     # 3. super-resolve + baselines ------------------------------------------------------
     report("super-resolve", 0, 1, "super-resolving and computing the baselines")
+    measured = np.asarray(sim.values, dtype=np.float32)
     sr = np.asarray(super_resolve(model, lr, device=device, mask=mask), dtype=np.float32)
+    sr_projected = np.asarray(
+        super_resolve(model, lr, device=device, mask=mask, bundle=bundle, values=measured),
+        dtype=np.float32,
+    )
+    tli_projected = project_consistent(lr, bundle, measured)
     wiener_img = np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32)
     sharp_img = np.asarray(sharpen(lr, mask=mask, spacing=bundle.spacing), dtype=np.float32)
     report("super-resolve", 1, 1)
 
     # 4. evaluate ----------------------------------------------------------------------
     report("evaluate", 0, 1, "computing PSNR, SSIM, GCF, dGCF and Tot_cs")
-    images = {"TLI": lr, "Wiener": wiener_img, "Sharpening": sharp_img, "CycSR": sr}
+    images = {
+        "TLI": lr,
+        "Wiener": wiener_img,
+        "Sharpening": sharp_img,
+        "TLI + projection": tli_projected,
+        "CycSR": sr,
+        "CycSR + projection": sr_projected,
+    }
     rows = evaluate(images, reference=hr, lr=lr, mask=mask, bundle=bundle, values=sim.values)
     table = format_table(rows).rstrip("\n")
     report("evaluate", 1, 1)
@@ -335,6 +354,7 @@ def run_demo(
     write_image(out / "hr.tif", hr)
     write_image(out / "lr.tif", lr)
     sr_path = write_image(out / "sr.tif", sr)
+    write_image(out / "sr_projected.tif", sr_projected)
     write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
     bundle.save_csv(out / "fibres.csv")
     figure = _write_figure(out / "demo.png", {**images, "Ground truth": hr}, rows, mask)
@@ -396,8 +416,10 @@ def _metrics_document(table: str, settings: dict[str, Any]) -> str:
         f"{settings['noise']}). The model ({settings['preset']} preset, "
         f"{settings['iterations']} iterations, seed {settings['seed']}) was trained on the "
         "simulated TLI image only, with other built-in pictures as the unpaired target domain; "
-        "the ground truth is used for scoring only. Metrics are computed inside the fibre "
-        "bundle's field of view.\n\n"
+        'the ground truth is used for scoring only. "+ projection": the image projected '
+        "onto the measured fibre values (2 back-projection steps, no training; "
+        "docs/consistency.md). Metrics are computed inside the fibre bundle's field of "
+        "view.\n\n"
         f"{table}\n\n"
         "Columns: PSNR (dB) and SSIM against the true image; GCF, the global contrast factor; "
         "dgcf_ref and dgcf_lr, the change of GCF against the true image and against the TLI "

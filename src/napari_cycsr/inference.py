@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .fibres import FibreBundle
 from .models import SRModel
 
 __all__ = [
@@ -276,6 +277,60 @@ def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray | None:
     return mask.astype(bool)
 
 
+class _Projection(NamedTuple):
+    """Consistency projection of the output (see :mod:`napari_cycsr.consistency`)."""
+
+    bundle: FibreBundle
+    values: np.ndarray | None  # (*lead, N) measured values, or None: sample the input frames
+    iterations: int
+
+    def subset(self, rows: tuple[slice, ...]) -> _Projection:
+        """The projection of a chunk of frames (``rows`` index the leading axes)."""
+        values = None if self.values is None else self.values[rows]
+        return self._replace(values=values)
+
+    def apply(self, out: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Project ``out`` (n, H*s, W*s) using the values of the input ``frames`` (n, H, W)."""
+        from .consistency import project_consistent
+
+        if self.values is None:
+            values = self.bundle.sample(frames)
+        else:
+            values = self.values.reshape(frames.shape[0], self.bundle.n_fibres)
+        return project_consistent(out, self.bundle, values, iterations=self.iterations)
+
+
+def _check_projection(
+    bundle: Any, values: Any, iterations: Any, shape: tuple[int, ...]
+) -> _Projection | None:
+    if bundle is None:
+        if values is not None:
+            raise ValueError("values needs bundle: the values are those of the bundle's fibres")
+        return None
+    if not isinstance(bundle, FibreBundle):
+        raise TypeError(f"bundle must be a FibreBundle or None, got {type(bundle).__name__}")
+    frame = tuple(int(n) for n in shape[-2:])
+    if bundle.shape != frame:
+        raise ValueError(
+            f"the fibre bundle's grid {bundle.shape} differs from the image's frame shape "
+            f"{frame}; expected the bundle the image was reconstructed with"
+        )
+    iterations = _check_int(iterations, "project_iterations", 0, allow_none=False)
+    if values is not None:
+        if _is_dask(values):
+            values = values.compute()
+        values = np.asarray(values)
+        if values.dtype.kind not in "iuf":
+            raise TypeError(f"values must be a real numeric array, got dtype {values.dtype}")
+        expected = (*(int(n) for n in shape[:-2]), bundle.n_fibres)
+        if values.shape != expected:
+            raise ValueError(
+                f"values must have shape {expected} (one value per fibre for each frame), "
+                f"got {values.shape}"
+            )
+    return _Projection(bundle, values, int(iterations))
+
+
 # --------------------------------------------------------------------------------------------
 # network geometry
 # --------------------------------------------------------------------------------------------
@@ -425,6 +480,7 @@ def _run_numpy(
     batch: int,
     mask: np.ndarray | None,
     amp: bool,
+    projection: _Projection | None = None,
 ) -> GeneratorType[Progress, None, np.ndarray]:
     lead, (h, w) = image.shape[:-2], image.shape[-2:]
     n_frames = int(np.prod(lead)) if lead else 1
@@ -482,6 +538,8 @@ def _run_numpy(
         done += len(chunk)
         yield Progress(done, total)
 
+    if projection is not None:
+        out = projection.apply(out, image.reshape(n_frames, h, w))
     if mask is not None:
         if s > 1:
             mask = np.repeat(np.repeat(mask, s, axis=0), s, axis=1)
@@ -509,8 +567,15 @@ def _dask_block(
     batch: int,
     mask: np.ndarray | None,
     amp: bool,
+    projection: _Projection | None = None,
+    block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     block = check_image(block, name="image block")
+    if projection is not None and projection.values is not None:
+        # this chunk's rows of the measured values, found from the chunk's place in the stack
+        location = block_info[0]["array-location"][:-2] if block_info else []
+        rows = tuple(slice(start, stop) for start, stop in location)
+        projection = projection.subset(rows)
     gen = _run_numpy(
         model,
         block,
@@ -520,6 +585,7 @@ def _dask_block(
         batch=batch,
         mask=mask,
         amp=amp,
+        projection=projection,
     )
     return _consume(gen, None)
 
@@ -553,6 +619,9 @@ def iter_super_resolve(
     batch: int = 4,
     mask: Any = None,
     amp: bool = True,
+    bundle: FibreBundle | None = None,
+    values: Any = None,
+    project_iterations: int = 2,
 ) -> GeneratorType[Progress, None, Any]:
     """Super-resolve step by step: a generator of :class:`Progress` that returns the result.
 
@@ -614,7 +683,15 @@ def iter_super_resolve(
     target = resolve_device(device)  # fail now on an unavailable device
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
-    options = {"tile": tile, "overlap": overlap, "batch": batch, "mask": mask, "amp": amp}
+    projection = _check_projection(bundle, values, project_iterations, image.shape)
+    options = {
+        "tile": tile,
+        "overlap": overlap,
+        "batch": batch,
+        "mask": mask,
+        "amp": amp,
+        "projection": projection,
+    }
     if _is_dask(image):
         return _lazy_result(model, image, device=device, **options)
     return _run_numpy(model, image, device=target, **options)
@@ -631,6 +708,9 @@ def super_resolve(
     mask: Any = None,
     progress: Callable[[int, int], Any] | None = None,
     amp: bool = True,
+    bundle: FibreBundle | None = None,
+    values: Any = None,
+    project_iterations: int = 2,
 ) -> Any:
     """Apply a super-resolution model to an image or a stack of images.
 
@@ -663,6 +743,18 @@ def super_resolve(
     amp : bool
         Use mixed precision on CUDA (bfloat16 where supported, else float16). Ignored on CPU
         and MPS, which compute in float32.
+    bundle : FibreBundle, optional
+        The fibres of the input (its grid must be the frames' ``(H, W)``). When given, each
+        output frame is projected onto the images consistent with the measured fibre
+        values (:func:`napari_cycsr.consistency.project_consistent`, Eq. 4 of the paper
+        enforced on the output) and pixels outside the bundle's field of view are set to 0.
+    values : array-like, shape (N,) or (..., N), optional
+        The measured fibre values of each input frame (needs ``bundle``). ``None``: the
+        values of the input frames at the fibre centres, ``bundle.sample(frame)``, which are
+        exactly the measured values when the input is a TLI reconstruction (as every pCLE
+        system displays); pass the raw core values for any other input.
+    project_iterations : int
+        Back-projection steps of the projection (default 2; 0 only applies the FOV mask).
 
     Returns
     -------
@@ -691,7 +783,17 @@ def super_resolve(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable(done, total), got {type(progress).__name__}")
     gen = iter_super_resolve(
-        model, image, device=device, tile=tile, overlap=overlap, batch=batch, mask=mask, amp=amp
+        model,
+        image,
+        device=device,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        mask=mask,
+        amp=amp,
+        bundle=bundle,
+        values=values,
+        project_iterations=project_iterations,
     )
     return _consume(gen, progress)
 

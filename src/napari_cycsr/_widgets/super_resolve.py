@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Points
 
 from ._common import (
@@ -50,6 +59,11 @@ class SuperResolveWidget(Container):
             label="fibres (optional)", choices=layer_choices(viewer, Points), nullable=True,
             value=None, tooltip="Masks the output to the field of view; checks the model's scale.",
         )  # fmt: skip
+        self.consistency = CheckBox(
+            text="Enforce fibre consistency", value=False, enabled=False,
+            tooltip="Project the output onto the fibre values measured in the input (the cell "
+            "means of the result then equal them; see docs/consistency.md). Needs fibres.",
+        )  # fmt: skip
         self.device = ComboBox(label="device", choices=["auto", *available_devices()])
         self.tile = SpinBox(
             label="tile (px, 0 = auto)", value=0, min=0, max=8192, step=64,
@@ -62,15 +76,23 @@ class SuperResolveWidget(Container):
         self.status.native.setWordWrap(True)
         self.extend(
             [
-                self.image, self.model, self.model_file, self.fibres, self.device, self.tile,
+                self.image, self.model, self.model_file, self.fibres, self.consistency,
+                self.device, self.tile,
                 self.run_button, self.cancel_button, self.progress, self.status,
             ]
         )  # fmt: skip
         self.run_button.changed.connect(self.run)
+        self.fibres.changed.connect(self._fibres_changed)
         self.cancel_button.changed.connect(self.cancel)
         MODELS.changed.connect(self._models_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.reset_choices)
+
+    def _fibres_changed(self, value: Any = None) -> None:
+        # on by default whenever fibres are chosen; meaningless without them
+        has_fibres = self.fibres.value is not None
+        self.consistency.enabled = has_fibres
+        self.consistency.value = has_fibres
 
     def _models_changed(self) -> None:
         try:
@@ -101,10 +123,11 @@ class SuperResolveWidget(Container):
             path = Path(self.model_file.value)
             if not path.is_file():
                 raise ValueError(f"choose a model file (.safetensors); {str(path)!r} is no file")
-        mask, spacing = None, None
+        mask, spacing, bundle = None, None, None
         if self.fibres.value is not None:
             bundle = bundle_from_points(self.fibres.value, layer)
             mask, spacing = bundle.fov_mask, bundle.spacing
+        project = bundle if bundle is not None and self.consistency.value else None
         device = self.device.value
         tile = self.tile.value or None
 
@@ -112,7 +135,9 @@ class SuperResolveWidget(Container):
             model = self._get_model(choice, path)
             if spacing is not None:
                 check_model_spacing(model, spacing)
-            result = yield from iter_super_resolve(model, data, device=device, tile=tile, mask=mask)
+            result = yield from iter_super_resolve(
+                model, data, device=device, tile=tile, mask=mask, bundle=project
+            )
             return model.scale, result
 
         def _progress(event: Any) -> None:
