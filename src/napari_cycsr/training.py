@@ -96,7 +96,9 @@ class TrainConfig:
         Divide l_vec by 682 per patch as the paper's zero padding does, instead of by the
         number of valid fibres.
     noise_sigma : float
-        Standard deviation of the white noise added to the discriminator's inputs.
+        Standard deviation of the white noise added to the discriminator's inputs (in
+        normalised intensity units, image range about [0, 1]); 0.2 was best of 0, 0.05 and
+        0.2 in the measurements of docs/method.md (the paper gives no value).
     d_steps : int
         Discriminator updates per generator update.
     warmup : int
@@ -136,7 +138,7 @@ class TrainConfig:
     w_pix: float = 0.0
     normalise_vec: bool = False
     paper_padding: bool = False
-    noise_sigma: float = 0.05
+    noise_sigma: float = 0.2
     d_steps: int = 1
     warmup: int = 0
     target: str = "natural"
