@@ -144,3 +144,14 @@ def test_error_in_worker_is_reported(setup, qtbot, errors, registry):
     assert errors[-1].startswith("Training failed:")
     assert widget.start_button.enabled and not widget.stop_button.enabled
     assert PREVIEW_NAME not in viewer.layers
+
+
+def test_train_form_starts_from_the_library_defaults(qtbot):
+    from napari_cycsr._widgets._train_form import TrainForm
+    from napari_cycsr.training import TrainConfig
+
+    form = TrainForm()
+    defaults = TrainConfig()
+    assert form.w_adv.value == pytest.approx(defaults.w_adv)
+    assert form.w_vec.value == pytest.approx(defaults.w_vec)
+    assert form.config().w_adv == pytest.approx(defaults.w_adv)

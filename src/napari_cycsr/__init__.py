@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "training",
     "Trainer": "training",
     "train": "training",
+    "TrainEvent": "training",
     "super_resolve": "inference",
     "iter_super_resolve": "inference",
     "resolve_device": "inference",

@@ -35,6 +35,9 @@ class TrainForm:
     def __init__(self) -> None:
         from napari_cycsr.inference import available_devices
         from napari_cycsr.models import PRESETS
+        from napari_cycsr.training import TrainConfig
+
+        defaults = TrainConfig()  # the form starts from the library's measured defaults
 
         presets = list(PRESETS)
         self.preset = ComboBox(
@@ -49,9 +52,13 @@ class TrainForm:
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.basic = [self.preset, self.iterations, self.batch_size, self.device, self.seed]
 
-        self.w_vec = FloatSpinBox(label="w_vec (cycle)", value=1.0, min=0.0, max=1000.0, step=0.1)
-        self.w_adv = FloatSpinBox(label="w_adv", value=1.0, min=0.0, max=1000.0, step=0.1)
-        self.w_reg = FloatSpinBox(label="w_reg", value=1.0, min=0.0, max=1000.0, step=0.1)
+        def weight(label: str, value: float) -> FloatSpinBox:
+            # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-3
+            return FloatSpinBox(label=label, value=value, min=0.0, max=1000.0, step=1e-4)
+
+        self.w_vec = weight("w_vec (cycle)", defaults.w_vec)
+        self.w_adv = weight("w_adv", defaults.w_adv)
+        self.w_reg = weight("w_reg", defaults.w_reg)
         self.patch = SpinBox(label="patch (px)", value=64, min=16, max=512, step=16)
         self.scale = ComboBox(label="output scale", choices=[1, 2, 4], value=1)
         self.preview_every = SpinBox(
