@@ -40,3 +40,26 @@ def small_sim():
 
     hr = data.camera()[200:264, 200:264]
     return simulate_pcle(hr, seed=0)
+
+
+# --- fixtures of the napari widget tests (Qt is imported only when a widget test asks) ---
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Collect the error notifications the widgets show, instead of showing them."""
+    from napari_cycsr._widgets import _worker
+
+    shown: list[str] = []
+    monkeypatch.setattr(_worker, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def registry():
+    """The widgets' shared model registry, emptied before and after the test."""
+    from napari_cycsr._widgets import _common
+
+    _common.MODELS.clear()
+    yield _common.MODELS
+    _common.MODELS.clear()

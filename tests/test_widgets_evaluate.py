@@ -10,16 +10,9 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
-from napari_cycsr._widgets import _common, _worker  # noqa: E402
+from napari_cycsr._widgets import _common  # noqa: E402
 
 pytestmark = pytest.mark.qt
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(_worker, "show_error", shown.append)
-    return shown
 
 
 def _dock(viewer):

@@ -10,17 +10,9 @@ pytest.importorskip("pytestqt")
 
 from napari.layers import Image, Points  # noqa: E402
 
-from napari_cycsr._widgets import _common, _worker  # noqa: E402
+from napari_cycsr._widgets import _common  # noqa: E402
 
 pytestmark = pytest.mark.qt
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Collect the error notifications the widgets show."""
-    shown: list[str] = []
-    monkeypatch.setattr(_worker, "show_error", shown.append)
-    return shown
 
 
 @pytest.fixture

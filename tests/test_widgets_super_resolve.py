@@ -9,26 +9,11 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 
-from napari_cycsr._widgets import _common, _worker  # noqa: E402
 from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
 from napari_cycsr.io import save_model  # noqa: E402
 from napari_cycsr.models import SRModel, get_preset  # noqa: E402
 
 pytestmark = pytest.mark.qt
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(_worker, "show_error", shown.append)
-    return shown
-
-
-@pytest.fixture
-def registry():
-    _common.MODELS.clear()
-    yield _common.MODELS
-    _common.MODELS.clear()
 
 
 def _model(scale=1, seed=0, **metadata):

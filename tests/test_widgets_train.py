@@ -11,25 +11,10 @@ pytest.importorskip("torch")
 
 from napari.layers import Image  # noqa: E402
 
-from napari_cycsr._widgets import _common, _worker  # noqa: E402
 from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
 from napari_cycsr._widgets.train import PREVIEW_NAME  # noqa: E402
 
 pytestmark = pytest.mark.qt
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(_worker, "show_error", shown.append)
-    return shown
-
-
-@pytest.fixture
-def registry():
-    _common.MODELS.clear()
-    yield _common.MODELS
-    _common.MODELS.clear()
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .metrics import _as_mask
+
 __all__ = ["backproject", "estimate_noise", "fibre_psf", "sharpen", "tli", "wiener"]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -56,21 +58,6 @@ def _as_images(image: ArrayLike, name: str = "image") -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} contains NaN or infinite values; expected finite values")
     return out
-
-
-def _as_mask(mask: ArrayLike | None, shape: tuple[int, int]) -> np.ndarray | None:
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise ValueError(f"mask must have the frame shape {tuple(shape)}, got {m.shape}")
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number):
-            raise TypeError(f"mask must be boolean (or 0/1 numbers), got dtype {m.dtype}")
-        m = m != 0
-    if not m.any():
-        raise ValueError("mask selects no pixel; expected at least one True pixel")
-    return m
 
 
 def _positive(value: Any, name: str) -> float:
