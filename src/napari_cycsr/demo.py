@@ -326,10 +326,7 @@ def run_demo(
     report("super-resolve", 0, 1, "super-resolving and computing the baselines")
     measured = np.asarray(sim.values, dtype=np.float32)
     sr = np.asarray(super_resolve(model, lr, device=device, mask=mask), dtype=np.float32)
-    sr_projected = np.asarray(
-        super_resolve(model, lr, device=device, mask=mask, bundle=bundle, values=measured),
-        dtype=np.float32,
-    )
+    sr_projected = project_consistent(sr, bundle, measured)  # the network runs once
     tli_projected = project_consistent(lr, bundle, measured)
     wiener_img = np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32)
     sharp_img = np.asarray(sharpen(lr, mask=mask, spacing=bundle.spacing), dtype=np.float32)
