@@ -699,11 +699,12 @@ class FibreBundle:
         return x.T.astype(np.float32).reshape(*lead, self.n_fibres)
 
     # ------------------------------------------------------------------ raw frames
-    def _disc_matrix(self, radius: float) -> sp.csr_matrix:
+    def _disc_matrix(self, radius: float) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Flat pixel indices the discs touch, and the (N, n_pixels) disc-mean matrix on them."""
         key = ("disc", round(float(radius), 9))
-        mat = self._cache.get(key)
-        if mat is not None:
-            return mat
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         h, w = self.shape
         r_int = int(np.ceil(radius)) + 1
         dy, dx = np.mgrid[-r_int : r_int + 1, -r_int : r_int + 1]
@@ -722,9 +723,11 @@ class FibreBundle:
         fib, k = np.nonzero(keep)
         pix = py[fib, k] * w + px[fib, k]
         counts = np.bincount(fib, minlength=self.n_fibres)
-        mat = sp.csr_matrix((1.0 / counts[fib], (fib, pix)), shape=(self.n_fibres, h * w))
-        self._cache[key] = mat
-        return mat
+        # only the pixels some disc touches are ever read: keep the matrix on those columns
+        cols, local = np.unique(pix, return_inverse=True)
+        mat = sp.csr_matrix((1.0 / counts[fib], (fib, local)), shape=(self.n_fibres, cols.size))
+        self._cache[key] = (cols, mat)
+        return cols, mat
 
     def core_values(
         self, raw: ArrayLike, *, background: ArrayLike | None = None, radius: float | None = None
@@ -756,14 +759,15 @@ class FibreBundle:
         radius = float(radius)
         if not np.isfinite(radius) or radius <= 0:
             raise ValueError(f"radius must be a positive number of pixels, got {radius!r}")
-        mat = self._disc_matrix(radius)
-        flat = img.reshape(-1, self.shape[0] * self.shape[1]).astype(np.float64, copy=False)
+        cols, mat = self._disc_matrix(radius)
+        # gather the disc pixels first: a stack is never converted to float as a whole
+        flat = img.reshape(-1, self.shape[0] * self.shape[1])[:, cols].astype(np.float64)
         vals = (mat @ flat.T).T
         if background is not None:
             bg = self._check_image(background, "background")
             if bg.ndim != 2:
                 raise ValueError(f"background must be one (H, W) frame, got shape {bg.shape}")
-            bgv = mat @ bg.reshape(-1).astype(np.float64)
+            bgv = mat @ bg.reshape(-1)[cols].astype(np.float64)
             ok = bgv > 0
             vals = np.where(ok, vals / np.where(ok, bgv, 1.0), 0.0)
         out = vals.astype(np.float32)
