@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .metrics import _as_mask
+from .metrics import _as_mask, _as_real
 
 __all__ = ["backproject", "estimate_noise", "fibre_psf", "sharpen", "tli", "wiener"]
 
@@ -38,18 +38,7 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # --------------------------------------------------------------------------------------------
 def _as_images(image: ArrayLike, name: str = "image") -> np.ndarray:
     """Return ``image`` as a float64 array ``(..., H, W)`` (a new array), or raise."""
-    arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise ValueError(
-            f"{name} looks like an RGB(A) image (shape {arr.shape}); expected a greyscale "
-            "(H, W) image or a stack (..., H, W)"
-        )
+    arr = _as_real(image, name, "(H, W) image or a stack (..., H, W)")
     if arr.ndim < 2:
         raise ValueError(f"{name} must be 2-D (H, W) or a stack (..., H, W), got {arr.shape}")
     if arr.shape[-1] < 2 or arr.shape[-2] < 2:

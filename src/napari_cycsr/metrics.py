@@ -58,8 +58,11 @@ DataRange = float | tuple[float, float] | None
 # --------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------
-def _as_2d(image: ArrayLike, name: str) -> np.ndarray:
-    """Return ``image`` as a 2-D numeric array (no copy when possible), or raise."""
+def _as_real(image: ArrayLike, name: str, expected: str) -> np.ndarray:
+    """``image`` as a real numeric array (no copy when possible), not RGB(A), or raise.
+
+    ``expected`` names the accepted shapes in the RGB error message.
+    """
     arr = np.asarray(image)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
@@ -70,8 +73,14 @@ def _as_2d(image: ArrayLike, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         raise ValueError(
             f"{name} looks like an RGB(A) image (shape {arr.shape}); expected a greyscale "
-            "2-D (H, W) image: convert it to one channel first"
+            f"{expected}"
         )
+    return arr
+
+
+def _as_2d(image: ArrayLike, name: str) -> np.ndarray:
+    """Return ``image`` as a 2-D numeric array (no copy when possible), or raise."""
+    arr = _as_real(image, name, "2-D (H, W) image: convert it to one channel first")
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D (H, W) image, got shape {arr.shape}; "
