@@ -36,7 +36,6 @@ __all__ = ["FROM_FILE", "SuperResolveWidget"]
 FROM_FILE = "<model file>"
 
 
-#: Largest accepted ratio between the fibre spacing a model was trained on and the image's.
 class SuperResolveWidget(Container):
     """Run a super-resolution model on a 2-D image or stack; the result is a new layer.
 
