@@ -117,7 +117,7 @@ def _check_finite(arr: np.ndarray, mask: np.ndarray | None, name: str) -> None:
 
 
 def _check_pair(
-    image: ArrayLike, reference: ArrayLike, mask: ArrayLike | None
+    image: ArrayLike, reference: ArrayLike, mask: ArrayLike | None, *, as_float: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     im = _as_2d(image, "image")
     ref = _as_2d(reference, "reference")
@@ -128,6 +128,8 @@ def _check_pair(
     m = _as_mask(mask, im.shape)
     _check_finite(im, m, "image")
     _check_finite(ref, m, "reference")
+    if not as_float:  # keep the dtype: GCF maps integer images by their dtype's range
+        return im, ref, m
     return im.astype(np.float64), ref.astype(np.float64), m
 
 
@@ -388,15 +390,7 @@ def delta_gcf(
     float
         Positive when ``image`` has more contrast than ``reference``.
     """
-    im = _as_2d(image, "image")
-    ref = _as_2d(reference, "reference")
-    if im.shape != ref.shape:
-        raise ValueError(
-            f"image and reference must have the same shape, got {im.shape} and {ref.shape}"
-        )
-    m = _as_mask(mask, im.shape)
-    _check_finite(im, m, "image")
-    _check_finite(ref, m, "reference")
+    im, ref, m = _check_pair(image, reference, mask, as_float=False)
     w = gcf_weights()
     return float(
         np.dot(w, _gcf_contrasts(im, m, data_range)) - np.dot(w, _gcf_contrasts(ref, m, data_range))
