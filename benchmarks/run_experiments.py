@@ -104,6 +104,10 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "paper padding": ({"paper_padding": True}, "l_vec divided by 682 per patch"),
     "cycle x10": ({"w_vec": 10.0, "w_reg": 10.0}, "w_vec = w_reg = 10 (stronger physics)"),
     "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100"),
+    "consistency layer": (
+        {"consistency_steps": 2},
+        "generator output back-projected onto V during training (2 steps)",
+    ),
     "tiny preset": ({"preset": "tiny"}, "smallest network"),
     "default preset": ({"preset": "default"}, "the CPU default network"),
 }
@@ -128,6 +132,7 @@ MODES: dict[str, Budget] = {
             "paper padding",
             "cycle x10",
             "cycle x100",
+            "consistency layer",
         ),
     ),
     "default": Budget(

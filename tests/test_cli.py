@@ -425,6 +425,29 @@ def test_train_writes_a_loadable_model(tmp_path, sim_dir, capsys, one_thread):
     assert tifffile.imread(result).shape == (80, 80)
 
 
+def test_train_set_passes_training_settings(tmp_path, sim_dir, capsys, one_thread):
+    from napari_cycsr.io import load_model
+
+    out = tmp_path / "model.safetensors"
+    args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    args += ["--iterations", "1", *TRAIN_FAST, *one_thread, "--out", str(out), "--quiet"]
+    sets = ["--set", "w_adv=0", "--set", "normalise-vec=true", "--set", "betas=[0.5, 0.9]"]
+    assert main([*args, *sets]) == 0
+    config = load_model(out).metadata["train_config"]
+    assert config["w_adv"] == 0 and config["normalise_vec"] is True
+    assert config["betas"] == [0.5, 0.9]
+    for bad, message in [
+        ("preset=tiny", "use the --preset option"),
+        ("learning_rate=1", "unknown training setting"),
+        ("w_adv=-1", "w_adv"),
+        ("noise_sigma=loud", "noise_sigma"),
+    ]:
+        assert main([*args, "--set", bad]) == 1
+        assert message in _one_line_error(capsys)
+    assert main([*args, "--set", "w_adv"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
 def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
     tmp_path, sim_dir, monkeypatch, capsys, one_thread
 ):

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from napari_cycsr.losses import (
     PAPER_FIBRES_PER_PATCH,
     add_instance_noise,
+    consistency_layer,
     discriminator_loss,
     l_adv,
     l_pix,
@@ -194,3 +195,59 @@ def test_l_vec_normalise_flat_patch_stays_bounded():
     loss.backward()
     assert loss.item() < 1e-6
     assert v_hat.grad.abs().max().item() < 1e3
+
+
+def _block_cells(b: int = 2, h: int = 24, w: int = 24, block: int = 3):
+    """Square 'fibre cells' of block x block pixels, unique ids over the batch, a border of
+    uncounted pixels (-1) two pixels wide."""
+    rows = np.arange(h)[:, None] // block
+    cols = np.arange(w)[None, :] // block
+    local = rows * (w // block) + cols
+    per_patch = (h // block) * (w // block)
+    index = np.stack([local + i * per_patch for i in range(b)]).astype(np.int64)
+    index[:, :2] = -1
+    index[:, :, :2] = -1
+    return torch.from_numpy(index), b * per_patch
+
+
+def test_consistency_layer_drives_cell_means_to_the_values():
+    index, n = _block_cells()
+    rng = np.random.default_rng(3)
+    sr = torch.from_numpy(rng.normal(size=(2, 1, 24, 24)))
+    values = torch.from_numpy(rng.normal(size=n))
+    counted = torch.bincount(index[index >= 0], minlength=n) > 0
+
+    def error(x):
+        return float((voronoi_means(x, index, n) - values)[counted].square().mean())
+
+    before = error(sr)
+    one = error(consistency_layer(sr, index, values, n, sigma=1.2, steps=1))
+    three = error(consistency_layer(sr, index, values, n, sigma=1.2, steps=3))
+    assert one < before / 2
+    assert three < one / 3
+
+
+def test_consistency_layer_keeps_consistent_images_and_is_differentiable():
+    index, n = _block_cells(b=1)
+    rng = np.random.default_rng(4)
+    sr = torch.from_numpy(rng.normal(size=(1, 1, 24, 24))).requires_grad_(True)
+    values = voronoi_means(sr, index, n).detach()
+    out = consistency_layer(sr, index, values, n, sigma=1.0, steps=2)
+    # already consistent: the residual is 0 for every counted cell, nothing changes
+    torch.testing.assert_close(out, sr, rtol=0, atol=1e-12)
+    (out * torch.from_numpy(rng.normal(size=out.shape))).sum().backward()
+    assert sr.grad is not None and torch.isfinite(sr.grad).all()
+    # pixels beyond the reach of every counted cell are untouched
+    far_index = torch.full((1, 24, 24), -1, dtype=torch.int64)
+    far_index[0, :3, :3] = 0
+    moved = consistency_layer(sr.detach(), far_index, torch.tensor([5.0]), 1, sigma=0.8)
+    torch.testing.assert_close(moved[0, 0, 12:, 12:], sr.detach()[0, 0, 12:, 12:])
+
+
+def test_consistency_layer_validates_arguments():
+    index, n = _block_cells(b=1)
+    sr = torch.zeros(1, 1, 24, 24)
+    with pytest.raises(ValueError, match="sigma"):
+        consistency_layer(sr, index, torch.zeros(n), n, sigma=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        consistency_layer(sr, index, torch.zeros(n), n, sigma=1.0, steps=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -140,6 +141,25 @@ _non_negative_int = _number(int, 0, False, "an integer >= 0")
 _positive_float = _number(float, 0.0, True, "a positive number")
 _non_negative_float = _number(float, 0.0, False, "a number >= 0")
 
+#: TrainConfig fields that `cycsr train --set` may not change (they have their own options
+#: or are set by the command itself).
+_SET_RESERVED = ("target", "device", "checkpoint_dir", "preset", "iterations", "batch_size",
+                 "patch", "seed")
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (``w_adv=1e-4``, ``normalise_vec=true``); a value that
+    is not JSON is kept as a string. Parsed as data: nothing is evaluated."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
 
 # --------------------------------------------------------------------------- simulate
 
@@ -260,6 +280,27 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
     return images
 
 
+def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The ``--set`` pairs of `cycsr train`, checked against the TrainConfig fields."""
+    import dataclasses
+
+    from .training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in _SET_RESERVED:
+            option = "--" + key.replace("_", "-")
+            raise CLIError(f"--set {key}: use the {option} option instead")
+        if key not in fields:
+            allowed = ", ".join(sorted(fields - set(_SET_RESERVED)))
+            raise CLIError(f"--set {key}: unknown training setting; known: {allowed}")
+        if key == "betas" and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, Trainer
 
@@ -317,6 +358,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     options = {k: v for k, v in options.items() if v is not None}
+    options.update(_training_settings(args.set or []))
     frames = lr_images
     bundles = [bundle] * len(frames)
     if args.resume is not None:
@@ -971,6 +1013,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="side of the training patches in pixels (default: 64, as the paper)",
     )  # fmt: skip
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default: 0)")
+    p.add_argument(
+        "--set", type=_key_value, action="append", metavar="KEY=VALUE",
+        help="any other training setting (napari_cycsr.TrainConfig field), JSON value; "
+        "repeatable, e.g. --set w_adv=1e-4 --set normalise_vec=true (docs/method.md)",
+    )  # fmt: skip
     _device_option(p)
     _threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
