@@ -245,6 +245,28 @@ def test_reconstruct_stack_with_background(tmp_path, capsys):
     assert recon[0, 64, 40] > 0.8 and recon[0, 64, 90] < 0.4
 
 
+def test_reconstruct_with_consistency_projection(tmp_path, sim_dir, capsys):
+    from napari_cycsr.consistency import cell_means
+    from napari_cycsr.fibres import FibreBundle
+
+    hr = tifffile.imread(sim_dir / "hr.tif")  # stands in for a raw frame: cores read off it
+    np.save(tmp_path / "raw.npy", hr)
+    base = ["reconstruct", str(tmp_path / "raw.npy"), "--fibres", str(sim_dir / "fibres.csv")]
+    values = tmp_path / "v.npy"
+    assert main([*base, "--out", str(tmp_path / "tli.npy"), "--values-out", str(values)]) == 0
+    assert "projection" not in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "sharp.npy"), "--project", "2"]) == 0
+    assert "consistency projection, 2 step(s)" in capsys.readouterr().out
+    bundle = FibreBundle.from_csv(sim_dir / "fibres.csv", shape=hr.shape)
+    v = np.load(values)
+    tli, sharp = np.load(tmp_path / "tli.npy"), np.load(tmp_path / "sharp.npy")
+    assert sharp.shape == tli.shape and sharp.dtype == np.float32
+    error_tli = np.nanmean((cell_means(tli, bundle) - v) ** 2)
+    error_sharp = np.nanmean((cell_means(sharp, bundle) - v) ** 2)
+    assert error_sharp < error_tli / 5
+    assert main([*base, "--out", str(tmp_path / "x.npy"), "--project", "-1"]) == 2
+
+
 def test_reconstruct_detects_when_no_fibres_given(tmp_path, capsys):
     frame, _ = raw_frame()
     np.save(tmp_path / "raw.npy", frame)

@@ -84,6 +84,19 @@ def test_voronoi_reconstruct_lattice(viewer, qtbot, errors):
     # reconstructing a TLI image from its own fibres gives it back inside the field of view
     fov = viewer.layers["fibres"].metadata[_common.BUNDLE_KEY].fov_mask
     assert np.abs(tli.data - lr.data)[fov].mean() < 0.02
+    # with projection steps: consistent with the core values, sharper than the TLI
+    from napari_cycsr.consistency import cell_means
+
+    widget.project_steps.value = 2
+    widget.reconstruct_button.native.click()
+    _wait(qtbot, widget)
+    sharp = viewer.layers["pCLE LR (TLI) [TLI + projection 2]"]
+    assert sharp.data.shape == (256, 256) and tuple(sharp.scale) == (0.5, 0.5)
+    values = bundle.core_values(lr.data)
+    error_tli = np.nanmean((cell_means(tli.data, bundle) - values) ** 2)
+    error_sharp = np.nanmean((cell_means(sharp.data, bundle) - values) ** 2)
+    assert error_sharp < error_tli / 5
+    assert "projected" in widget.status.value
 
     widget.spacing.value = 6.0
     widget.lattice_button.native.click()

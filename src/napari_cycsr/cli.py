@@ -248,6 +248,12 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     frames = _frames(raw)
     values = bundle.core_values(frames if raw.ndim > 2 else raw, background=background)
     recon = np.asarray(bundle.reconstruct(values), dtype=np.float32)
+    method = "Delaunay linear interpolation"
+    if args.project:
+        from .consistency import project_consistent
+
+        recon = project_consistent(recon, bundle, values, iterations=args.project)
+        method += f" + consistency projection, {args.project} step(s)"
     recon = recon.reshape(raw.shape[:-2] + recon.shape[-2:])
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, recon)
@@ -256,7 +262,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     n_frames = frames.shape[0]
     print(
         f"reconstructed {n_frames} frame{'s' if n_frames != 1 else ''} "
-        f"({how}, Delaunay linear interpolation) -> {out}"
+        f"({how}, {method}) -> {out}"
     )
     return 0
 
@@ -930,7 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  cycsr reconstruct frame.tif --fibres fibres.csv --out lr.tif\n"
             "  cycsr reconstruct video.tif --fibres fibres.csv --background bg.tif --out lr.tif\n"
-            "  cycsr reconstruct frame.tif --background bg.tif --out lr.tif  # detects the cores"
+            "  cycsr reconstruct frame.tif --background bg.tif --out lr.tif  # detects the cores\n"
+            "  cycsr reconstruct frame.tif --fibres fibres.csv --project 2 --out sharp.tif"
         ),
     )
     p.add_argument("raw", metavar="RAW", help="raw frame or stack (TIFF/PNG/NPY)")
@@ -947,6 +954,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--values-out", metavar="NPY", help="also write the fibre values, (N,) or (T, N), here"
     )
+    p.add_argument(
+        "--project", type=_non_negative_int, default=0, metavar="N",
+        help="then project the TLI image onto the measured core values with N steps of "
+        "iterative back-projection: a training-free sharpening that keeps the image "
+        "consistent with the fibres (1-2 recommended; docs/consistency.md; default: 0, plain "
+        "TLI)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_reconstruct)
 
     # train --------------------------------------------------------------
