@@ -98,12 +98,16 @@ class Budget:
 ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "no l_adv": ({"w_adv": 0.0}, "w_adv = 0 (no discriminator term)"),
     "paper w_adv": ({"w_adv": 1.0}, "w_adv = 1 (the paper's Eq. 3 weights 1, 1, 1)"),
+    "w_adv 1e-3": ({"w_adv": 1e-3}, "w_adv = 1e-3 (SRGAN's weight; our default before this run)"),
     "no l_reg": ({"w_reg": 0.0}, "w_reg = 0"),
     "l_vec normalised": ({"normalise_vec": True}, "per-patch [0,1] min-max of V and V^"),
     "no D noise": ({"noise_sigma": 0.0}, "no white noise on the discriminator's inputs"),
     "paper padding": ({"paper_padding": True}, "l_vec divided by 682 per patch"),
-    "cycle x10": ({"w_vec": 10.0, "w_reg": 10.0}, "w_vec = w_reg = 10 (stronger physics)"),
-    "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100"),
+    "cycle x10": (
+        {"w_vec": 10.0, "w_reg": 10.0},
+        "w_vec = w_reg = 10 (for Adam the same as w_adv / 10)",
+    ),
+    "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100 (w_adv / 100)"),
     "consistency layer": (
         {"consistency_steps": 2},
         "generator output back-projected onto V during training (2 steps)",
@@ -126,6 +130,7 @@ MODES: dict[str, Budget] = {
         ablations=(
             "no l_adv",
             "paper w_adv",
+            "w_adv 1e-3",
             "no l_reg",
             "l_vec normalised",
             "no D noise",

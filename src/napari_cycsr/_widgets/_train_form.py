@@ -53,7 +53,7 @@ class TrainForm:
         self.basic = [self.preset, self.iterations, self.batch_size, self.device, self.seed]
 
         def weight(label: str, value: float) -> FloatSpinBox:
-            # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-3
+            # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-4
             return FloatSpinBox(label=label, value=value, min=0.0, max=1000.0, step=1e-4)
 
         self.w_vec = weight("w_vec (cycle)", defaults.w_vec)
