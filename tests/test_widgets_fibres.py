@@ -163,3 +163,17 @@ def test_bad_input_changes_no_layer(viewer, qtbot, errors):
     assert "at least 3" in errors[-1]
     assert widget.worker is None
     assert [layer.name for layer in viewer.layers] == ["rgb", "grey", "two"]
+
+
+def test_napari_opens_real_lzw_frames_and_detects(viewer, qtbot, errors, shared_data):
+    """The real frames are LZW-compressed TIFFs: napari's own reader opens them (imagecodecs is
+    a dependency), and the Fibres widget finds the cores on the opened layer."""
+    (frame,) = viewer.open(str(shared_data / "usaf1_background.tif"), plugin="napari")
+    assert isinstance(frame, Image) and frame.data.shape == (960, 1280)
+    widget = _dock(viewer, "Fibres")
+    widget.image.value = frame
+    widget.detect_button.native.click()
+    _wait(qtbot, widget, timeout=60_000)
+    points = widget.points.value
+    assert isinstance(points, Points) and 20_000 < len(points.data) < 35_000
+    assert errors == []
