@@ -105,9 +105,9 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "paper padding": ({"paper_padding": True}, "l_vec divided by 682 per patch"),
     "cycle x10": (
         {"w_vec": 10.0, "w_reg": 10.0},
-        "w_vec = w_reg = 10 (for Adam the same as w_adv / 10)",
+        "w_vec = w_reg = 10 (both physics terms; l_reg is off in the base)",
     ),
-    "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100 (w_adv / 100)"),
+    "cycle x100": ({"w_vec": 100.0, "w_reg": 100.0}, "w_vec = w_reg = 100"),
     "consistency layer": (
         {"consistency_steps": 2},
         "generator output back-projected onto V during training (2 steps)",

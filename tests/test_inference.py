@@ -134,7 +134,20 @@ def test_mask_zeroes_outside(model):
     mask = (yy - 15) ** 2 + (xx - 15) ** 2 < 12**2
     out = super_resolve(model, image, device="cpu", mask=mask)
     assert np.all(out[:, ~mask] == 0)
-    np.testing.assert_allclose(out[:, mask], super_resolve(model, image, device="cpu")[:, mask])
+    # the outside is filled with the nearest inside pixel before the network: what lies
+    # outside does not matter, and the result is the network's on the filled frames
+    other = image.copy()
+    other[:, ~mask] = 1e3
+    np.testing.assert_array_equal(super_resolve(model, other, device="cpu", mask=mask), out)
+    from scipy import ndimage
+
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    filled = image[:, iy, ix]
+    np.testing.assert_allclose(out[:, mask], super_resolve(model, filled, device="cpu")[:, mask])
+    assert not np.allclose(out[:, mask], super_resolve(model, image, device="cpu")[:, mask])
+    # tiles see the filled frame too
+    tiled = super_resolve(model, image, device="cpu", mask=mask, tile=28)
+    np.testing.assert_allclose(tiled, out, atol=1e-5)
     up = super_resolve(_model(scale=2), image[0], device="cpu", mask=mask)
     assert up.shape == (60, 60)
     assert np.all(up[::2, ::2][~mask] == 0) and np.all(up[1::2, 1::2][~mask] == 0)
@@ -332,7 +345,7 @@ def test_projection_makes_the_output_consistent(model, pcle):
     from napari_cycsr.metrics import cycle_error
 
     b, v = pcle.bundle, pcle.values
-    plain = super_resolve(model, pcle.lr, device="cpu")
+    plain = super_resolve(model, pcle.lr, device="cpu", mask=b.fov_mask)  # same outside fill
     projected = super_resolve(model, pcle.lr, device="cpu", bundle=b, project_iterations=3)
     assert cycle_error(projected, b, v) < cycle_error(plain, b, v) / 10
     assert np.all(projected[~b.fov_mask] == 0)

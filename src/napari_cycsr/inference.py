@@ -470,6 +470,23 @@ def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: boo
         return net(batch).float()
 
 
+def _outside_fill_index(fov: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index that replaces every pixel outside the field of view by its nearest FOV pixel.
+
+    The network was trained on patches inside the field of view; the hard edge between the
+    image and the zeros around a circular bundle is new to it and comes out as a bright or
+    dark ring. Filling the outside with the nearest inside values (a smooth continuation, no
+    edge) before the network, and masking the output afterwards, removes the ring. ``None``
+    when there is no FOV or nothing lies outside it.
+    """
+    if fov is None or fov.all() or not fov.any():
+        return None
+    from scipy import ndimage
+
+    _, (iy, ix) = ndimage.distance_transform_edt(~fov, return_indices=True)
+    return iy, ix
+
+
 def _run_numpy(
     model: SRModel,
     image: np.ndarray,
@@ -488,9 +505,12 @@ def _run_numpy(
     net = _prepare_network(model, device)
     out = np.empty((n_frames, h * s, w * s), dtype=np.float32)
     oom = _oom_errors()
+    fov = mask if mask is not None else (projection.bundle.fov_mask if projection else None)
+    fill = _outside_fill_index(fov)
 
     def frame(f: int) -> np.ndarray:
-        return image[np.unravel_index(f, lead)] if lead else image
+        data = image[np.unravel_index(f, lead)] if lead else image
+        return data if fill is None else data[fill]
 
     jobs = _plan(n_frames, (h, w), tile, overlap)
     window_pixels = min(tile, h) * min(tile, w)
@@ -736,7 +756,11 @@ def super_resolve(
         large, so that one pass holds at most about one megapixel (4 x 512 x 512).
     mask : array-like of bool, shape (H, W), optional
         Field-of-view mask; output pixels outside it are set to 0 (the mask is upsampled by
-        nearest neighbour for models with ``scale > 1``).
+        nearest neighbour for models with ``scale > 1``). Before the network, pixels outside
+        it are replaced by their nearest pixel inside it, so the result inside does not
+        depend on what lies outside and the edge of a circular bundle leaves no ring (the
+        network was trained on patches inside the field of view). Without ``mask``, the
+        ``bundle``'s ``fov_mask`` serves.
     progress : callable, optional
         Called as ``progress(done, total)`` with the number of windows processed (numpy input
         only; first with ``done=0``).
