@@ -496,6 +496,7 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
         return bar
 
     monkeypatch.setattr(cli, "_progress_bar", interrupting_bar)
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a background job
     out = tmp_path / "m.safetensors"
     ckdir = tmp_path / "ck"
     args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
@@ -506,8 +507,8 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
     assert "--resume" in err and "Traceback" not in err
     checkpoint = ckdir / "checkpoint.safetensors"
     assert checkpoint.is_file() and not out.exists()
-    # Ctrl-C handling is removed again after training
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Ctrl-C handling is removed again after training: the previous handler is back
+    assert signal.getsignal(signal.SIGINT) is handler_before
     monkeypatch.setattr(cli, "_progress_bar", real_bar)
     assert main([*args, "--iterations", "3", "--resume", str(checkpoint), "--quiet"]) == 0
     assert load_model(out).metadata["iteration"] == 3

@@ -83,9 +83,12 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     model = load_model(result.model_path)
     assert model.metadata["iteration"] == 2
     assert model.config.channels == 8  # the tiny preset
-    sr = model.super_resolve(result.images["TLI"], device="cpu")
-    mask = result.images["TLI"] != 0
-    np.testing.assert_allclose(sr[mask], result.images["CycSR"][mask], atol=1e-4)
+    from napari_cycsr.fibres import FibreBundle
+
+    tli = result.images["TLI"]
+    bundle = FibreBundle.from_csv(out / "fibres.csv", shape=tli.shape)
+    sr = model.super_resolve(tli, device="cpu", mask=bundle.fov_mask)
+    np.testing.assert_allclose(sr, result.images["CycSR"], atol=1e-4)
     # progress: every stage, training step by step
     stages = [e.stage for e in events]
     for stage in ("simulate", "train", "super-resolve", "evaluate", "write"):
