@@ -483,7 +483,7 @@ def _outside_fill_index(fov: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]
         return None
     from scipy import ndimage
 
-    _, (iy, ix) = ndimage.distance_transform_edt(~fov, return_indices=True)
+    iy, ix = ndimage.distance_transform_edt(~fov, return_distances=False, return_indices=True)
     return iy, ix
 
 
@@ -507,10 +507,16 @@ def _run_numpy(
     oom = _oom_errors()
     fov = mask if mask is not None else (projection.bundle.fov_mask if projection else None)
     fill = _outside_fill_index(fov)
+    filled: dict[int, np.ndarray] = {}  # the current frame, filled once for all its windows
 
     def frame(f: int) -> np.ndarray:
         data = image[np.unravel_index(f, lead)] if lead else image
-        return data if fill is None else data[fill]
+        if fill is None:
+            return data
+        if f not in filled:
+            filled.clear()
+            filled[f] = np.asarray(data)[fill]
+        return filled[f]
 
     jobs = _plan(n_frames, (h, w), tile, overlap)
     window_pixels = min(tile, h) * min(tile, w)
