@@ -116,8 +116,9 @@ def make_model(preset: str) -> SRModel:
     return model
 
 
-def memory_child(size: int, preset: str) -> None:
-    """Run in a fresh process: print JSON with the RSS increase of one tiled inference."""
+def memory_child(size: int, preset: str, with_mask: bool = False) -> None:
+    """Run in a fresh process: print JSON with the RSS increase of one tiled inference
+    (``with_mask``: with a circular field-of-view mask, so the outside fill is included)."""
     import gc
     import resource
 
@@ -134,11 +135,15 @@ def memory_child(size: int, preset: str) -> None:
 
     model = make_model(preset)
     image = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    mask = None
+    if with_mask:
+        yy, xx = np.ogrid[:size, :size]
+        mask = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.48 * size) ** 2
     super_resolve(model, image[:64, :64], device="cpu")  # load kernels, allocator warm-up
     gc.collect()
     before = rss()
     start = time.perf_counter()
-    out = super_resolve(model, image, device="cpu")
+    out = super_resolve(model, image, device="cpu", mask=mask)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     flops = generator_flops(model, 64, 64) / (64 * 64) * size * size  # per-pixel cost x pixels
@@ -169,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
     parser.add_argument(
+        "--memory-mask",
+        action="store_true",
+        help="give the memory run a circular field-of-view mask (measures the outside fill)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument(
@@ -177,13 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the 'default' generator: NCHW, NHWC, NHWC with BatchNorm folded",
     )
     parser.add_argument(
-        "--memory-child", nargs=2, metavar=("SIZE", "PRESET"), help=argparse.SUPPRESS
+        "--memory-child", nargs=3, metavar=("SIZE", "PRESET", "MASK"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_child:
-        memory_child(int(args.memory_child[0]), args.memory_child[1])
+        size, preset, mask = args.memory_child
+        memory_child(int(size), preset, mask == "mask")
         return 0
 
     repeats = 3 if args.quick else 5
@@ -226,10 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         m = args.memory_size or (2048 if args.quick else 4096)
         print(
             f"\ntiled inference of one {m}x{m} float32 image, preset 'default', "
-            f"automatic tiles of {AUTO_TILE} px (fresh subprocess)"
+            f"automatic tiles of {AUTO_TILE} px (fresh subprocess"
+            + (", circular field-of-view mask)" if args.memory_mask else ")")
         )
         child = subprocess.run(
             [sys.executable, __file__, "--memory-child", str(m), "default"]
+            + ["mask" if args.memory_mask else "nomask"]
             + (["--threads", str(args.threads)] if args.threads else []),
             check=True,
             capture_output=True,

@@ -60,8 +60,9 @@ def _positive(value: Any, name: str) -> float:
 
 
 def _nearest_fill_index(mask: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
-    """Index arrays mapping every pixel to its nearest pixel inside ``mask``."""
-    if mask is None or mask.all():
+    """Index arrays mapping every pixel to its nearest pixel inside ``mask`` (None when there
+    is no mask, nothing lies outside it or nothing inside it)."""
+    if mask is None or mask.all() or not mask.any():
         return None
     from scipy import ndimage
 

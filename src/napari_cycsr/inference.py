@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .baselines import _nearest_fill_index
 from .fibres import FibreBundle
 from .models import SRModel
 
@@ -470,23 +471,6 @@ def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: boo
         return net(batch).float()
 
 
-def _outside_fill_index(fov: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Index that replaces every pixel outside the field of view by its nearest FOV pixel.
-
-    The network was trained on patches inside the field of view; the hard edge between the
-    image and the zeros around a circular bundle is new to it and comes out as a bright or
-    dark ring. Filling the outside with the nearest inside values (a smooth continuation, no
-    edge) before the network, and masking the output afterwards, removes the ring. ``None``
-    when there is no FOV or nothing lies outside it.
-    """
-    if fov is None or fov.all() or not fov.any():
-        return None
-    from scipy import ndimage
-
-    iy, ix = ndimage.distance_transform_edt(~fov, return_distances=False, return_indices=True)
-    return iy, ix
-
-
 def _run_numpy(
     model: SRModel,
     image: np.ndarray,
@@ -505,8 +489,11 @@ def _run_numpy(
     net = _prepare_network(model, device)
     out = np.empty((n_frames, h * s, w * s), dtype=np.float32)
     oom = _oom_errors()
+    # The network was trained on patches inside the field of view; the hard edge between a
+    # circular bundle image and the zeros around it is new to it and comes out as a ring.
+    # Outside pixels are replaced by their nearest inside pixel (no edge) and masked after.
     fov = mask if mask is not None else (projection.bundle.fov_mask if projection else None)
-    fill = _outside_fill_index(fov)
+    fill = _nearest_fill_index(fov)
     filled: dict[int, np.ndarray] = {}  # the current frame, filled once for all its windows
 
     def frame(f: int) -> np.ndarray:

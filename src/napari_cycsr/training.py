@@ -59,8 +59,8 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 _CHECKPOINT_KIND = "napari-cycsr training state"
 _LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")
 _MAX_HISTORY_POINTS = 500
-#: Smoothing of the training-time consistency layer, in fibre spacings (0.4: two steps cut
-#: the cycle error of TLI patches 18-fold while keeping the correction smooth).
+#: Smoothing of the training-time consistency layer, in fibre spacings (0.4: each step cuts
+#: the cycle error of TLI patches several-fold while keeping the correction smooth).
 _CONSISTENCY_SIGMA = 0.4
 
 
