@@ -200,3 +200,41 @@ def test_quick_mode_end_to_end(tmp_path):
     for frame in res["real"].values():
         assert frame["n_fibres"] > 10_000
         assert np.isfinite([frame["gcf_lr"], frame["gcf_sr"], frame["cycle_sr"]]).all()
+
+
+def test_content_classes_test_and_validation_never_overlap(common):
+    for cls in common.CONTENT_CLASSES:
+        test = common.class_crops(cls, "test", 128, 12)
+        val = common.class_crops(cls, "validation", 128, 12)
+        assert len(test) == len(val) == 12
+        assert not {label for label, _ in test} & {label for label, _ in val}
+        for _, crop in test + val:
+            assert crop.shape == (128, 128) and crop.dtype == np.float32
+            assert 0.0 <= crop.min() and crop.max() <= 1.0
+        # no test crop equals a validation crop pixel for pixel (other regions or images)
+        for _, a in test:
+            assert not any(np.array_equal(a, b) for _, b in val)
+    # the texture class is the main test set (same images as TEST_IMAGES)
+    names = {label.split("#")[0] for label, _ in common.class_crops("texture", "test", 128, 4)}
+    assert names == set(common.TEST_IMAGES)
+    # the test split never uses an image that trains a network in run_experiments
+    trained = set(common.TRAIN_IMAGES) | set(common.UNPAIRED_IMAGES) | set(common.NATURAL_IMAGES)
+    for cls in common.CONTENT_CLASSES:
+        for name, _, _ in common.CONTENT_CLASSES[cls]["test"]:
+            assert name not in trained
+    with pytest.raises(ValueError, match="content class"):
+        common.class_crops("noise", "test", 128, 2)
+    with pytest.raises(ValueError, match="split"):
+        common.class_crops("smooth", "train", 128, 2)
+    with pytest.raises(ValueError, match="too few"):
+        common.class_crops("smooth", "test", 128, 200)
+
+
+def test_sparse_spots_are_sparse_bright_and_seeded(common):
+    a = common.sparse_spots(96, 3)
+    np.testing.assert_array_equal(a, common.sparse_spots(96, 3))
+    assert not np.array_equal(a, common.sparse_spots(96, 4))
+    assert np.median(a) < 0.15  # dark background
+    assert np.mean(a > 0.3) < 0.1 and a.max() > 0.3  # a few bright structures
+    with pytest.raises(ValueError, match="size"):
+        common.sparse_spots(8, 0)

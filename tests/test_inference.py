@@ -396,3 +396,31 @@ def test_projection_arguments_are_checked(model, pcle):
         super_resolve(model, pcle.lr, device="cpu", bundle=b, values=pcle.values[:-1])
     with pytest.raises(ValueError, match="project_iterations"):
         super_resolve(model, pcle.lr, device="cpu", bundle=b, project_iterations=-1)
+
+
+def test_projection_is_noise_aware_by_default():
+    from napari_cycsr.consistency import project_consistent
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(np.full((64, 64), 0.4), noise=0.02, seed=0)
+    model = SRModel.new("tiny")  # residual generator, untrained: the identity
+    out = super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values)
+    expected = project_consistent(sim.lr, sim.bundle, sim.values)  # noise="auto"
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    exact = super_resolve(
+        model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values, project_noise=None
+    )
+    np.testing.assert_allclose(
+        exact, project_consistent(sim.lr, sim.bundle, sim.values, noise=None), atol=1e-5
+    )
+    given = super_resolve(
+        model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values, project_noise=0.02
+    )
+    np.testing.assert_allclose(
+        given, project_consistent(sim.lr, sim.bundle, sim.values, noise=0.02), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="project_noise"):
+        super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_noise=-1.0)
+    with pytest.raises(TypeError, match="project_noise"):
+        super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_noise="low")

@@ -283,7 +283,8 @@ class _Projection(NamedTuple):
 
     bundle: FibreBundle
     values: np.ndarray | None  # (*lead, N) measured values, or None: sample the input frames
-    iterations: int
+    iterations: int | None  # None: the projection's default for its noise setting
+    noise: Any = "auto"  # "auto", None (exact fit) or a noise level (consistency.py)
 
     def subset(self, rows: tuple[slice, ...]) -> _Projection:
         """The projection of a chunk of frames (``rows`` index the leading axes)."""
@@ -298,11 +299,13 @@ class _Projection(NamedTuple):
             values = self.bundle.sample(frames)
         else:
             values = self.values.reshape(frames.shape[0], self.bundle.n_fibres)
-        return project_consistent(out, self.bundle, values, iterations=self.iterations)
+        return project_consistent(
+            out, self.bundle, values, iterations=self.iterations, noise=self.noise
+        )
 
 
 def _check_projection(
-    bundle: Any, values: Any, iterations: Any, shape: tuple[int, ...]
+    bundle: Any, values: Any, iterations: Any, shape: tuple[int, ...], noise: Any = "auto"
 ) -> _Projection | None:
     if bundle is None:
         if values is not None:
@@ -316,7 +319,13 @@ def _check_projection(
             f"the fibre bundle's grid {bundle.shape} differs from the image's frame shape "
             f"{frame}; expected the bundle the image was reconstructed with"
         )
-    iterations = _check_int(iterations, "project_iterations", 0, allow_none=False)
+    iterations = _check_int(iterations, "project_iterations", 0)
+    if not (noise is None or (isinstance(noise, str) and noise == "auto")):
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.number)):
+            raise TypeError(f"project_noise must be 'auto', None or a number, got {noise!r}")
+        if not (math.isfinite(float(noise)) and noise >= 0):
+            raise ValueError(f"project_noise must be a finite number >= 0, got {noise!r}")
+        noise = float(noise)
     if values is not None:
         if _is_dask(values):
             values = values.compute()
@@ -329,7 +338,7 @@ def _check_projection(
                 f"values must have shape {expected} (one value per fibre for each frame), "
                 f"got {values.shape}"
             )
-    return _Projection(bundle, values, int(iterations))
+    return _Projection(bundle, values, iterations, noise)
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,7 +643,8 @@ def iter_super_resolve(
     amp: bool = True,
     bundle: FibreBundle | None = None,
     values: Any = None,
-    project_iterations: int = 2,
+    project_iterations: int | None = None,
+    project_noise: Any = "auto",
 ) -> GeneratorType[Progress, None, Any]:
     """Super-resolve step by step: a generator of :class:`Progress` that returns the result.
 
@@ -696,7 +706,7 @@ def iter_super_resolve(
     target = resolve_device(device)  # fail now on an unavailable device
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
-    projection = _check_projection(bundle, values, project_iterations, image.shape)
+    projection = _check_projection(bundle, values, project_iterations, image.shape, project_noise)
     options = {
         "tile": tile,
         "overlap": overlap,
@@ -723,7 +733,8 @@ def super_resolve(
     amp: bool = True,
     bundle: FibreBundle | None = None,
     values: Any = None,
-    project_iterations: int = 2,
+    project_iterations: int | None = None,
+    project_noise: Any = "auto",
 ) -> Any:
     """Apply a super-resolution model to an image or a stack of images.
 
@@ -763,15 +774,22 @@ def super_resolve(
     bundle : FibreBundle, optional
         The fibres of the input (its grid must be the frames' ``(H, W)``). When given, each
         output frame is projected onto the images consistent with the measured fibre
-        values (:func:`napari_cycsr.consistency.project_consistent`, Eq. 4 of the paper
-        enforced on the output) and pixels outside the bundle's field of view are set to 0.
+        values up to their noise (:func:`napari_cycsr.consistency.project_consistent`,
+        Eq. 4 of the paper enforced on the output) and pixels outside the bundle's field of
+        view are set to 0.
     values : array-like, shape (N,) or (..., N), optional
         The measured fibre values of each input frame (needs ``bundle``). ``None``: the
         values of the input frames at the fibre centres, ``bundle.sample(frame)``, which are
         exactly the measured values when the input is a TLI reconstruction (as every pCLE
         system displays); pass the raw core values for any other input.
-    project_iterations : int
-        Back-projection steps of the projection (default 2; 0 only applies the FOV mask).
+    project_iterations : int, optional
+        Back-projection steps of the projection (default: 5 for the noise-aware projection,
+        2 for the exact fit; 0 only applies the FOV mask).
+    project_noise : "auto", None or float
+        Noise level of the fibre values for the projection (``noise`` of
+        :func:`~napari_cycsr.consistency.project_consistent`): ``"auto"`` (default)
+        estimates it per frame from the values, a number gives it (in the image's intensity
+        units), ``None`` fits the values exactly.
 
     Returns
     -------
@@ -811,6 +829,7 @@ def super_resolve(
         bundle=bundle,
         values=values,
         project_iterations=project_iterations,
+        project_noise=project_noise,
     )
     return _consume(gen, progress)
 
