@@ -197,6 +197,14 @@ def test_quick_mode_end_to_end(tmp_path):
     assert np.mean(per["supervised (paired)"]["psnr"]) > tli_psnr - 0.5
     assert np.mean(per["Wiener"]["psnr"]) > tli_psnr
     assert res["meta"]["best_domain"] in run.DOMAINS
+    # Table 3: every class at every noise level, every method, finite per-crop metrics
+    classes = res["classes"]
+    assert set(classes) == {f"{c}@{n:g}" for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
+    for entry in classes.values():
+        assert set(entry["methods"]) == set(run.CLASS_METHODS)
+        for metrics in entry["methods"].values():
+            for key in ("psnr", "ssim", "spec", "spec_signed", "hall"):
+                assert np.isfinite(metrics[key]).all() and len(metrics[key]) == 6
     for frame in res["real"].values():
         assert frame["n_fibres"] > 10_000
         assert np.isfinite([frame["gcf_lr"], frame["gcf_sr"], frame["cycle_sr"]]).all()
@@ -238,3 +246,31 @@ def test_sparse_spots_are_sparse_bright_and_seeded(common):
     assert np.mean(a > 0.3) < 0.1 and a.max() > 0.3  # a few bright structures
     with pytest.raises(ValueError, match="size"):
         common.sparse_spots(8, 0)
+
+
+def test_run_classes_and_report_on_one_crop():
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = np.full((64, 64), 0.3, dtype=np.float32)
+    hr[20:40, 20:40] = 0.7
+    sims = {(c, n): [simulate_pcle(hr, noise=n, seed=1)] for c in ("smooth",) for n in (0.01,)}
+    per = run.run_classes(sims, SRModel.new("tiny"), "cpu", lambda msg: None)
+    rows = per["smooth@0.01"]["methods"]
+    assert set(rows) == set(run.CLASS_METHODS)
+    # the untrained residual network is the identity: its rows equal the TLI rows
+    assert rows["network"]["psnr"] == pytest.approx(rows["TLI (input)"]["psnr"])
+    assert rows["network + projection"]["psnr"] == pytest.approx(rows["TLI + projection"]["psnr"])
+    # the truth has no detail below the fibre scale except at its edges; TLI adds none
+    assert rows["TLI (input)"]["spec_signed"][0] < 0
+    # the report needs every class and noise level: fill them with copies of this entry
+    full = {f"{c}@{n:g}": per["smooth@0.01"] for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
+    md = run.class_report(full, "T_nat")
+    for cls in run.CONTENT_CLASSES:
+        assert f"*{cls}*" in md
+    assert "Do-no-harm verdict" in md and "worse than TLI" in md

@@ -43,13 +43,33 @@ def _image(shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32) * 2
 
 
-def _reference(model: SRModel, frame: np.ndarray) -> np.ndarray:
-    """Direct generator call on one whole frame: the definition of the right answer."""
+def _reference(model: SRModel, frame: np.ndarray, *, mirror: bool = True) -> np.ndarray:
+    """Direct generator call on one whole frame: the definition of the right answer.
+
+    The frame is mirrored by the receptive radius on every side first and the output
+    cropped back (what ``super_resolve`` does); ``mirror=False``: the convolutions' zero
+    padding at the frame border.
+    """
     low, high = model.normalisation["low"], model.normalisation["high"]
-    x = torch.from_numpy((frame.astype(np.float32) - low) / (high - low))[None, None]
+    pad = receptive_radius(model) if mirror else 0
+    padded = np.pad(frame.astype(np.float32), pad, mode="symmetric")
+    x = torch.from_numpy((padded - low) / (high - low))[None, None]
     with torch.no_grad():
         y = model.generator.eval()(x)[0, 0].numpy()
+    s = model.scale
+    y = y[pad * s : y.shape[0] - pad * s, pad * s : y.shape[1] - pad * s]
     return y * (high - low) + low
+
+
+def test_no_stripes_at_the_frame_border(model):
+    # a constant frame has no edge anywhere: with the mirrored border the output is
+    # constant too; the zero padding of the convolutions alone would draw a frame of stripes
+    flat = np.full((40, 48), 0.7, dtype=np.float32)
+    out = super_resolve(model, flat, device="cpu")
+    assert np.ptp(out) < 1e-5
+    zero_padded = _reference(model, flat, mirror=False)
+    assert np.ptp(zero_padded) > 1e-2
+    assert np.abs(zero_padded[0] - zero_padded[20]).max() > 1e-2  # the border row differs
 
 
 def test_single_image_matches_direct_call_and_is_not_identity(model):
@@ -162,7 +182,9 @@ def test_progress_counts_and_generator(model):
     )
     total = calls[0][1]
     assert calls[0] == (0, total) and calls[-1] == (total, total)
-    assert total == 3 * 4  # 50 px with 40 px windows and 13 px overlap: 2 windows per axis
+    # 50 px mirrored by 13 px (76 px), 40 px windows with 13 px of context on each side of
+    # their 14 px cores: the 50 px need 4 windows per axis
+    assert total == 3 * 16
     assert all(b[0] > a[0] for a, b in zip(calls, calls[1:]))
     gen = iter_super_resolve(model, image, device="cpu", batch=1)
     events = []
@@ -267,7 +289,7 @@ def test_devices():
 
 
 def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
-    """Simulate a device that runs out of memory above 2 windows or windows over 60 px."""
+    """Simulate a device that runs out of memory above 2 windows or windows over 70 px."""
     image = _image((2, 100, 100), seed=11)
     whole = super_resolve(model, image, device="cpu")
     real_forward = inference._forward
@@ -275,7 +297,7 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
 
     def limited(net, batch, device, amp):
         sizes.append(tuple(batch.shape))
-        if batch.shape[0] > 2 or batch.shape[-1] > 60:
+        if batch.shape[0] > 2 or batch.shape[-1] > 70:
             raise torch.OutOfMemoryError("simulated")
         return real_forward(net, batch, device, amp)
 
@@ -285,7 +307,8 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
         model, image, device="cpu", batch=4, progress=lambda d, t: calls.append((d, t))
     )
     assert np.abs(out - whole).max() < 1e-4
-    assert sizes[0] == (2, 1, 100, 100) and max(s[-1] for s in sizes[-3:]) <= 50
+    # whole frames mirrored by the receptive radius (13 px), then windows of half that size
+    assert sizes[0] == (2, 1, 126, 126) and max(s[-1] for s in sizes[-3:]) <= 63
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
     assert calls[-1][0] == calls[-1][1]
 

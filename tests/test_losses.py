@@ -84,6 +84,25 @@ def test_l_vec_plain_mean_squared_error():
     assert l_vec(torch.zeros(0), torch.zeros(0)).item() == 0.0
 
 
+def test_l_vec_tolerance_is_a_dead_zone():
+    v = torch.tensor([0.0, 0.0, 0.0, 0.0])
+    v_hat = torch.tensor([0.05, -0.05, 0.3, -0.5], requires_grad=True)
+    # inside +-0.1: no loss and no gradient; outside: the excess, squared
+    loss = l_vec(v_hat, v, tolerance=0.1)
+    assert loss.item() == pytest.approx((0.2**2 + 0.4**2) / 4)
+    loss.backward()
+    assert v_hat.grad[0] == 0 and v_hat.grad[1] == 0
+    assert v_hat.grad[2] > 0 and v_hat.grad[3] < 0
+    # one tolerance per cell
+    per_cell = l_vec(v_hat.detach(), v, tolerance=torch.tensor([0.0, 0.0, 0.3, 0.5]))
+    assert per_cell.item() == pytest.approx((0.05**2 + 0.05**2) / 4)
+    assert l_vec(v_hat.detach(), v, tolerance=0.0).item() == pytest.approx(
+        l_vec(v_hat.detach(), v).item()
+    )
+    with pytest.raises(ValueError, match="tolerance"):
+        l_vec(v_hat.detach(), v, tolerance=torch.zeros(3))
+
+
 def test_l_vec_normalise_is_per_patch_minmax():
     rng = np.random.default_rng(2)
     v = torch.from_numpy(rng.random(10))

@@ -548,8 +548,9 @@ def test_hallucination_counts_detail_only_where_the_truth_is_flat():
     assert hallucination(ref, ref, spacing=3.0) == 0.0
     assert hallucination(on_flat, ref, spacing=3.0) > 0.05
     assert hallucination(on_texture, ref, spacing=3.0) < 0.01
-    # a smooth change of brightness is not detail
+    # a smooth change of brightness is not detail, and neither is missing detail
     assert hallucination(ref + 0.2, ref, spacing=3.0) < 1e-12
+    assert hallucination(ndimage.gaussian_filter(ref, 2.0), ref, spacing=3.0) == 0.0
     with pytest.raises(ValueError, match="flat_fraction"):
         hallucination(ref, ref, spacing=3.0, flat_fraction=1.5)
 
@@ -569,3 +570,12 @@ def test_gradient_ratio_detects_streak_direction():
     left = base.copy()
     left[:, 32:] += 0.1 * (np.arange(64) % 2)[:, None][:, :1]  # streaks outside the mask
     assert np.isnan(gradient_ratio(left, base, mask=mask))
+
+
+def test_hallucination_ignores_what_lies_outside_the_mask():
+    ref = np.full((64, 64), 0.5)
+    yy, xx = np.mgrid[0:64, 0:64]
+    disc = (yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 28**2
+    cut = np.where(disc, ref, 0.0)  # the same flat image, zero outside the field of view
+    assert hallucination(cut, ref, spacing=3.0, mask=disc) < 1e-9
+    assert hallucination(cut, ref, spacing=3.0) > 0.01  # without the mask the edge counts

@@ -188,7 +188,9 @@ def _neighbourhood(bundle: FibreBundle) -> _Neighbourhood:
     return hood
 
 
-def estimate_noise(values: ArrayLike, bundle: FibreBundle) -> np.ndarray | float:
+def estimate_noise(
+    values: ArrayLike, bundle: FibreBundle, *, pooled: bool = False
+) -> np.ndarray | float:
     """Standard deviation of the noise on measured fibre values, estimated from the values.
 
     Each fibre's value is compared with the plane through its Delaunay neighbours (the
@@ -207,13 +209,17 @@ def estimate_noise(values: ArrayLike, bundle: FibreBundle) -> np.ndarray | float
         Measured fibre values, one vector per frame (NaN values are skipped).
     bundle : FibreBundle
         The fibres (their Delaunay neighbours define the residuals).
+    pooled : bool, optional
+        For a stack: one level for all frames, from the windows of every frame together
+        (the noise of one acquisition; more windows find flatter regions), instead of one
+        level per frame.
 
     Returns
     -------
     float or ndarray
-        The noise standard deviation in the values' units: a float for ``(N,)`` input, an
-        array of the leading shape for a stack (one level per frame). NaN when the bundle is
-        too small to hold a window of fibres away from its edge.
+        The noise standard deviation in the values' units: a float for ``(N,)`` input (or
+        ``pooled=True``), an array of the leading shape for a stack (one level per frame).
+        NaN when the bundle is too small to hold a window of fibres away from its edge.
 
     Notes
     -----
@@ -242,8 +248,15 @@ def estimate_noise(values: ArrayLike, bundle: FibreBundle) -> np.ndarray | float
             f"values must have shape (N,) or (..., N) with N = {bundle.n_fibres} fibres, got "
             f"shape {v.shape}"
         )
+    if not isinstance(pooled, (bool, np.bool_)):
+        raise TypeError(f"pooled must be True or False, got {pooled!r}")
     hood = _neighbourhood(bundle)
     flat = v.reshape(-1, bundle.n_fibres).astype(np.float64)
+    if pooled:
+        ms = np.concatenate([hood.local_mean_squares(f) for f in flat])
+        if ms.size == 0:
+            return math.nan
+        return float(np.sqrt(np.percentile(ms, _NOISE_PERCENTILE)) / hood.unit_stat)
     out = np.array([hood.statistic(f) / hood.unit_stat for f in flat])
     if v.ndim == 1:
         return float(out[0])

@@ -10,10 +10,15 @@ in eval mode, so an output pixel depends only on the input pixels within the net
 receptive-field radius (:func:`receptive_radius`). Large images are cut into overlapping
 windows of ``tile`` x ``tile`` input pixels; each window contributes only its centre, at least
 ``overlap`` pixels away from any window edge that is not an image edge. Windows that would
-cross the image border are shifted inward instead of padded, so border pixels see exactly the
-zero padding of the convolutions, as when the whole image is processed. With ``overlap`` at
-least the receptive radius (the default) the tiled result equals the whole-image result up to
+cross the image border are shifted inward instead of padded. With ``overlap`` at least the
+receptive radius (the default) the tiled result equals the whole-image result up to
 floating-point rounding; there is no blending and no seam.
+
+Borders. Each frame is first extended by the network's receptive radius on every side by
+mirror reflection (after the outside of the field of view, when known, is filled with the
+nearest pixel inside it), and the output cropped back: no output pixel sees the zero padding
+of the convolutions, which a trained network answers with stripes along the frame border
+where a bundle runs past the camera frame.
 
 Speed. Each run works on a private copy of the generator (a few MB; the caller's model is
 never changed): eval mode, every BatchNorm folded into the conv before it (exact: eval-mode
@@ -379,33 +384,44 @@ def receptive_radius(model: SRModel | nn.Module) -> int:
     return int(math.ceil(radius - 1e-9))
 
 
-def _segments(length: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows ``(ws, we)`` of size ``window`` and the core ``(cs, ce)`` each one fills."""
+def _segments(
+    length: int, window: int, overlap: int, margin: int = 0
+) -> list[tuple[int, int, int, int]]:
+    """Windows ``(ws, we)`` of size ``window`` and the core ``(cs, ce)`` each one fills.
+
+    The cores tile ``[margin, length - margin)``: the ``margin`` on both ends (the mirrored
+    border) is context only. Each window holds ``overlap`` pixels of context around its
+    core, except where the axis ends.
+    """
+    stop = length - margin
     if window >= length:
-        return [(0, length, 0, length)]
+        return [(0, length, margin, stop)]
     segments = []
-    start = 0
-    ws = 0
+    start = margin
     while True:
+        ws = max(0, start - overlap)
         we = ws + window
         if we >= length:
-            ws, we = length - window, length
-            ce = length
+            ws, we, ce = length - window, length, stop
         else:
-            ce = we - overlap
+            ce = min(we - overlap, stop)
         segments.append((ws, we, start, ce))
-        if ce >= length:
+        if ce >= stop:
             return segments
         start = ce
-        ws = ce - overlap
 
 
 def _plan(
-    n_frames: int, shape: tuple[int, int], tile: int, overlap: int, first_frame: int = 0
+    n_frames: int,
+    shape: tuple[int, int],
+    tile: int,
+    overlap: int,
+    first_frame: int = 0,
+    margin: int = 0,
 ) -> list[tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]]:
     h, w = shape
-    ys = _segments(h, min(tile, h), overlap)
-    xs = _segments(w, min(tile, w), overlap)
+    ys = _segments(h, min(tile, h), overlap, margin)
+    xs = _segments(w, min(tile, w), overlap, margin)
     return [(f, sy, sx) for f in range(first_frame, n_frames) for sy in ys for sx in xs]
 
 
@@ -480,6 +496,13 @@ def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: boo
         return net(batch).float()
 
 
+def _mirror(frame: np.ndarray, pad: int) -> np.ndarray:
+    """``frame`` extended by ``pad`` pixels on every side by mirror reflection."""
+    if pad <= 0:
+        return frame
+    return np.pad(frame, pad, mode="symmetric")
+
+
 def _run_numpy(
     model: SRModel,
     image: np.ndarray,
@@ -496,7 +519,13 @@ def _run_numpy(
     n_frames = int(np.prod(lead)) if lead else 1
     s = model.scale
     net = _prepare_network(model, device)
-    out = np.empty((n_frames, h * s, w * s), dtype=np.float32)
+    # frames are mirrored by the receptive radius on every side, so that no output pixel
+    # sees the convolutions' zero padding (a trained network draws stripes along it)
+    pad = receptive_radius(model)
+    ph, pw = h + 2 * pad, w + 2 * pad
+    if tile >= max(h, w):  # a whole frame per window: the whole mirrored frame
+        tile = max(ph, pw)
+    out = np.empty((n_frames, ph * s, pw * s), dtype=np.float32)
     oom = _oom_errors()
     # The network was trained on patches inside the field of view; the hard edge between a
     # circular bundle image and the zeros around it is new to it and comes out as a ring.
@@ -506,16 +535,16 @@ def _run_numpy(
     filled: dict[int, np.ndarray] = {}  # the current frame, filled once for all its windows
 
     def frame(f: int) -> np.ndarray:
-        data = image[np.unravel_index(f, lead)] if lead else image
-        if fill is None:
-            return data
         if f not in filled:
+            data = np.asarray(image[np.unravel_index(f, lead)] if lead else image)
+            if fill is not None:
+                data = data[fill]
             filled.clear()
-            filled[f] = np.asarray(data)[fill]
+            filled[f] = _mirror(data, pad)
         return filled[f]
 
-    jobs = _plan(n_frames, (h, w), tile, overlap)
-    window_pixels = min(tile, h) * min(tile, w)
+    jobs = _plan(n_frames, (ph, pw), tile, overlap, margin=pad)
+    window_pixels = min(tile, ph) * min(tile, pw)
     batch = max(1, min(batch, _MAX_BATCH_PIXELS // window_pixels))
     pos = 0
     done = 0
@@ -536,17 +565,17 @@ def _run_numpy(
             if batch > 1:  # first try fewer windows at once
                 batch = max(1, batch // 2)
                 continue
-            smaller = min(tile, max(h, w)) // 2
+            smaller = min(tile, max(ph, pw)) // 2
             if smaller - 2 * overlap < _MIN_CORE:
                 raise RuntimeError(
                     f"{device.type.upper()} ran out of memory even for one "
-                    f"{min(tile, h)}x{min(tile, w)} window (overlap {overlap}): free memory on "
+                    f"{min(tile, ph)}x{min(tile, pw)} window (overlap {overlap}): free memory on "
                     "the device (close other programs or models), pass a smaller overlap, or "
                     "use device='cpu'"
                 )
             # frames before the interrupted one are complete: re-plan the rest, smaller tiles
             tile = smaller
-            jobs = _plan(n_frames, (h, w), tile, overlap, first_frame=chunk[0][0])
+            jobs = _plan(n_frames, (ph, pw), tile, overlap, chunk[0][0], margin=pad)
             pos = 0
             total = done + len(jobs)
             continue
@@ -560,6 +589,8 @@ def _run_numpy(
         done += len(chunk)
         yield Progress(done, total)
 
+    if pad:
+        out = np.ascontiguousarray(out[:, pad * s : (pad + h) * s, pad * s : (pad + w) * s])
     if projection is not None:
         out = projection.apply(out, image.reshape(n_frames, h, w))
     if mask is not None:

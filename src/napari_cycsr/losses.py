@@ -137,6 +137,7 @@ def l_vec(
     segment_patch: torch.Tensor | None = None,
     n_patches: int | None = None,
     padding: int | None = None,
+    tolerance: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Cycle-consistency loss between measured and re-vectorised fibre values (Eq. 4).
 
@@ -158,6 +159,11 @@ def l_vec(
         The paper's zero padding: divide the summed squared error by ``padding * n_patches``
         (``padding=682`` in the paper), as if every patch's vector were zero-padded to
         ``padding`` elements, instead of by the number of valid cells.
+    tolerance : torch.Tensor or float, optional
+        Noise-aware cycle consistency: a difference is only penalised beyond ``tolerance``
+        (a scalar or one value per cell, e.g. 1.5 times the noise level of the fibre values),
+        ``max(|v_hat - v| - tolerance, 0) ** 2``: the output must agree with the measurement
+        up to its noise, not fit the noise. ``None`` or 0: the plain squared difference.
 
     Returns
     -------
@@ -185,7 +191,16 @@ def l_vec(
     if normalise:
         v_hat = _minmax_normalise(v_hat, segment_patch, int(n_patches))
         v = _minmax_normalise(v, segment_patch, int(n_patches))
-    squared = (v_hat - v).square()
+    diff = v_hat - v
+    if tolerance is not None:
+        tol = torch.as_tensor(tolerance, dtype=v_hat.dtype, device=v_hat.device)
+        if tol.dim() not in (0, 1) or (tol.dim() == 1 and tol.shape != v.shape):
+            raise ValueError(
+                f"tolerance must be a scalar or one value per cell {tuple(v.shape)}, "
+                f"got {tuple(tol.shape)}"
+            )
+        diff = torch.relu(diff.abs() - tol)
+    squared = diff.square()
     if padding is not None:
         if padding < 1:
             raise ValueError(f"padding must be a positive integer, got {padding!r}")

@@ -751,11 +751,19 @@ def spectrum_distance(
     return float(db.mean() if signed else np.abs(db).mean())
 
 
-def _detail(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Fine detail: the image minus its Gaussian blur of standard deviation ``sigma``."""
+def _detail(image: np.ndarray, sigma: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Fine detail: the image minus its Gaussian blur of standard deviation ``sigma``.
+
+    With a mask the blur is a normalised convolution over the mask's pixels only, so that
+    pixels outside (e.g. the zeros around a field of view) do not count as detail.
+    """
     from scipy import ndimage
 
-    return image - ndimage.gaussian_filter(image, sigma, mode="reflect")
+    if mask is None:
+        return image - ndimage.gaussian_filter(image, sigma, mode="reflect")
+    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma, mode="constant")
+    blur = ndimage.gaussian_filter(np.where(mask, image, 0.0), sigma, mode="constant")
+    return np.where(mask, image - blur / np.maximum(weight, 1e-12), 0.0)
 
 
 def hallucination(
@@ -769,12 +777,15 @@ def hallucination(
     """Detail added where the reference is flat: RMS of invented fine structure.
 
     Fine detail is an image minus its Gaussian blur of standard deviation ``spacing / 2``
-    (structure below the fibre spacing, which the fibres do not resolve). The *flat* pixels
+    (structure below the fibre spacing, which the fibres do not resolve; with a mask, the
+    blur averages only pixels inside it). The *flat* pixels
     are the ``flat_fraction`` of the mask's pixels where the reference's own fine detail is
     weakest (its local RMS, Gaussian-weighted over about one fibre spacing). The measure is
-    the RMS over the flat pixels of the image's fine detail minus the reference's: 0 for the
-    reference itself, and, in intensity units, how much texture, noise or ringing a method
-    draws where the truth has none.
+    the fine-detail energy the image has there in excess of the reference's,
+    ``sqrt(max(0, mean(d_image^2) - mean(d_reference^2)))`` over the flat pixels: 0 for the
+    reference itself and for an image that is only smoother (missing detail is not
+    counted), and, in intensity units, how much texture, noise or ringing a method draws
+    where the truth has little or none.
 
     Parameters
     ----------
@@ -810,13 +821,13 @@ def hallucination(
     if frac > 1:
         raise ValueError(f"flat_fraction must be in (0, 1], got {flat_fraction!r}")
     sigma = spacing / 2.0
-    d_ref = _detail(ref, sigma)
+    d_ref = _detail(ref, sigma, m)
     local = np.sqrt(ndimage.gaussian_filter(d_ref**2, spacing, mode="reflect"))
     inside = np.ones(im.shape, dtype=bool) if m is None else m
     threshold = np.quantile(local[inside], frac)
     flat = inside & (local <= threshold)
-    diff = _detail(im, sigma) - d_ref
-    return float(np.sqrt(np.mean(diff[flat] ** 2)))
+    excess = np.mean(_detail(im, sigma, m)[flat] ** 2) - np.mean(d_ref[flat] ** 2)
+    return float(np.sqrt(max(float(excess), 0.0)))
 
 
 def gradient_ratio(image: ArrayLike, base: ArrayLike, *, mask: ArrayLike | None = None) -> float:

@@ -102,6 +102,16 @@ class TrainConfig:
     paper_padding : bool
         Divide l_vec by 682 per patch as the paper's zero padding does, instead of by the
         number of valid fibres.
+    vec_tolerance : float
+        Noise-aware cycle consistency: ``l_vec`` only penalises the part of each fibre's
+        difference ``|V^ - V|`` beyond ``vec_tolerance`` times the noise level of the fibre
+        values (:func:`~napari_cycsr.losses.l_vec`), so the network is not taught to
+        reproduce the noise (0 = the paper's exact fit).
+    noise_level : float or None
+        Standard deviation of the noise on the fibre values, in the input images'
+        intensity units, for ``vec_tolerance``; ``None`` = estimated from the training
+        values, one level per image (:func:`~napari_cycsr.consistency.estimate_noise`, pooled
+        over the image's frames).
     noise_sigma : float
         Standard deviation of the white noise added to the discriminator's inputs (in
         normalised intensity units, image range about [0, 1]); 0.2 was best of 0, 0.05 and
@@ -152,6 +162,8 @@ class TrainConfig:
     w_pix: float = 0.0
     normalise_vec: bool = False
     paper_padding: bool = False
+    vec_tolerance: float = 0.0
+    noise_level: float | None = None
     noise_sigma: float = 0.2
     consistency_steps: int = 0
     d_steps: int = 1
@@ -197,7 +209,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for name in ("w_vec", "w_adv", "w_reg", "w_pix", "noise_sigma"):
+        if self.noise_level is not None and not (
+            isinstance(self.noise_level, (int, float))
+            and not isinstance(self.noise_level, bool)
+            and math.isfinite(self.noise_level)
+            and self.noise_level >= 0
+        ):
+            raise ValueError(f"noise_level must be None or a number >= 0, got {self.noise_level!r}")
+        for name in ("w_vec", "w_adv", "w_reg", "w_pix", "noise_sigma", "vec_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -249,6 +268,7 @@ class TrainConfig:
             "batch_size": 54,
             "normalise_vec": True,
             "paper_padding": True,
+            "vec_tolerance": 0.0,
         }
         return cls(**{**base, **overrides})
 
@@ -449,6 +469,7 @@ class Trainer:
             rng=self._np_rng,
         )
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
+        self.noise_levels = self._noise_levels()  # per image, normalised units
 
         self._g_step_module: nn.Module = self._g
         self._d_step_module: nn.Module = self._d
@@ -486,6 +507,22 @@ class Trainer:
         self._durations: deque[float] = deque(maxlen=25)
 
     # ------------------------------------------------------------------ setup
+    def _noise_levels(self) -> np.ndarray:
+        """Noise level of each training image's fibre values, in normalised units."""
+        span = self.normalisation["high"] - self.normalisation["low"]
+        n = self.sampler.n_images
+        if self.config.noise_level is not None:
+            return np.full(n, float(self.config.noise_level) / span)
+        if not self.config.vec_tolerance:
+            return np.zeros(n)
+        from .consistency import estimate_noise
+
+        levels = [
+            estimate_noise(v, b, pooled=True)
+            for v, b in zip(self.sampler.values, self.sampler.bundles)
+        ]
+        return np.nan_to_num(np.asarray(levels, dtype=np.float64), nan=0.0)
+
     def _setup_device(self) -> torch.device:
         device = _resolve_device(self.config.device)
         if self.world_size > 1 and device.type == "cuda":
@@ -692,6 +729,11 @@ class Trainer:
             loss_d, accuracy = self._d_update(sr, real)
 
         v_hat = voronoi_means(sr, batch.cell_index, batch.n_cells)
+        tolerance = None
+        if cfg.vec_tolerance:
+            image_of_cell = batch.positions[batch.segment_patch.cpu().numpy(), 0]
+            tol = cfg.vec_tolerance * self.noise_levels[image_of_cell]
+            tolerance = torch.from_numpy(tol.astype(np.float32)).to(self.device)
         vec = l_vec(
             v_hat,
             batch.values,
@@ -699,6 +741,7 @@ class Trainer:
             segment_patch=batch.segment_patch,
             n_patches=bsz,
             padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
+            tolerance=tolerance,
         )
         reg = l_reg(sr, batch.lr)
         loss_g = cfg.w_vec * vec + cfg.w_reg * reg
@@ -743,6 +786,10 @@ class Trainer:
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
             "fibre_spacing": self.fibre_spacing,
+            "noise_levels": [
+                float(x) * (self.normalisation["high"] - self.normalisation["low"])
+                for x in self.noise_levels
+            ],
             "normalisation": dict(self.normalisation),
             "world_size": self.world_size,
         }
