@@ -95,9 +95,7 @@ def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", default="images", help="'images' or CLASS:SPLIT")
-    parser.add_argument(
-        "--eval", nargs="+", default=[f"{c}:validation" for c in CONTENT_CLASSES]
-    )
+    parser.add_argument("--eval", nargs="+", default=[f"{c}:validation" for c in CONTENT_CLASSES])
     parser.add_argument("--noise", type=float, default=0.01, help="fibre-value noise sd")
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--every", type=int, default=250)
@@ -165,10 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         for spec, sims in evals.items():
             row[spec] = score_set(model, sims)
         recent = trainer.history[-args.every :] if trainer.history else []
-        row["losses"] = {
-            k: float(np.nanmean([h.get(k, np.nan) for h in recent]))
-            for k in ("l_vec", "l_adv", "loss_d")
-        } if recent else {}
+        row["losses"] = (
+            {
+                k: float(np.nanmean([h.get(k, np.nan) for h in recent]))
+                for k in ("l_vec", "l_adv", "loss_d")
+            }
+            if recent
+            else {}
+        )
         curve.append(row)
         parts = [f"it {it:6d} {row['seconds']:7.0f}s"]
         for spec in evals:
