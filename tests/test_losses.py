@@ -270,3 +270,35 @@ def test_consistency_layer_validates_arguments():
         consistency_layer(sr, index, torch.zeros(n), n, sigma=0.0)
     with pytest.raises(ValueError, match="steps"):
         consistency_layer(sr, index, torch.zeros(n), n, sigma=1.0, steps=0)
+
+
+def test_adversarial_loss_kinds():
+    from napari_cycsr.losses import discriminator_loss, highpass, l_adv
+
+    real = torch.tensor([2.0, 0.5])
+    fake = torch.tensor([-1.0, 0.0])
+    # hinge: D pays for real logits below 1 and fake logits above -1
+    assert discriminator_loss(real, fake, kind="hinge").item() == pytest.approx(0.25 + 0.5)
+    assert l_adv(fake, kind="hinge").item() == pytest.approx(0.5)
+    # relativistic average: the same BCE on logits relative to the other batch's mean
+    d_ra = discriminator_loss(real, fake, kind="relativistic")
+    d_bce = discriminator_loss(real - fake.mean(), fake - real.mean())
+    assert d_ra.item() == pytest.approx(d_bce.item())
+    g_ra = l_adv(fake, real, kind="relativistic")
+    expected = (
+        torch.nn.functional.softplus(-(fake - real.mean())).mean()
+        + torch.nn.functional.softplus(real - fake.mean()).mean()
+    )
+    assert g_ra.item() == pytest.approx(expected.item())
+    # the paper's loss is unchanged
+    assert l_adv(fake).item() == pytest.approx(torch.nn.functional.softplus(-fake).mean().item())
+    with pytest.raises(ValueError, match="real_logits"):
+        l_adv(fake, kind="relativistic")
+    with pytest.raises(ValueError, match="kind"):
+        discriminator_loss(real, fake, kind="wasserstein")
+    # the high-pass removes constants and ramps' interiors, keeps fine detail
+    flat = torch.full((2, 1, 16, 16), 0.7)
+    assert highpass(flat, 1.0).abs().max() < 1e-6
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    detail = highpass(checker.float()[None, None], 1.0)
+    assert detail.std() > 0.4

@@ -366,3 +366,46 @@ def test_ddp_two_processes(tmp_path):
     assert reports[0]["discriminator"] == reports[1]["discriminator"]
     model = load_model(tmp_path / "model.safetensors")
     assert model.metadata["world_size"] == 2
+
+
+def test_augmented_patches_keep_their_cells():
+    """A flip / quarter turn moves pixels and cell ids together: the cell means are the same."""
+    from napari_cycsr.losses import voronoi_means
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(0).random((96, 96)), seed=0)
+    cfg = TrainConfig(
+        preset="tiny", iterations=1, batch_size=8, patch=32, device="cpu", preview_every=0,
+        augment_lr=True,
+    )  # fmt: skip
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+    batch = trainer.sampler.sample(8)
+    moved = trainer._augment(batch)
+    assert {k for k, _ in moved.transforms} | {int(f) for _, f in moved.transforms}
+    assert not torch.equal(moved.lr, batch.lr)
+    before = voronoi_means(batch.lr, batch.cell_index, batch.n_cells)
+    after = voronoi_means(moved.lr, moved.cell_index, moved.n_cells)
+    torch.testing.assert_close(after, before)
+
+
+def test_training_with_the_adversarial_options_runs():
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(1).random((96, 96)), seed=1)
+    for kind in ("hinge", "relativistic"):
+        cfg = TrainConfig(
+            preset="tiny", iterations=2, batch_size=2, patch=32, device="cpu", preview_every=0,
+            adv_loss=kind, adv_highpass=0.5, d_spectral_norm=True, augment_lr=True,
+            vec_tolerance=1.5, noise_sigma=0.02,
+        )  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+        events = list(trainer.run())
+        assert len(events) == 2 and np.isfinite(events[-1].losses["l_adv"])
+        assert trainer.noise_levels[0] > 0  # estimated from the values for vec_tolerance
+        assert np.isfinite(trainer.model.metadata["noise_levels"][0])
+    with pytest.raises(ValueError, match="adv_loss"):
+        TrainConfig(adv_loss="wgan")
+    with pytest.raises(ValueError, match="augment_lr"):
+        TrainConfig(augment_lr=1)

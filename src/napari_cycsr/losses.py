@@ -22,10 +22,12 @@ import torch
 from torch.nn import functional as F
 
 __all__ = [
+    "ADV_LOSSES",
     "PAPER_FIBRES_PER_PATCH",
     "add_instance_noise",
     "consistency_layer",
     "discriminator_loss",
+    "highpass",
     "l_adv",
     "l_pix",
     "l_reg",
@@ -210,41 +212,121 @@ def l_vec(
     return squared.mean()
 
 
-def l_adv(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Adversarial loss of the generator, ``-log DS(SR(x))`` averaged over the batch (Eq. 5).
+#: Adversarial loss functions: "bce" (the paper's Eqs. 1 and 5), "hinge" (Lim & Ye 2017,
+#: as in SN-GAN / SAGAN), "relativistic" (relativistic average GAN, Jolicoeur-Martineau 2018,
+#: as in ESRGAN).
+ADV_LOSSES = ("bce", "hinge", "relativistic")
 
-    Computed from logits as ``softplus(-logit)``, which is ``-log sigmoid(logit)`` without
-    overflow for large negative logits.
+
+def _check_adv_kind(kind: str) -> None:
+    if kind not in ADV_LOSSES:
+        raise ValueError(f"kind must be one of {ADV_LOSSES}, got {kind!r}")
+
+
+def l_adv(
+    fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None, *, kind: str = "bce"
+) -> torch.Tensor:
+    """Adversarial loss of the generator (Eq. 5 for ``kind="bce"``).
+
+    * ``"bce"``: ``-log DS(SR(x))`` averaged over the batch, computed from logits as
+      ``softplus(-logit)`` (no overflow for large negative logits);
+    * ``"hinge"``: ``-mean(logit)``;
+    * ``"relativistic"``: the relativistic average loss, ``BCE(C(fake) - mean C(real), 1) +
+      BCE(C(real) - mean C(fake), 0)``: SR patches should look *more* real than the real
+      ones on average (needs ``real_logits``).
 
     Parameters
     ----------
     fake_logits : torch.Tensor
         ``(B,)`` discriminator logits of super-resolved patches.
+    real_logits : torch.Tensor, optional
+        ``(B,)`` logits of target patches (``"relativistic"`` only; no gradient flows to
+        them from here).
+    kind : {"bce", "hinge", "relativistic"}
 
     Returns
     -------
     torch.Tensor
         Scalar loss.
     """
-    return F.softplus(-fake_logits).mean()
+    _check_adv_kind(kind)
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()
+    if kind == "hinge":
+        return -fake_logits.mean()
+    if real_logits is None:
+        raise ValueError("the relativistic loss needs real_logits")
+    real_logits = real_logits.detach()
+    fake_rel = fake_logits - real_logits.mean()
+    real_rel = real_logits - fake_logits.mean()
+    return F.binary_cross_entropy_with_logits(
+        fake_rel, torch.ones_like(fake_rel)
+    ) + F.binary_cross_entropy_with_logits(real_rel, torch.zeros_like(real_rel))
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the discriminator: targets real, SR outputs fake (Eq. 1).
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, *, kind: str = "bce"
+) -> torch.Tensor:
+    """Loss of the discriminator: target patches real, SR outputs fake (Eq. 1 for "bce").
 
     Parameters
     ----------
     real_logits, fake_logits : torch.Tensor
         ``(B,)`` logits on target-domain patches and on super-resolved patches.
+    kind : {"bce", "hinge", "relativistic"}
+        ``"bce"``: ``BCE(real, 1) + BCE(fake, 0)``, each averaged over its batch;
+        ``"hinge"``: ``mean relu(1 - real) + mean relu(1 + fake)``; ``"relativistic"``:
+        ``BCE(real - mean fake, 1) + BCE(fake - mean real, 0)``.
 
     Returns
     -------
     torch.Tensor
-        ``BCE(real, 1) + BCE(fake, 0)``, each averaged over its batch.
+        Scalar loss.
     """
+    _check_adv_kind(kind)
+    if kind == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    if kind == "relativistic":
+        real_logits, fake_logits = (
+            real_logits - fake_logits.mean(),
+            fake_logits - real_logits.mean(),
+        )
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real + fake
+
+
+def highpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Fine detail of a batch: ``x`` minus its Gaussian blur (reflected at the borders).
+
+    What a frequency-separated discriminator sees: with ``sigma`` about half the fibre
+    spacing, the band of detail the fibres do not measure (the cycle consistency governs
+    the cell means, the adversarial term the detail inside the cells).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 1, h, w)`` patches.
+    sigma : float
+        Standard deviation of the blur in pixels (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, h, w)``, differentiable.
+    """
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    y = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = F.pad(y, (0, 0, radius, radius), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    return x - y
 
 
 def l_reg(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:

@@ -39,10 +39,12 @@ from torch import nn
 
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
+    ADV_LOSSES,
     PAPER_FIBRES_PER_PATCH,
     add_instance_noise,
     consistency_layer,
     discriminator_loss,
+    highpass,
     l_adv,
     l_pix,
     l_reg,
@@ -112,6 +114,20 @@ class TrainConfig:
         intensity units, for ``vec_tolerance``; ``None`` = estimated from the training
         values, one level per image (:func:`~napari_cycsr.consistency.estimate_noise`, pooled
         over the image's frames).
+    adv_loss : str
+        Adversarial loss: "bce" (the paper's Eqs. 1 and 5), "hinge" or "relativistic"
+        (:data:`~napari_cycsr.losses.ADV_LOSSES`).
+    adv_highpass : float
+        Frequency separation: when > 0 the discriminator sees only the fine detail of its
+        inputs, ``x - blur(x)`` with a Gaussian blur of ``adv_highpass`` fibre spacings
+        (:func:`~napari_cycsr.losses.highpass`), the band the fibres do not measure; the
+        cycle consistency governs the cell means. 0 = the whole image (the paper).
+    d_spectral_norm : bool
+        Spectral normalisation of the discriminator's convolution and dense layers.
+    augment_lr : bool
+        Random flips and 90-degree rotations of every LR patch with its fibre cells (the
+        method has no preferred direction; without it a network can learn the orientation
+        of the training lattices and textures).
     noise_sigma : float
         Standard deviation of the white noise added to the discriminator's inputs (in
         normalised intensity units, image range about [0, 1]); 0.2 was best of 0, 0.05 and
@@ -164,6 +180,10 @@ class TrainConfig:
     paper_padding: bool = False
     vec_tolerance: float = 0.0
     noise_level: float | None = None
+    adv_loss: str = "bce"
+    adv_highpass: float = 0.0
+    d_spectral_norm: bool = False
+    augment_lr: bool = False
     noise_sigma: float = 0.2
     consistency_steps: int = 0
     d_steps: int = 1
@@ -216,7 +236,20 @@ class TrainConfig:
             and self.noise_level >= 0
         ):
             raise ValueError(f"noise_level must be None or a number >= 0, got {self.noise_level!r}")
-        for name in ("w_vec", "w_adv", "w_reg", "w_pix", "noise_sigma", "vec_tolerance"):
+        if self.adv_loss not in ADV_LOSSES:
+            raise ValueError(f"adv_loss must be one of {ADV_LOSSES}, got {self.adv_loss!r}")
+        for name in ("d_spectral_norm", "augment_lr"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in (
+            "w_vec",
+            "w_adv",
+            "w_reg",
+            "w_pix",
+            "noise_sigma",
+            "vec_tolerance",
+            "adv_highpass",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -352,6 +385,21 @@ def _thin_history(history: list[dict[str, float]], points: int) -> dict[str, lis
     return out
 
 
+def _spectral_norm(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every conv and dense layer, in place."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            spectral_norm(child)
+
+
+def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two axes by ``k`` quarter turns, then optionally mirror them."""
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
 def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
@@ -442,6 +490,8 @@ class Trainer:
             torch.manual_seed(seed)
             generator = Generator(net_config)
             discriminator = Discriminator(net_config)
+        if config.d_spectral_norm:
+            _spectral_norm(discriminator)
         self._g: nn.Module = generator.to(self.device)
         self._d: nn.Module = discriminator.to(self.device)
 
@@ -682,13 +732,17 @@ class Trainer:
                     buffer.div_(self.world_size)
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees: (the fine detail of) ``x`` plus instance noise."""
+        if self.config.adv_highpass:
+            sigma = self.config.adv_highpass * self.fibre_spacing * self.config.scale
+            x = highpass(x, sigma)
         return add_instance_noise(x, self.config.noise_sigma, self._torch_rng)
 
     def _d_update(self, sr: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
         d = self._d_step_module
         real_logits = d(self._noisy(real))
         fake_logits = d(self._noisy(sr.detach()))
-        loss = discriminator_loss(real_logits, fake_logits)
+        loss = discriminator_loss(real_logits, fake_logits, kind=self.config.adv_loss)
         self.optimizer_d.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_d.step()
@@ -698,7 +752,21 @@ class Trainer:
 
     def _target_batch(self, batch: Any) -> torch.Tensor:
         positions = batch.positions if self.config.target == "paired" else None
-        return self.target_sampler.sample(batch.batch_size, positions).to(self.device)
+        target = self.target_sampler.sample(batch.batch_size, positions).to(self.device)
+        transforms = getattr(batch, "transforms", None)
+        if transforms is not None and self.config.target == "paired":
+            target = torch.stack([_dihedral(t, k, f) for t, (k, f) in zip(target, transforms)])
+        return target
+
+    def _augment(self, batch: Any) -> Any:
+        """A random flip / quarter turn of every LR patch with its cell map (same cells)."""
+        draws = self._np_rng.integers(0, 8, size=batch.batch_size)
+        transforms = [(int(d) % 4, bool(d >= 4)) for d in draws]
+        lr = torch.stack([_dihedral(x, k, f) for x, (k, f) in zip(batch.lr, transforms)])
+        cells = torch.stack([_dihedral(c, k, f) for c, (k, f) in zip(batch.cell_index, transforms)])
+        out = dataclasses.replace(batch, lr=lr.contiguous(), cell_index=cells.contiguous())
+        out.transforms = transforms  # the paired target follows the same transform
+        return out
 
     def _step(self) -> dict[str, float]:
         cfg = self.config
@@ -712,6 +780,8 @@ class Trainer:
                     extra_sr = self._g(extra.lr)
                 self._d_update(extra_sr, self._target_batch(extra))
         batch = self.sampler.sample(bsz).to(self.device)
+        if cfg.augment_lr:
+            batch = self._augment(batch)
         sr = self._g_step_module(batch.lr)
         if cfg.consistency_steps:
             sr = consistency_layer(
@@ -750,7 +820,11 @@ class Trainer:
             for p in self._d.parameters():
                 p.requires_grad_(False)
             try:
-                adv = l_adv(self._d(self._noisy(sr)))
+                real_logits = None
+                if cfg.adv_loss == "relativistic":
+                    with torch.no_grad():
+                        real_logits = self._d(self._noisy(real))
+                adv = l_adv(self._d(self._noisy(sr)), real_logits, kind=cfg.adv_loss)
             finally:
                 for p in self._d.parameters():
                     p.requires_grad_(True)
