@@ -52,6 +52,7 @@ __all__ = [
     "available_devices",
     "check_image",
     "check_model_spacing",
+    "estimate_tli_spacing",
     "iter_super_resolve",
     "receptive_radius",
     "resolve_device",
@@ -496,6 +497,73 @@ def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: boo
         return net(batch).float()
 
 
+def _resample(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``frame`` resized to ``shape``: bilinear with anti-aliasing when shrinking, else cubic."""
+    from skimage.transform import resize
+
+    shrink = shape[0] < frame.shape[0] or shape[1] < frame.shape[1]
+    out = resize(
+        frame.astype(np.float32, copy=False),
+        shape,
+        order=1 if shrink else 3,
+        anti_aliasing=shrink,
+        mode="symmetric",
+        preserve_range=True,
+    )
+    return out.astype(np.float32, copy=False)
+
+
+#: The network runs on resampled frames when the input's fibre spacing differs from the
+#: model's by more than this fraction.
+SPACING_MATCH = 0.05
+
+
+def estimate_tli_spacing(image: Any, *, mask: Any = None) -> float:
+    """Fibre spacing of a TLI reconstruction, estimated from the image alone.
+
+    A triangulated linear interpolation is flat inside each Delaunay triangle and bends
+    along the triangle edges, so the magnitude of its Laplacian draws the fibre lattice
+    whatever the scene; the peak of that pattern's power spectrum
+    (:func:`~napari_cycsr.fibres.estimate_spacing`) gives the hexagonal lattice spacing, and
+    0.84 of it the median nearest-neighbour distance of the fibres (what
+    ``FibreBundle.spacing`` and a model's ``metadata["fibre_spacing"]`` hold; 0.83 for the
+    jittered lattices of ``simulate_pcle``, about 0.85 on real bundles).
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W)
+        A TLI image (the first frame of a stack).
+    mask : array_like of bool, optional
+        Field of view (default: the nonzero pixels).
+
+    Returns
+    -------
+    float
+        Median nearest-neighbour fibre spacing, in pixels.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera() / 255.0, spacing=4.0, seed=0)
+    >>> round(estimate_tli_spacing(sim.lr, mask=sim.mask) / sim.bundle.spacing, 1)
+    1.0
+    """
+    from scipy import ndimage
+
+    from .fibres import estimate_spacing
+
+    frame = np.asarray(image, dtype=np.float64)
+    if frame.ndim != 2:
+        raise ValueError(f"image must be one 2-D frame, got shape {frame.shape}")
+    m = frame != 0 if mask is None else np.asarray(mask, dtype=bool)
+    inner = ndimage.binary_erosion(m, iterations=3)
+    if inner.sum() < 64:
+        raise ValueError("the field of view is too small to estimate the fibre spacing")
+    curvature = np.abs(ndimage.laplace(frame))
+    return 0.84 * estimate_spacing(curvature, mask=inner)
+
+
 def _mirror(frame: np.ndarray, pad: int) -> np.ndarray:
     """``frame`` extended by ``pad`` pixels on every side by mirror reflection."""
     if pad <= 0:
@@ -514,15 +582,19 @@ def _run_numpy(
     mask: np.ndarray | None,
     amp: bool,
     projection: _Projection | None = None,
+    zoom: float = 1.0,
 ) -> GeneratorType[Progress, None, np.ndarray]:
     lead, (h, w) = image.shape[:-2], image.shape[-2:]
     n_frames = int(np.prod(lead)) if lead else 1
     s = model.scale
     net = _prepare_network(model, device)
+    # spacing normalisation: the network runs on frames resampled by `zoom` (the model's
+    # fibre spacing over the input's) and its output is resampled back
+    rh, rw = (max(1, round(h * zoom)), max(1, round(w * zoom))) if zoom != 1.0 else (h, w)
     # frames are mirrored by the receptive radius on every side, so that no output pixel
     # sees the convolutions' zero padding (a trained network draws stripes along it)
     pad = receptive_radius(model)
-    ph, pw = h + 2 * pad, w + 2 * pad
+    ph, pw = rh + 2 * pad, rw + 2 * pad
     if tile >= max(h, w):  # a whole frame per window: the whole mirrored frame
         tile = max(ph, pw)
     out = np.empty((n_frames, ph * s, pw * s), dtype=np.float32)
@@ -539,6 +611,8 @@ def _run_numpy(
             data = np.asarray(image[np.unravel_index(f, lead)] if lead else image)
             if fill is not None:
                 data = data[fill]
+            if (rh, rw) != (h, w):
+                data = _resample(data, (rh, rw))
             filled.clear()
             filled[f] = _mirror(data, pad)
         return filled[f]
@@ -590,7 +664,9 @@ def _run_numpy(
         yield Progress(done, total)
 
     if pad:
-        out = np.ascontiguousarray(out[:, pad * s : (pad + h) * s, pad * s : (pad + w) * s])
+        out = np.ascontiguousarray(out[:, pad * s : (pad + rh) * s, pad * s : (pad + rw) * s])
+    if (rh, rw) != (h, w):
+        out = np.stack([_resample(o, (h * s, w * s)) for o in out])
     if projection is not None:
         out = projection.apply(out, image.reshape(n_frames, h, w))
     if mask is not None:
@@ -621,6 +697,7 @@ def _dask_block(
     mask: np.ndarray | None,
     amp: bool,
     projection: _Projection | None = None,
+    zoom: float = 1.0,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     block = check_image(block, name="image block")
@@ -639,6 +716,7 @@ def _dask_block(
         mask=mask,
         amp=amp,
         projection=projection,
+        zoom=zoom,
     )
     return _consume(gen, None)
 
@@ -662,6 +740,44 @@ def _lazy_result(model: SRModel, image: Any, **kwargs: Any) -> GeneratorType[Pro
     yield  # pragma: no cover - unreachable; makes this a generator that only returns
 
 
+def _spacing_zoom(
+    model: SRModel,
+    image: Any,
+    spacing: Any,
+    bundle: FibreBundle | None,
+    mask: np.ndarray | None,
+    match: Any,
+) -> float:
+    """Resampling factor that brings the input's fibre spacing to the model's (or 1)."""
+    if not isinstance(match, bool):
+        raise TypeError(f"match_spacing must be True or False, got {match!r}")
+    given: float | None = None
+    if isinstance(spacing, str):
+        if spacing != "auto":
+            raise ValueError(f"spacing must be a number, 'auto' or None, got {spacing!r}")
+    elif spacing is not None:
+        if isinstance(spacing, bool) or not isinstance(spacing, (int, float, np.number)):
+            raise TypeError(f"spacing must be a number, 'auto' or None, got {spacing!r}")
+        if not (math.isfinite(float(spacing)) and spacing > 0):
+            raise ValueError(f"spacing must be a positive number of pixels, got {spacing!r}")
+        given = float(spacing)
+    trained = model.metadata.get("fibre_spacing") if isinstance(model.metadata, dict) else None
+    if not match or not trained:
+        return 1.0
+    if given is None and spacing == "auto":
+        first = image[(0,) * (image.ndim - 2)] if image.ndim > 2 else image
+        if _is_dask(first):
+            first = first.compute()
+        fov = mask if mask is not None else (bundle.fov_mask if bundle is not None else None)
+        given = estimate_tli_spacing(np.asarray(first), mask=fov)
+    elif given is None and bundle is not None:
+        given = bundle.spacing
+    if given is None:
+        return 1.0
+    zoom = float(trained) / given
+    return 1.0 if abs(zoom - 1.0) <= SPACING_MATCH else zoom
+
+
 def iter_super_resolve(
     model: SRModel,
     image: Any,
@@ -676,6 +792,8 @@ def iter_super_resolve(
     values: Any = None,
     project_iterations: int | None = None,
     project_noise: Any = "auto",
+    spacing: float | str | None = None,
+    match_spacing: bool = True,
 ) -> GeneratorType[Progress, None, Any]:
     """Super-resolve step by step: a generator of :class:`Progress` that returns the result.
 
@@ -738,6 +856,7 @@ def iter_super_resolve(
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
     projection = _check_projection(bundle, values, project_iterations, image.shape, project_noise)
+    zoom = _spacing_zoom(model, image, spacing, bundle, mask, match_spacing)
     options = {
         "tile": tile,
         "overlap": overlap,
@@ -745,6 +864,7 @@ def iter_super_resolve(
         "mask": mask,
         "amp": amp,
         "projection": projection,
+        "zoom": zoom,
     }
     if _is_dask(image):
         return _lazy_result(model, image, device=device, **options)
@@ -766,6 +886,8 @@ def super_resolve(
     values: Any = None,
     project_iterations: int | None = None,
     project_noise: Any = "auto",
+    spacing: float | str | None = None,
+    match_spacing: bool = True,
 ) -> Any:
     """Apply a super-resolution model to an image or a stack of images.
 
@@ -821,6 +943,16 @@ def super_resolve(
         :func:`~napari_cycsr.consistency.project_consistent`): ``"auto"`` (default)
         estimates it per frame from the values, a number gives it (in the image's intensity
         units), ``None`` fits the values exactly.
+    spacing : float, "auto" or None
+        Fibre spacing of the input in pixels (median nearest-neighbour distance, as
+        ``FibreBundle.spacing``). ``None`` (default): the ``bundle``'s when given;
+        ``"auto"``: estimated from the first frame (:func:`estimate_tli_spacing`).
+    match_spacing : bool
+        When the model records the fibre spacing it was trained on
+        (``metadata["fibre_spacing"]``, e.g. the pretrained models) and the input's spacing
+        is known and differs by more than 5 %, the frames are resampled so that their
+        spacing matches the model's, super-resolved, and resampled back (default True): one
+        model then serves any bundle. False: never resample.
 
     Returns
     -------
@@ -861,6 +993,8 @@ def super_resolve(
         values=values,
         project_iterations=project_iterations,
         project_noise=project_noise,
+        spacing=spacing,
+        match_spacing=match_spacing,
     )
     return _consume(gen, progress)
 
