@@ -409,3 +409,38 @@ def test_training_with_the_adversarial_options_runs():
         TrainConfig(adv_loss="wgan")
     with pytest.raises(ValueError, match="augment_lr"):
         TrainConfig(augment_lr=1)
+
+
+def test_init_starts_from_a_models_weights():
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(2).random((96, 96)), seed=2)
+    cfg = TrainConfig(preset="tiny", iterations=1, batch_size=2, patch=32, device="cpu",
+                      preview_every=0, seed=5)  # fmt: skip
+    torch.manual_seed(123)
+    start = SRModel.new("tiny")
+    for param in start.generator.parameters():
+        torch.nn.init.normal_(param, std=0.01)
+    start.metadata["pretrained_name"] = "default"
+    kept = {k: v.clone() for k, v in start.generator.state_dict().items()}
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=start)
+    before = trainer.model
+    for a, b in zip(before.generator.state_dict().values(), start.generator.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    list(trainer.run())
+    assert trainer.model.metadata["initialised_from"] == "default"
+    # training moved the weights, and left the initial model as it was
+    for key, value in start.generator.state_dict().items():
+        torch.testing.assert_close(value, kept[key])
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(
+            trainer.model.generator.state_dict().values(), start.generator.state_dict().values()
+        )
+    )
+    with pytest.raises(ValueError, match="network differs"):
+        Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=SRModel.new("default"))
+    with pytest.raises(TypeError, match="SRModel"):
+        Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init="default")

@@ -385,6 +385,22 @@ def _thin_history(history: list[dict[str, float]], points: int) -> dict[str, lis
     return out
 
 
+def _load_initial_weights(generator: nn.Module, init: Any) -> None:
+    """Copy ``init``'s generator weights into ``generator`` (same network), or raise."""
+    if not isinstance(init, SRModel):
+        raise TypeError(f"init must be an SRModel, got {type(init).__name__}")
+    mine = generator.config.to_dict()
+    theirs = init.generator.config.to_dict()
+    if mine != theirs:
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        raise ValueError(
+            "init's network differs from the training config's (init, config): "
+            f"{diff}; choose the preset, scale and residual of the initial model"
+        )
+    state = {k: v.detach().to("cpu").clone() for k, v in init.generator.state_dict().items()}
+    generator.load_state_dict(state, strict=True)
+
+
 def _spectral_norm(module: nn.Module) -> None:
     """Spectral normalisation (Miyato et al. 2018) of every conv and dense layer, in place."""
     from torch.nn.utils.parametrizations import spectral_norm
@@ -440,6 +456,11 @@ class Trainer:
         crop of the field of view, at most 256 x 256).
     normalisation : dict, optional
         ``{"low", "high"}`` intensity range (default: robust percentiles of the LR images).
+    init : SRModel, optional
+        Start the generator from this model's weights (fine-tuning, e.g. a pretrained
+        model from :func:`napari_cycsr.pretrained`); its network (preset, scale, residual)
+        must be the config's. The discriminator and the optimisers start fresh; the
+        intensity normalisation comes from the new LR images.
 
     Examples
     --------
@@ -467,6 +488,7 @@ class Trainer:
         checkpoint: str | os.PathLike[str] | None = None,
         preview_crop: tuple[int, int, int, int] | None = None,
         normalisation: dict[str, float] | None = None,
+        init: SRModel | None = None,
     ) -> None:
         if config is None:
             config = TrainConfig()
@@ -490,6 +512,8 @@ class Trainer:
             torch.manual_seed(seed)
             generator = Generator(net_config)
             discriminator = Discriminator(net_config)
+        if init is not None:
+            _load_initial_weights(generator, init)
         if config.d_spectral_norm:
             _spectral_norm(discriminator)
         self._g: nn.Module = generator.to(self.device)
@@ -520,6 +544,9 @@ class Trainer:
         )
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
         self.noise_levels = self._noise_levels()  # per image, normalised units
+        self._init_name = None
+        if init is not None:
+            self._init_name = str(init.metadata.get("pretrained_name") or "a model")
 
         self._g_step_module: nn.Module = self._g
         self._d_step_module: nn.Module = self._d
@@ -860,6 +887,7 @@ class Trainer:
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
             "fibre_spacing": self.fibre_spacing,
+            "initialised_from": self._init_name,
             "noise_levels": [
                 float(x) * (self.normalisation["high"] - self.normalisation["low"])
                 for x in self.noise_levels
@@ -896,6 +924,7 @@ class Trainer:
             "optimizer_g": og_skeleton,
             "optimizer_d": od_skeleton,
             "rng_numpy": json.loads(json.dumps(self._np_rng.bit_generator.state)),
+            "initialised_from": self._init_name,
             "world_size": self.world_size,
         }
         return tensors, meta
@@ -927,6 +956,7 @@ class Trainer:
         self._torch_rng.set_state(tensors["rng.torch"].clone())
         self._np_rng.bit_generator.state = meta["rng_numpy"]
         self.iteration = int(meta["iteration"])
+        self._init_name = meta.get("initialised_from")
         keys = meta.get("history_keys", [])
         rows = tensors.get("history", torch.zeros(0, len(keys))).tolist()
         self.history = [
@@ -1016,6 +1046,7 @@ def train(
     target_images: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
     progress: Callable[[TrainEvent], Any] | None = None,
+    init: SRModel | None = None,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -1026,6 +1057,8 @@ def train(
         As for :class:`Trainer`.
     progress : callable, optional
         Called with every :class:`TrainEvent`.
+    init : SRModel, optional
+        Initial generator weights (fine-tuning); see :class:`Trainer`.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -1059,6 +1092,7 @@ def train(
         values=values,
         target_images=target_images,
         checkpoint=checkpoint,
+        init=init,
     )
     for event in trainer.run():
         if progress is not None:
