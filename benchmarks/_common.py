@@ -47,6 +47,7 @@ __all__ = [
     "CONTENT_CLASSES",
     "NATURAL_IMAGES",
     "NOISE_LEVELS",
+    "PRETRAIN_IMAGES",
     "REAL_FRAMES",
     "TEST_IMAGES",
     "TRAIN_IMAGES",
@@ -86,6 +87,22 @@ NATURAL_IMAGES: tuple[str, ...] = (
     "text",
     "page",
 )
+#: HR images of the pretrained models' training data (``benchmarks/train_pretrained.py``):
+#: none is a test or validation image of any content class; with synthetic sparse spots
+#: (seeds from 5000) for the sparse class.
+PRETRAIN_IMAGES: tuple[str, ...] = (
+    "brick",
+    "coins",
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "clock",
+    "page",
+    "text",
+    "shepp_logan_phantom",
+)
 #: real frames: name -> (data file, background file)
 REAL_FRAMES: dict[str, tuple[str, str]] = {
     "tissue_paper": ("tissue_paper.tif", "tissue_paper_back.tif"),
@@ -94,7 +111,8 @@ REAL_FRAMES: dict[str, tuple[str, str]] = {
 
 _SKIMAGE_NAMES = frozenset(
     "camera astronaut coffee chelsea rocket brick grass gravel horse clock moon text page "
-    "coins cell immunohistochemistry retina hubble_deep_field microaneurysms".split()
+    "coins cell immunohistochemistry retina hubble_deep_field microaneurysms "
+    "shepp_logan_phantom".split()
 )
 
 #: Noise levels (sd of additive Gaussian noise on the fibre values, images in [0, 1]) of the

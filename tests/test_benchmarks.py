@@ -274,3 +274,13 @@ def test_run_classes_and_report_on_one_crop():
     for cls in run.CONTENT_CLASSES:
         assert f"*{cls}*" in md
     assert "Do-no-harm verdict" in md and "worse than TLI" in md
+
+
+def test_pretraining_images_are_never_test_or_validation_images(common):
+    used = set()
+    for cls in common.CONTENT_CLASSES.values():
+        for split in cls.values():
+            used |= {name for name, _, _ in split}
+    assert not used & set(common.PRETRAIN_IMAGES)
+    for name in common.PRETRAIN_IMAGES:
+        assert common.load_grey(name, scale=0.25).ndim == 2

@@ -444,3 +444,19 @@ def test_init_starts_from_a_models_weights():
         Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=SRModel.new("default"))
     with pytest.raises(TypeError, match="SRModel"):
         Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init="default")
+
+
+def test_residual_penalty_keeps_the_output_near_its_input():
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(3).random((96, 96)), seed=3)
+    change = {}
+    for w_res in (0.0, 100.0):
+        cfg = TrainConfig(preset="tiny", iterations=8, batch_size=4, patch=32, device="cpu",
+                          preview_every=0, lr=2e-3, w_res=w_res)  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+        list(trainer.run())
+        out = trainer.model.super_resolve(sim.lr, device="cpu", mask=sim.mask)
+        change[w_res] = float(np.abs(out - sim.lr)[sim.mask].mean())
+    assert change[100.0] < 0.5 * change[0.0]

@@ -60,6 +60,9 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "io",
     "load_model": "io",
     "save_model": "io",
+    # pretrained models shipped with the package
+    "pretrained": "_pretrained",
+    "list_pretrained": "_pretrained",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

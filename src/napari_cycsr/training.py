@@ -95,6 +95,11 @@ class TrainConfig:
         it still does in 300 iterations of the default network; the row/column-mean
         regulariser (``w_reg=1``) cost 1.5 dB PSNR and 0.05 SSIM at the default budget, so it
         is off by default (``l_reg`` is still computed and reported).
+    w_res : float
+        Weight of a penalty on the generator's change to its input, the mean squared
+        ``SR - LR`` (LR upsampled bilinearly for ``scale > 1``): the output moves away from
+        the TLI image only as far as the other terms ask, so where the fibres are consistent
+        with the input (flat, noisy content) nothing is invented. 0 = none (the paper).
     w_pix : float
         Weight of a supervised pixel loss against paired targets (``target="paired"``
         only; 0 = the unsupervised method).
@@ -175,6 +180,7 @@ class TrainConfig:
     w_vec: float = 1.0
     w_adv: float = 1e-4
     w_reg: float = 0.0
+    w_res: float = 0.0
     w_pix: float = 0.0
     normalise_vec: bool = False
     paper_padding: bool = False
@@ -245,6 +251,7 @@ class TrainConfig:
             "w_vec",
             "w_adv",
             "w_reg",
+            "w_res",
             "w_pix",
             "noise_sigma",
             "vec_tolerance",
@@ -842,6 +849,13 @@ class Trainer:
         )
         reg = l_reg(sr, batch.lr)
         loss_g = cfg.w_vec * vec + cfg.w_reg * reg
+        if cfg.w_res:
+            base = batch.lr
+            if cfg.scale > 1:
+                base = torch.nn.functional.interpolate(
+                    base, scale_factor=cfg.scale, mode="bilinear", align_corners=False
+                )
+            loss_g = loss_g + cfg.w_res * (sr - base).square().mean()
         adv = torch.zeros((), device=self.device)
         if adversarial:
             for p in self._d.parameters():
