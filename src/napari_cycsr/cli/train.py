@@ -23,6 +23,7 @@ from ._common import (
     format_losses,
     is_main_process,
     key_value,
+    load_any_model,
     load_bundle,
     loss_postfix,
     non_negative_int,
@@ -37,8 +38,17 @@ from ._common import (
 
 #: TrainConfig fields that `cycsr train --set` may not change (they have their own options
 #: or are set by the command itself).
-_SET_RESERVED = ("target", "device", "checkpoint_dir", "preset", "iterations", "batch_size",
-                 "patch", "seed")
+_SET_RESERVED = (
+    "target",
+    "device",
+    "checkpoint_dir",
+    "preset",
+    "iterations",
+    "batch_size",
+    "patch",
+    "seed",
+)
+
 
 def _read_lr_frames(paths: Sequence[str]) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
@@ -54,6 +64,22 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
         array = read_image(path, grey=True)
         images.extend(to_unit_float(f) for f in as_frames(array))
     return images
+
+
+def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
+    """The TrainConfig network fields (preset, scale, residual) that rebuild ``model``'s."""
+    from ..models import PRESETS, get_preset
+
+    config = model.generator.config
+    names = [preset] if preset else list(PRESETS)
+    for name in names:
+        candidate = get_preset(name, scale=config.scale, residual=config.residual)
+        if candidate.to_dict() == config.to_dict():
+            return {"preset": name, "scale": config.scale, "residual": config.residual}
+    raise CLIError(
+        f"--init: the model's network ({config.channels} channels, {config.blocks} blocks) "
+        + (f"is not the {preset!r} preset" if preset else "matches no preset")
+    )
 
 
 def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -102,6 +128,8 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "      --target-images histology/ --iterations 5000 --out model.safetensors\n"
             "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
             "      --resume model_checkpoints/checkpoint.safetensors\n"
+            "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
+            "      --init pretrained --iterations 300\n"
             "  torchrun --nproc_per_node 4 $(which cycsr) train lr.tif --fibres fibres.csv \\\n"
             "      --out model.safetensors --device cuda"
         ),
@@ -150,6 +178,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     device_option(p)
     threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument(
+        "--init", metavar="MODEL",
+        help="fine-tune: start the network from this model file, or from 'pretrained' / "
+        "'pretrained:NAME' (a model that ships with the package); its preset is used",
+    )  # fmt: skip
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
         help="folder of the checkpoint file (default: MODEL_checkpoints/ next to --out)",
@@ -219,6 +252,12 @@ def run(args: argparse.Namespace) -> int:
     options.update(_training_settings(args.set or []))
     frames = lr_images
     bundles = [bundle] * len(frames)
+    init = None
+    if args.init is not None:
+        if args.resume is not None:
+            raise CLIError("--init starts a new run and --resume continues one: give one of them")
+        init = load_any_model(args.init)
+        options.update(_network_of(init, args.preset))
     if args.resume is not None:
         resume = Path(args.resume)
         if not resume.exists():
@@ -239,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device, checkpoint_dir=str(checkpoint_dir), target=args.target, **options
         )
         trainer = Trainer(
-            frames, bundles, config=config, values=values, target_images=target_images
+            frames, bundles, config=config, values=values, target_images=target_images, init=init
         )
     main_process = trainer.is_main
     cfg = trainer.config
