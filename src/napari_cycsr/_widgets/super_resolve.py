@@ -30,10 +30,12 @@ from ._worker import guarded, run_in_thread
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FROM_FILE", "SuperResolveWidget"]
+__all__ = ["FROM_FILE", "PRETRAINED", "SuperResolveWidget"]
 
 #: Choice of the model menu meaning "load the model file below".
 FROM_FILE = "<model file>"
+#: Prefix of the model menu's entries for the pretrained models that ship with the package.
+PRETRAINED = "pretrained: "
 
 
 class SuperResolveWidget(Container):
@@ -100,9 +102,16 @@ class SuperResolveWidget(Container):
             MODELS.changed.disconnect(self._models_changed)
 
     def _model_choices(self, _widget: Any = None) -> list[str]:
-        return [*MODELS.names(), FROM_FILE]
+        from napari_cycsr._pretrained import list_pretrained
+
+        shipped = [PRETRAINED + m["name"] for m in list_pretrained()]
+        return [*MODELS.names(), *shipped, FROM_FILE]
 
     def _get_model(self, choice: str, path: Path | None) -> Any:
+        if choice.startswith(PRETRAINED):
+            from napari_cycsr._pretrained import pretrained
+
+            return pretrained(choice[len(PRETRAINED) :])
         if choice != FROM_FILE:
             return MODELS.get(choice)
         from napari_cycsr.io import load_model
@@ -112,7 +121,7 @@ class SuperResolveWidget(Container):
     @guarded("Super-resolve")
     def run(self) -> None:
         """Start super-resolving the chosen layer (whole stack) in a worker thread."""
-        from napari_cycsr.inference import check_model_spacing, iter_super_resolve
+        from napari_cycsr.inference import iter_super_resolve
 
         layer = require_layer(self.image.value, "the image to super-resolve")
         data = layer.data[0] if layer.multiscale else layer.data
@@ -132,10 +141,9 @@ class SuperResolveWidget(Container):
 
         def _work() -> Any:
             model = self._get_model(choice, path)
-            if spacing is not None:
-                check_model_spacing(model, spacing)
+            # a model trained on other fibre spacings runs on frames resampled to its own
             result = yield from iter_super_resolve(
-                model, data, device=device, tile=tile, mask=mask, bundle=project
+                model, data, device=device, tile=tile, mask=mask, bundle=project, spacing=spacing
             )
             return model.scale, result
 
