@@ -498,3 +498,17 @@ def test_resampled_identity_model_keeps_the_image():
     out = super_resolve(model, sim.lr, device="cpu", mask=sim.mask, spacing=sim.bundle.spacing)
     m = sim.mask
     assert np.abs(out[m] - sim.lr[m]).max() < 0.05
+
+
+@pytest.mark.parametrize("spacing", [2.632, 4.0, 6.0])
+def test_estimate_tli_spacing_matches_the_bundle(spacing):
+    from skimage import data
+
+    from napari_cycsr.inference import estimate_tli_spacing
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(data.camera()[:256, :256] / 255.0, spacing=spacing, seed=1)
+    estimate = estimate_tli_spacing(sim.lr, mask=sim.mask)
+    assert estimate == pytest.approx(sim.bundle.spacing, rel=0.03)
+    with pytest.raises(ValueError, match="2-D"):
+        estimate_tli_spacing(np.stack([sim.lr, sim.lr]))
