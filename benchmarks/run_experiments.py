@@ -593,19 +593,27 @@ def run_real(
 
 # ---------------------------------------------------------------------- content classes
 
-#: Methods of Table 3 (content classes): name -> how the output is made (see run_classes).
-CLASS_METHODS = (
+#: Methods of Table 3 (content classes) that need no network (see run_classes).
+CLASS_BASELINES = (
     "TLI (input)",
     "Wiener",
     "TLI + exact projection",
     "TLI + projection",
     "TLI + projection (true noise)",
-    "network",
-    "network + exact projection",
-    "network + projection",
 )
-#: Rows of the do-no-harm verdict: the default single-frame results.
-DEFAULT_RESULTS = ("TLI + projection", "network + projection")
+
+
+def class_methods(networks: Sequence[str]) -> list[str]:
+    """Rows of Table 3: the baselines, then each network raw, exactly and noise-aware projected."""
+    rows = list(CLASS_BASELINES)
+    for net in networks:
+        rows += [net, f"{net} + exact projection", f"{net} + projection"]
+    return rows
+
+
+def default_results(networks: Sequence[str]) -> list[str]:
+    """Rows of the do-no-harm verdict: the default single-frame results."""
+    return ["TLI + projection", *[f"{net} + projection" for net in networks]]
 
 
 def class_sims(budget: Budget, seed: int) -> dict[tuple[str, float], list[Any]]:
@@ -624,15 +632,20 @@ def class_sims(budget: Budget, seed: int) -> dict[tuple[str, float], list[Any]]:
 
 
 def run_classes(
-    sims: dict[tuple[str, float], list[Any]], model: Any, device: str, log: Callable[[str], None]
+    sims: dict[tuple[str, float], list[Any]],
+    models: dict[str, Any],
+    device: str,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Table 3: every method on every content class and noise level; per-crop metrics.
 
-    ``network`` is the proposed model (trained on the training images at noise sd 0.01,
-    never on these crops); "+ projection" is the noise-aware projection with the noise
-    estimated from each crop's fibre values (the default of ``super_resolve`` with
-    fibres), "+ exact projection" the exact fit (2 steps, the former default), "(true
-    noise)" the noise-aware projection given the simulation's noise level.
+    ``models`` maps a row name to a model (the proposed one, trained on the training images
+    at noise sd 0.01, and optionally pretrained models; never trained on these crops), run
+    through ``super_resolve`` (which resamples to a model's fibre spacing when it differs);
+    "+ projection" is the noise-aware projection with the noise estimated from each crop's
+    fibre values (the default of ``super_resolve`` with fibres), "+ exact projection" the
+    exact fit (2 steps, the former default), "(true noise)" the noise-aware projection given
+    the simulation's noise level.
     """
     from napari_cycsr.baselines import wiener
     from napari_cycsr.consistency import estimate_noise, project_consistent
@@ -642,21 +655,22 @@ def run_classes(
     per: dict[str, Any] = {}
     for (cls, noise), group in sims.items():
         key = f"{cls}@{noise:g}"
-        rows: dict[str, dict[str, list[float]]] = {m: {} for m in CLASS_METHODS}
+        rows: dict[str, dict[str, list[float]]] = {m: {} for m in class_methods(list(models))}
         sigma_ratio = []
         for sim in group:
             b, v, m, hr = sim.bundle, sim.values, sim.mask, sim.hr
-            net = super_resolve(model, sim.lr, device=device, mask=m)
             outs = {
                 "TLI (input)": sim.lr,
                 "Wiener": wiener(sim.lr, b.spacing, mask=m),
                 "TLI + exact projection": project_consistent(sim.lr, b, v, noise=None),
                 "TLI + projection": project_consistent(sim.lr, b, v),
                 "TLI + projection (true noise)": project_consistent(sim.lr, b, v, noise=noise),
-                "network": net,
-                "network + exact projection": project_consistent(net, b, v, noise=None),
-                "network + projection": project_consistent(net, b, v),
             }
+            for name, model in models.items():
+                net = super_resolve(model, sim.lr, device=device, mask=m, spacing=b.spacing)
+                outs[name] = net
+                outs[f"{name} + exact projection"] = project_consistent(net, b, v, noise=None)
+                outs[f"{name} + projection"] = project_consistent(net, b, v)
             sigma_ratio.append(estimate_noise(v, b) / noise)
             for name, img in outs.items():
                 r = rows[name]
@@ -672,19 +686,25 @@ def run_classes(
                 ):
                     r.setdefault(metric, []).append(float(value))
         per[key] = {"methods": rows, "noise_estimate_ratio": sigma_ratio}
-        d = np.mean(rows["network + projection"]["psnr"]) - np.mean(rows["TLI (input)"]["psnr"])
-        log(f"  classes {key}: network + projection minus TLI {d:+.2f} dB")
+        tli = np.mean(rows["TLI (input)"]["psnr"])
+        gains = ", ".join(
+            f"{n} + projection {np.mean(rows[f'{n} + projection']['psnr']) - tli:+.2f} dB"
+            for n in models
+        )
+        log(f"  classes {key}: against TLI: {gains}")
     return per
 
 
-def class_report(per: dict[str, Any], best: str) -> str:
+def class_report(per: dict[str, Any], best: str, networks: Sequence[str]) -> str:
     """Markdown of Table 3: per class and noise level, differences to TLI; the verdict."""
     n_crops = len(per[next(iter(per))]["methods"]["TLI (input)"]["psnr"])
+    methods = class_methods(networks)
     lines = [
         f"**Table 3: content classes (do no harm).** {n_crops} "
         "test crops (128 px) per class, each simulated at every noise level; `network` is "
         f"the proposed model ({best}, trained on the training images at noise sd {NOISE}, "
-        'never on these crops). "+ projection": noise-aware projection with the noise '
+        "never on these crops); `pretrained:NAME` rows are the models that ship with the "
+        'package, with no fine-tuning. "+ projection": noise-aware projection with the noise '
         "estimated from each crop's fibre values (the default of `super_resolve` with "
         'fibres); "+ exact projection": the exact fit (2 steps, the former default); '
         '"(true noise)": the noise-aware projection given the true noise level. Cells: '
@@ -695,7 +715,7 @@ def class_report(per: dict[str, Any], best: str) -> str:
     for cls in classes:
         header = ["method", *[f"noise {n:g}" for n in NOISE_LEVELS]]
         rows = []
-        for method in CLASS_METHODS:
+        for method in methods:
             row = [method]
             for noise in NOISE_LEVELS:
                 r = per[f"{cls}@{noise:g}"]["methods"]
@@ -710,7 +730,7 @@ def class_report(per: dict[str, Any], best: str) -> str:
         lines += [f"*{cls}*", "", markdown_table(header, rows), ""]
     # the verdict: default results against TLI with paired t-tests and the worst crop
     rows = []
-    for method in DEFAULT_RESULTS:
+    for method in default_results(networks):
         for cls in classes:
             for noise in NOISE_LEVELS:
                 r = per[f"{cls}@{noise:g}"]["methods"]
@@ -751,7 +771,7 @@ def class_report(per: dict[str, Any], best: str) -> str:
     # spectra and hallucination at the training noise level
     header = ["method"] + [f"{c}: spectrum dist. (dB) / signed / hallucination" for c in classes]
     rows = []
-    for method in CLASS_METHODS:
+    for method in methods:
         row = [method]
         for cls in classes:
             r = per[f"{cls}@{NOISE:g}"]["methods"][method]
@@ -891,6 +911,10 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-classes", action="store_true", help="skip Table 3 (content classes)"
     )
     parser.add_argument(
+        "--pretrained", nargs="*", default=[], metavar="NAME",
+        help="also score these pretrained models (no fine-tuning) in Table 3",
+    )  # fmt: skip
+    parser.add_argument(
         "--domains", nargs="+", choices=DOMAINS, default=None, help="train only these domains"
     )
     parser.add_argument("--iterations", type=int, default=None, help="override the budget's")
@@ -979,8 +1003,13 @@ def main(argv: list[str] | None = None) -> int:
     # choose the proposed method: the domain with the best fixed Tot_cs
     best = max(domains, key=lambda d: mean_sd(per[d]["tot_cs_fixed"])[0])
     classes: dict[str, Any] = {}
+    networks = ["network", *[f"pretrained:{n}" for n in args.pretrained]]
     if not args.skip_classes:
-        classes = run_classes(class_sims(budget, args.seed), dom_models[best], "cpu", log)
+        from napari_cycsr import pretrained
+
+        models = {"network": dom_models[best]}
+        models |= {f"pretrained:{n}": pretrained(n) for n in args.pretrained}
+        classes = run_classes(class_sims(budget, args.seed), models, "cpu", log)
         log("content classes done")
     others = [f"{best} + projection", "TLI (input)", "Wiener", "Wiener (tuned)", "sharpen"]
     others = [
@@ -1020,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {results_file}")
     md = report(per, meta, budget, best, others, abl_out, abl_skipped, real, real_facts, data)
     if classes:
-        md += "\n\n" + class_report(classes, best)
+        md += "\n\n" + class_report(classes, best, networks)
     print(md)
     if not args.no_docs:
         step = max(1, budget.test_per_image)  # one row per test image, then fill up

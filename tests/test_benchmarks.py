@@ -201,7 +201,7 @@ def test_quick_mode_end_to_end(tmp_path):
     classes = res["classes"]
     assert set(classes) == {f"{c}@{n:g}" for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
     for entry in classes.values():
-        assert set(entry["methods"]) == set(run.CLASS_METHODS)
+        assert set(entry["methods"]) == set(run.class_methods(["network"]))
         for metrics in entry["methods"].values():
             for key in ("psnr", "ssim", "spec", "spec_signed", "hall"):
                 assert np.isfinite(metrics[key]).all() and len(metrics[key]) == 6
@@ -260,9 +260,9 @@ def test_run_classes_and_report_on_one_crop():
     hr = np.full((64, 64), 0.3, dtype=np.float32)
     hr[20:40, 20:40] = 0.7
     sims = {(c, n): [simulate_pcle(hr, noise=n, seed=1)] for c in ("smooth",) for n in (0.01,)}
-    per = run.run_classes(sims, SRModel.new("tiny"), "cpu", lambda msg: None)
+    per = run.run_classes(sims, {"network": SRModel.new("tiny")}, "cpu", lambda msg: None)
     rows = per["smooth@0.01"]["methods"]
-    assert set(rows) == set(run.CLASS_METHODS)
+    assert set(rows) == set(run.class_methods(["network"]))
     # the untrained residual network is the identity: its rows equal the TLI rows
     assert rows["network"]["psnr"] == pytest.approx(rows["TLI (input)"]["psnr"])
     assert rows["network + projection"]["psnr"] == pytest.approx(rows["TLI + projection"]["psnr"])
@@ -270,7 +270,7 @@ def test_run_classes_and_report_on_one_crop():
     assert rows["TLI (input)"]["spec_signed"][0] < 0
     # the report needs every class and noise level: fill them with copies of this entry
     full = {f"{c}@{n:g}": per["smooth@0.01"] for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
-    md = run.class_report(full, "T_nat")
+    md = run.class_report(full, "T_nat", ["network"])
     for cls in run.CONTENT_CLASSES:
         assert f"*{cls}*" in md
     assert "Do-no-harm verdict" in md and "worse than TLI" in md
