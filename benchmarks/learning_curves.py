@@ -7,7 +7,8 @@ of the network's output and of the output projected onto the measured fibre valu
 (noise-aware projection, the default of ``super_resolve`` with fibres), each minus the TLI
 input's (mean over the crops), the signed spectrum distance above the fibre sampling
 frequency (dB; > 0 = more fine detail than the truth) and the hallucination measure
-(detail added where the truth is flat). Figures are printed and written to
+(detail added where the truth is flat), |ΔGCF| against the truth. Figures are printed and
+written to
 ``benchmarks/results/curves_<tag>.json``.
 
 Training data (``--train``):
@@ -66,7 +67,7 @@ def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> di
     """Mean differences to TLI, spectrum distance and hallucination over a set of crops."""
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.inference import super_resolve
-    from napari_cycsr.metrics import hallucination, psnr, spectrum_distance, ssim
+    from napari_cycsr.metrics import gcf, hallucination, psnr, spectrum_distance, ssim
 
     rows: dict[str, list[float]] = {}
 
@@ -84,6 +85,7 @@ def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> di
             add(f"{name}_dssim", ssim(img, hr, mask=m, data_range=(0, 1)) - s0)
             add(f"{name}_spec", spectrum_distance(img, hr, spacing=sp, mask=m, signed=True))
             add(f"{name}_hall", hallucination(img, hr, spacing=sp, mask=m))
+            add(f"{name}_adgcf", abs(gcf(np.clip(img, 0, 1), mask=m) - gcf(hr, mask=m)))
         add("tli_spec", spectrum_distance(sim.lr, hr, spacing=sp, mask=m, signed=True))
         add("tli_hall", hallucination(sim.lr, hr, spacing=sp, mask=m))
     out = {k: float(np.mean(v)) for k, v in rows.items()}
