@@ -284,3 +284,22 @@ def test_pretraining_images_are_never_test_or_validation_images(common):
     assert not used & set(common.PRETRAIN_IMAGES)
     for name in common.PRETRAIN_IMAGES:
         assert common.load_grey(name, scale=0.25).ndim == 2
+
+
+def test_adv_table_checks_the_issue_aim():
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    rng = np.random.default_rng(0)
+    n = 12
+    ref = {"spec": 5 + rng.normal(0, 0.1, n), "dgcf_ref": -0.5 + rng.normal(0, 0.02, n),
+           "psnr": 24 + rng.normal(0, 0.1, n)}  # fmt: skip
+    good = {"spec": ref["spec"] - 1, "dgcf_ref": ref["dgcf_ref"] + 0.3, "psnr": ref["psnr"] - 0.1}
+    costly = {**good, "psnr": ref["psnr"] - 1.0}
+    per = {"no l_adv + projection": ref, "A + projection": good, "B + projection": costly}
+    md = run.adv_table(per, ["A", "B"])
+    lines = md.splitlines()
+    assert lines[2].startswith("| A + projection") and lines[2].endswith("**yes** |")
+    assert lines[3].startswith("| B + projection") and lines[3].endswith("no |")
