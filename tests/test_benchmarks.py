@@ -296,7 +296,9 @@ def test_adv_table_checks_the_issue_aim():
     n = 12
     ref = {"spec": 5 + rng.normal(0, 0.1, n), "dgcf_ref": -0.5 + rng.normal(0, 0.02, n),
            "psnr": 24 + rng.normal(0, 0.1, n)}  # fmt: skip
-    good = {"spec": ref["spec"] - 1, "dgcf_ref": ref["dgcf_ref"] + 0.3, "psnr": ref["psnr"] - 0.1}
+    jitter = rng.normal(0, 0.05, n)  # paired differences that are not all equal
+    good = {"spec": ref["spec"] - 1 + jitter, "dgcf_ref": ref["dgcf_ref"] + 0.3 + jitter,
+            "psnr": ref["psnr"] - 0.1 + jitter}  # fmt: skip
     costly = {**good, "psnr": ref["psnr"] - 1.0}
     per = {"no l_adv + projection": ref, "A + projection": good, "B + projection": costly}
     md = run.adv_table(per, ["A", "B"])
