@@ -212,7 +212,9 @@ def test_noise_aware_projection_keeps_residuals_within_tolerance(sim):
     residual = np.abs(sim.values - sim.bundle.vectorize(out))
     before = np.abs(sim.values - sim.bundle.vectorize(sim.lr))
     assert before.max() > 0.05  # the TLI image is far from its values at edges
-    assert residual.max() < 1.5 * 0.01 + 2e-3
+    # within the band: 1.5 noise levels for the fibre-to-fibre part, plus the smooth part's
+    # narrower band (about 0.16 of it)
+    assert residual.max() < 1.2 * 1.5 * 0.01
     # a fibre already within the band is not moved: an image consistent up to the noise
     # is a fixed point
     again = project_consistent(out, sim.bundle, sim.values, noise=0.02, iterations=3)
@@ -230,4 +232,17 @@ def test_noise_arrays_per_frame_and_per_fibre(sim):
     fibre = np.full(sim.bundle.n_fibres, 0.05)
     np.testing.assert_allclose(
         project_consistent(sim.lr, sim.bundle, sim.values, noise=fibre), loose, atol=1e-6
+    )
+
+
+def test_noise_aware_projection_removes_a_common_offset():
+    # an offset inside the per-fibre noise band is not noise: many fibres measure it
+    hr = np.full((128, 128), 0.4, dtype=np.float32)
+    sim = simulate_pcle(hr, noise=0.02, seed=5)
+    m = sim.bundle.fov_mask
+    shifted = sim.lr + 0.025 * m  # within 1.5 x 0.02 of every fibre's value
+    out = project_consistent(shifted, sim.bundle, sim.values, noise=0.02)
+    assert abs(float(np.mean(out[m] - hr[m]))) < 0.006
+    assert (
+        psnr(out, hr, mask=m, data_range=(0, 1)) > psnr(shifted, hr, mask=m, data_range=(0, 1)) + 5
     )

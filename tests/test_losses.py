@@ -302,3 +302,26 @@ def test_adversarial_loss_kinds():
     checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
     detail = highpass(checker.float()[None, None], 1.0)
     assert detail.std() > 0.4
+
+
+def test_noise_aware_l_vec_allows_noise_but_not_an_offset():
+    from napari_cycsr.losses import l_vec_noise_aware, smooth_cells
+
+    # one 32 x 32 patch of 4 x 4 px cells
+    cells = torch.arange(64).reshape(8, 8).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    index = cells[None].clone()
+    v = torch.full((64,), 0.5, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    noise = 0.01 * torch.randn(64, generator=gen, dtype=torch.float64)
+    # the smooth part of a constant is the constant; of white noise much less than the noise
+    assert torch.allclose(smooth_cells(torch.full_like(v, 0.3), index, 64, 6.0), v * 0 + 0.3)
+    assert smooth_cells(noise, index, 64, 6.0).std() < 0.5 * noise.std()
+    args = {"tolerance": 0.03, "sigma": 6.0, "smooth_ratio": 0.3}
+    # noise inside the band costs nothing; the same size as an offset does
+    assert l_vec_noise_aware(v + noise, v, index, 64, **args).item() == 0.0
+    assert l_vec_noise_aware(v + 0.02, v, index, 64, **args).item() > 1e-5
+    # outside the band: the excess, and a gradient
+    v_hat = (v + 0.2 * torch.sign(noise)).requires_grad_(True)
+    loss = l_vec_noise_aware(v_hat, v, index, 64, **args)
+    loss.backward()
+    assert loss.item() > 0 and v_hat.grad.abs().sum() > 0

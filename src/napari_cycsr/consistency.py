@@ -67,6 +67,13 @@ _EXACT_STEPS = 2
 #: Percentile of the local noise statistics kept by :func:`estimate_noise` (the flattest
 #: regions of the image, where the fibre-to-fibre differences are mostly noise).
 _NOISE_PERCENTILE = 10.0
+#: Standard deviation (in fibre spacings) of the Gaussian that separates the smooth part of
+#: a residual (an offset or a shading error, measured by many fibres together) from its
+#: fibre-to-fibre part in the noise-aware projection.
+_SMOOTH_SPACINGS = 2.0
+_SMOOTHING: weakref.WeakKeyDictionary[FibreBundle, tuple[np.ndarray, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _check_bundle(bundle: Any) -> FibreBundle:
@@ -162,6 +169,7 @@ class _Neighbourhood:
         rng = np.random.default_rng(12345)  # fixed: the calibration is part of the estimator
         unit = rng.standard_normal((8, n))
         self.unit_stat = float(np.mean([self.statistic(u) for u in unit]))
+        self.smooth_ratio: float | None = None  # filled by _smooth_noise_ratio
 
     def local_mean_squares(self, values: np.ndarray) -> np.ndarray:
         """Mean squared neighbour residual over each usable window (1-D)."""
@@ -299,6 +307,46 @@ def cell_means(image: ArrayLike, bundle: FibreBundle) -> np.ndarray:
     return bundle.vectorize(_block_mean(img.astype(np.float64, copy=False), s))
 
 
+def _smooth_residual(residual: np.ndarray, bundle: FibreBundle) -> np.ndarray:
+    """The smooth part of fibre residuals ``(F, N)``: their TLI image, blurred over about two
+    fibre spacings (a normalised convolution inside the field of view), averaged per cell."""
+    from scipy import ndimage
+
+    weight, sigma = _smoothing(bundle)
+    image = bundle.reconstruct(residual.astype(np.float32)).astype(np.float64)
+    fov = bundle.fov_mask
+    image[:, ~fov] = 0.0
+    blurred = ndimage.gaussian_filter(image, (0, sigma, sigma), mode="constant")
+    smooth = np.where(fov, blurred / np.maximum(weight, 1e-12), 0.0)
+    return np.nan_to_num(bundle.vectorize(smooth).astype(np.float64), nan=0.0)
+
+
+def _smoothing(bundle: FibreBundle) -> tuple[np.ndarray, float]:
+    cached = _SMOOTHING.get(bundle)
+    if cached is None:
+        from scipy import ndimage
+
+        sigma = _SMOOTH_SPACINGS * bundle.spacing
+        weight = ndimage.gaussian_filter(bundle.fov_mask.astype(np.float64), sigma, mode="constant")
+        cached = (weight, sigma)
+        _SMOOTHING[bundle] = cached
+    return cached
+
+
+def _smooth_noise_ratio(bundle: FibreBundle) -> float:
+    """Standard deviation of the smooth part of white noise, per unit of noise (cached)."""
+    hood = _neighbourhood(bundle)
+    ratio = getattr(hood, "smooth_ratio", None)
+    if ratio is None:
+        rng = np.random.default_rng(54321)
+        noise = rng.standard_normal((4, bundle.n_fibres))
+        smooth = _smooth_residual(noise, bundle)
+        inner = hood.interior
+        ratio = float(np.std(smooth[:, inner]))
+        hood.smooth_ratio = ratio
+    return ratio
+
+
 def _noise_levels(
     noise: Any, v: np.ndarray, bundle: FibreBundle, lead: tuple[int, ...]
 ) -> np.ndarray | None:
@@ -332,6 +380,11 @@ def _noise_levels(
     )
 
 
+def _shrink(x: np.ndarray, tau: np.ndarray | float) -> np.ndarray:
+    """Soft thresholding: ``x`` moved towards 0 by ``tau``."""
+    return np.sign(x) * np.maximum(np.abs(x) - tau, 0.0)
+
+
 def project_consistent(
     image: ArrayLike,
     bundle: FibreBundle,
@@ -354,7 +407,10 @@ def project_consistent(
     towards zero by ``tau = tolerance * sigma`` (soft thresholding), so a fibre whose cell
     mean already lies within ``tau`` of its measured value is left alone and the others are
     brought to the edge of that band. This is the projection onto the set of images with
-    ``|V - A X| <= tau`` for every fibre: a per-fibre discrepancy principle. The correction
+    ``|V - A X| <= tau`` for every fibre: a per-fibre discrepancy principle. The smooth part
+    of the residual (an offset or shading error, which many fibres measure together, so its
+    noise is about six times smaller) is held to its own, narrower band, so that the band
+    cannot hide a common offset. The correction
     ``R shrink(...)`` is smooth (piecewise linear between fibres), so detail that already
     agrees with the fibres is kept.
 
@@ -439,7 +495,7 @@ def project_consistent(
     True
     >>> out = project_consistent(sim.lr, sim.bundle, sim.values, noise=0.01)
     >>> residual = sim.values - sim.bundle.vectorize(out)
-    >>> bool(np.abs(residual).max() < 1.5 * 0.01 + 1e-3)  # consistent up to the noise
+    >>> bool(np.abs(residual).max() < 1.2 * 1.5 * 0.01)  # consistent up to the noise
     True
     """
     bundle = _check_bundle(bundle)
@@ -480,6 +536,7 @@ def project_consistent(
         raise ValueError("image contains NaN or infinite values; replace them first")
     v = v.reshape(-1, bundle.n_fibres).astype(np.float64)
     sigma = _noise_levels(noise, v, bundle, lead) if iterations else None
+    smooth_ratio = _smooth_noise_ratio(bundle) if sigma is not None else 1.0
     back = upsampled_bundle(bundle, s)
     out = np.empty(frames.shape, dtype=np.float32)
     for start in range(0, frames.shape[0], _CHUNK_FRAMES):
@@ -489,8 +546,9 @@ def project_consistent(
         tau = None if sigma is None else float(tolerance) * sigma[start:stop]
         for _ in range(int(iterations)):
             residual = np.nan_to_num(target - cell_means(x, bundle), nan=0.0)
-            if tau is not None:  # soft threshold: consistent up to the noise
-                residual = np.sign(residual) * np.maximum(np.abs(residual) - tau, 0.0)
+            if tau is not None:  # consistent up to the noise, at two scales
+                smooth = _smooth_residual(residual, bundle)
+                residual = _shrink(smooth, tau * smooth_ratio) + _shrink(residual - smooth, tau)
             x += back.reconstruct(residual.astype(np.float32))
         out[start:stop] = x
     if mask:

@@ -32,7 +32,9 @@ __all__ = [
     "l_pix",
     "l_reg",
     "l_vec",
+    "l_vec_noise_aware",
     "segment_minmax",
+    "smooth_cells",
     "voronoi_means",
 ]
 
@@ -221,6 +223,96 @@ ADV_LOSSES = ("bce", "hinge", "relativistic")
 def _check_adv_kind(kind: str) -> None:
     if kind not in ADV_LOSSES:
         raise ValueError(f"kind must be one of {ADV_LOSSES}, got {kind!r}")
+
+
+def smooth_cells(
+    values: torch.Tensor, cell_index: torch.Tensor, n_cells: int, sigma: float
+) -> torch.Tensor:
+    """The smooth part of per-cell values: their map blurred over ``sigma`` pixels, per cell.
+
+    Each counted pixel takes its cell's value, the map is blurred by a Gaussian of standard
+    deviation ``sigma`` (a normalised convolution over the counted pixels of each patch, so
+    uncounted pixels and other patches do not leak in), and the blurred map is averaged over
+    every cell again. Differentiable with respect to ``values``.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        ``(n_cells,)`` one value per segment (e.g. the residuals ``V^ - V``).
+    cell_index : torch.Tensor
+        ``(B, h, w)`` segment of every pixel, ``-1`` where not counted (as for
+        :func:`voronoi_means`).
+    n_cells : int
+        Number of segments.
+    sigma : float
+        Blur in pixels (> 0), e.g. two fibre spacings.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_cells,)``.
+    """
+    counted = cell_index >= 0
+    field = torch.where(counted, values[cell_index.clamp(min=0)], torch.zeros_like(values[:1]))
+    weight = _gaussian_blur(counted.unsqueeze(1).to(values.dtype), sigma)
+    blurred = _gaussian_blur(field.unsqueeze(1), sigma) / weight.clamp(min=1e-6)
+    return voronoi_means(blurred, cell_index, n_cells)
+
+
+def l_vec_noise_aware(
+    v_hat: torch.Tensor,
+    v: torch.Tensor,
+    cell_index: torch.Tensor,
+    n_cells: int,
+    *,
+    tolerance: torch.Tensor | float,
+    sigma: float,
+    smooth_ratio: float,
+) -> torch.Tensor:
+    """Cycle consistency up to the noise of the measured values, at two scales.
+
+    The residual ``r = V^ - V`` is split into its smooth part ``r_s``
+    (:func:`smooth_cells`: an offset or shading error, which many fibres measure together,
+    so its noise is ``smooth_ratio`` times smaller) and its fibre-to-fibre part ``r - r_s``.
+    Each is penalised only beyond its own noise band::
+
+        mean( max(|r_s| - smooth_ratio * tol, 0)^2 + max(|r - r_s| - tol, 0)^2 )
+
+    so the output must agree with the fibres up to their noise, and may not drift by a
+    common offset inside the band (which a plain dead zone on ``r`` would allow).
+
+    Parameters
+    ----------
+    v_hat, v : torch.Tensor
+        ``(n_cells,)`` Voronoi means of the output and measured values.
+    cell_index, n_cells
+        The batch's cells (as for :func:`voronoi_means`).
+    tolerance : torch.Tensor or float
+        Band of the fibre-to-fibre part: a scalar or one value per cell (e.g. 1.5 times the
+        noise level).
+    sigma : float
+        Blur of :func:`smooth_cells` in pixels.
+    smooth_ratio : float
+        Noise of the smooth part per unit of fibre noise (about 0.15 for two spacings).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (0 when there is no cell).
+    """
+    if v_hat.shape != v.shape or v_hat.dim() != 1:
+        raise ValueError(
+            f"v_hat and v must be 1-D of equal length, got {tuple(v_hat.shape)} and "
+            f"{tuple(v.shape)}"
+        )
+    if v.numel() == 0:
+        return v_hat.sum() * 0.0
+    r = v_hat - v.to(v_hat.dtype)
+    tol = torch.as_tensor(tolerance, dtype=r.dtype, device=r.device)
+    smooth = smooth_cells(r, cell_index, n_cells, sigma)
+    low = torch.relu(smooth.abs() - smooth_ratio * tol)
+    high = torch.relu((r - smooth).abs() - tol)
+    return (low.square() + high.square()).mean()
 
 
 def l_adv(

@@ -49,6 +49,8 @@ from .losses import (
     l_pix,
     l_reg,
     l_vec,
+    l_vec_noise_aware,
+    smooth_cells,
     voronoi_means,
 )
 from .models import PRESETS, Discriminator, Generator, SRModel, get_preset
@@ -64,6 +66,8 @@ _MAX_HISTORY_POINTS = 500
 #: Smoothing of the training-time consistency layer, in fibre spacings (0.4: each step cuts
 #: the cycle error of TLI patches several-fold while keeping the correction smooth).
 _CONSISTENCY_SIGMA = 0.4
+#: Smooth part of the residuals in the noise-aware l_vec: a Gaussian of this many spacings.
+_SMOOTH_SPACINGS = 2.0
 
 
 # ----------------------------------------------------------------------------- config
@@ -110,10 +114,13 @@ class TrainConfig:
         Divide l_vec by 682 per patch as the paper's zero padding does, instead of by the
         number of valid fibres.
     vec_tolerance : float
-        Noise-aware cycle consistency: ``l_vec`` only penalises the part of each fibre's
-        difference ``|V^ - V|`` beyond ``vec_tolerance`` times the noise level of the fibre
-        values (:func:`~napari_cycsr.losses.l_vec`), so the network is not taught to
-        reproduce the noise (0 = the paper's exact fit).
+        Noise-aware cycle consistency: ``l_vec`` only penalises the fibre-to-fibre part of
+        the differences ``V^ - V`` beyond ``vec_tolerance`` times the noise level of the
+        fibre values, and their smooth part (an offset or shading, measured by many fibres
+        together) beyond its own, smaller noise band
+        (:func:`~napari_cycsr.losses.l_vec_noise_aware`), so the network is not taught to
+        reproduce the noise (0 = the paper's exact fit; ignored with ``normalise_vec`` or
+        ``paper_padding``).
     noise_level : float or None
         Standard deviation of the noise on the fibre values, in the input images'
         intensity units, for ``vec_tolerance``; ``None`` = estimated from the training
@@ -551,6 +558,10 @@ class Trainer:
         )
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
         self.noise_levels = self._noise_levels()  # per image, normalised units
+        # noise-aware l_vec: smooth part of the residuals over two fibre spacings, and the
+        # noise of that part per unit of fibre noise (calibrated once on white noise)
+        self._smooth_sigma = _SMOOTH_SPACINGS * self.fibre_spacing * config.scale
+        self._smooth_ratio = self._calibrate_smooth_ratio() if config.vec_tolerance else 1.0
         self._init_name = None
         if init is not None:
             self._init_name = str(init.metadata.get("pretrained_name") or "a model")
@@ -606,6 +617,20 @@ class Trainer:
             for v, b in zip(self.sampler.values, self.sampler.bundles)
         ]
         return np.nan_to_num(np.asarray(levels, dtype=np.float64), nan=0.0)
+
+    def _calibrate_smooth_ratio(self) -> float:
+        """Standard deviation of the smooth part of unit white noise on the training cells."""
+        rng = np.random.default_rng(self.config.seed + 777)  # not the training stream
+        saved, self.sampler.rng = self.sampler.rng, rng
+        try:
+            positions = self.sampler.draw_positions(4)
+        finally:
+            self.sampler.rng = saved
+        batch = self.sampler.batch_at(positions)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        noise = torch.randn(batch.n_cells, generator=gen, dtype=torch.float64)
+        smooth = smooth_cells(noise, batch.cell_index, batch.n_cells, self._smooth_sigma)
+        return float(smooth.std())
 
     def _setup_device(self) -> torch.device:
         device = _resolve_device(self.config.device)
@@ -833,20 +858,27 @@ class Trainer:
             loss_d, accuracy = self._d_update(sr, real)
 
         v_hat = voronoi_means(sr, batch.cell_index, batch.n_cells)
-        tolerance = None
-        if cfg.vec_tolerance:
+        if cfg.vec_tolerance and not (cfg.normalise_vec or cfg.paper_padding):
             image_of_cell = batch.positions[batch.segment_patch.cpu().numpy(), 0]
             tol = cfg.vec_tolerance * self.noise_levels[image_of_cell]
-            tolerance = torch.from_numpy(tol.astype(np.float32)).to(self.device)
-        vec = l_vec(
-            v_hat,
-            batch.values,
-            normalise=cfg.normalise_vec,
-            segment_patch=batch.segment_patch,
-            n_patches=bsz,
-            padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
-            tolerance=tolerance,
-        )
+            vec = l_vec_noise_aware(
+                v_hat,
+                batch.values,
+                batch.cell_index,
+                batch.n_cells,
+                tolerance=torch.from_numpy(tol.astype(np.float32)).to(self.device),
+                sigma=self._smooth_sigma,
+                smooth_ratio=self._smooth_ratio,
+            )
+        else:
+            vec = l_vec(
+                v_hat,
+                batch.values,
+                normalise=cfg.normalise_vec,
+                segment_patch=batch.segment_patch,
+                n_patches=bsz,
+                padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
+            )
         reg = l_reg(sr, batch.lr)
         loss_g = cfg.w_vec * vec + cfg.w_reg * reg
         if cfg.w_res:
