@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 from ._common import VideoProgress
+from ._fuse import (
+    FusionInfo,
+    Mosaic,
+    fuse,
+    fuse_video,
+    iter_fuse_video,
+    leave_one_out,
+    mosaic,
+    pooled_interpolation,
+)
 from ._io import VIDEO_SUFFIXES, frame_files, is_video_path, natural_key, read_video
-from ._register import Registration, frame_values, iter_register, register
+from ._lattice import estimate_gains, estimate_lattice, estimate_video_spacing, vertex_map
+from ._register import Registration, estimate_fov, frame_values, iter_register, register
 
 __all__ = [
     "VIDEO_SUFFIXES",
+    "FusionInfo",
+    "Mosaic",
     "Registration",
+    "estimate_fov",
+    "estimate_gains",
+    "estimate_lattice",
+    "estimate_video_spacing",
+    "fuse",
+    "fuse_video",
+    "iter_fuse_video",
+    "leave_one_out",
+    "mosaic",
+    "pooled_interpolation",
+    "vertex_map",
     "VideoProgress",
     "frame_files",
     "frame_values",
