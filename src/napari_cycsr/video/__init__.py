@@ -6,6 +6,7 @@ from ._common import VideoProgress
 from ._fuse import (
     FusionInfo,
     Mosaic,
+    estimate_gains,
     fuse,
     fuse_video,
     iter_fuse_video,
@@ -14,7 +15,7 @@ from ._fuse import (
     pooled_interpolation,
 )
 from ._io import VIDEO_SUFFIXES, frame_files, is_video_path, natural_key, read_video
-from ._lattice import estimate_gains, estimate_lattice, estimate_video_spacing, vertex_map
+from ._lattice import estimate_lattice, estimate_video_spacing, neighbour_gains, vertex_map
 from ._register import Registration, estimate_fov, frame_values, iter_register, register
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "iter_fuse_video",
     "leave_one_out",
     "mosaic",
+    "neighbour_gains",
     "pooled_interpolation",
     "vertex_map",
     "VideoProgress",

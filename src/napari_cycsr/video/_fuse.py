@@ -37,12 +37,13 @@ from ._common import (
     relative_poses,
     rotation,
 )
-from ._lattice import estimate_gains
+from ._lattice import neighbour_gains
 from ._register import DEFAULT_MIN_CONFIDENCE, Registration, frame_values
 
 __all__ = [
     "FusionInfo",
     "Mosaic",
+    "estimate_gains",
     "fuse",
     "fuse_video",
     "iter_fuse_video",
@@ -307,17 +308,93 @@ def _poses(shifts: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     return arr, np.zeros(n), None, DEFAULT_MIN_CONFIDENCE
 
 
+def estimate_gains(
+    values: Any,
+    bundle: FibreBundle,
+    shifts: Any = None,
+    *,
+    iterations: int = 2,
+    frames_used: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Per-core gains (the cores' fixed transmission pattern) from the video itself.
+
+    For raw frames without a background (flat-field) frame. A first estimate compares each
+    core's temporal mean with its neighbours' (right when the scene moves by several core
+    spacings); then, ``iterations`` times, the gain-corrected values are fused over the
+    whole registered video, the fused scene is moved back into every frame to predict what
+    each core should have measured, and the gain is the least-squares ratio of measured to
+    predicted values. The scene moves, the gains stay: that separates them.
+
+    Parameters
+    ----------
+    values : array_like, shape (T, N)
+        Core values of the frames (not flat-fielded).
+    bundle : FibreBundle
+        The fibres.
+    shifts : Registration or array_like, shape (T, 2), optional
+        Poses of the frames; without them only the first estimate is made.
+    iterations : int, optional
+        Fusion rounds. Default 2.
+    frames_used : sequence of int, optional
+        Frames to use (default all, or the good ones of a Registration).
+
+    Returns
+    -------
+    ndarray, shape (N,), float32
+        Gains with median 1: divide the values by them.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle_video
+    >>> vid = simulate_pcle_video(data.grass()[:160, :160], 8, step=1.5, gain_sd=0.15)
+    >>> g = estimate_gains(vid.values, vid.bundle, vid.shifts)
+    >>> bool(np.std(vid.gains / g) < 0.5 * np.std(vid.gains))
+    True
+    """
+    bundle = check_bundle(bundle)
+    v = np.asarray(values, np.float32)
+    gains = neighbour_gains(v, bundle)
+    if shifts is None or int(iterations) <= 0:
+        return gains
+    n = v.shape[0]
+    sh, an, conf, thr = _poses(shifts, n)
+    first = shifts.reference if isinstance(shifts, Registration) else 0
+    used, _ = _select(n, conf, thr, None, first, frames_used)
+    if not used:
+        return gains
+    ref = used[0]
+    for _ in range(int(iterations)):
+        x, _, op = _fuse_values(
+            v / gains[None, :],
+            bundle,
+            sh,
+            an,
+            used,
+            reference=ref,
+            scale=1,
+            canvas="mosaic",
+            method="solve",
+            noise="auto",
+            tolerance=DEFAULT_TOLERANCE,
+            max_iter=DEFAULT_MAX_ITER,
+        )
+        prediction = np.full(v.shape, np.nan, np.float32)
+        prediction[used] = op.forward(x)
+        prediction[:, ~op.valid] = np.nan
+        gains = neighbour_gains(v, bundle, prediction=prediction)
+    return gains
+
+
 def _resolve_gains(
-    gains: Any, values: np.ndarray, bundle: FibreBundle, raw_without_flat: bool
+    gains: Any, values: np.ndarray, bundle: FibreBundle, shifts: Any
 ) -> np.ndarray | None:
     if gains is None or gains is False:
         return None
-    if isinstance(gains, str):
-        if gains != "auto":
-            raise ValueError(f"gains must be 'auto', None, True or an array, got {gains!r}")
-        return estimate_gains(values, bundle) if raw_without_flat else None
     if gains is True:
-        return estimate_gains(values, bundle)
+        return estimate_gains(values, bundle, shifts)
+    if isinstance(gains, str):
+        raise ValueError(f"gains must be None, True or an array, got {gains!r}")
     g = np.asarray(gains, np.float64)
     if g.shape != (bundle.n_fibres,) or not np.isfinite(g).all() or (g <= 0).any():
         raise ValueError(
@@ -557,18 +634,13 @@ def _prepare(
         bundle = estimate_lattice(frames)
     bundle = check_bundle(bundle)
     values_given = np.ndim(frames) == 2 and np.shape(frames)[-1] == bundle.n_fibres
-    raw_without_flat = False
     if not values_given:
         frames = check_frames(frames)
         check_bundle(bundle, frames.shape[1:])
-        from ._register import _resolve_kind
-
-        kind = _resolve_kind(frames, bundle, kind)
-        raw_without_flat = kind == "raw" and background is None
     values = frame_values(frames, bundle, kind=kind, background=background)
     n = values.shape[0]
     sh, an, conf, thr = _poses(shifts, n)
-    g = _resolve_gains(gains, values, bundle, raw_without_flat)
+    g = _resolve_gains(gains, values, bundle, shifts)
     if g is not None:
         values = values / g[None, :]
     return values, bundle, sh, an, conf, thr
@@ -587,7 +659,7 @@ def fuse(
     min_confidence: float | None = None,
     kind: str = "auto",
     background: Any = None,
-    gains: Any = "auto",
+    gains: Any = None,
     noise: Any = "auto",
     tolerance: float = DEFAULT_TOLERANCE,
     max_iter: int = DEFAULT_MAX_ITER,
@@ -626,10 +698,10 @@ def fuse(
         What the frames are (see :func:`frame_values`).
     background : array_like, shape (H, W), optional
         Flat-field frame for raw frames.
-    gains : "auto", None, True or array_like of shape (N,), optional
-        Per-fibre gains to divide the values by. ``"auto"`` (default): estimated from the
-        video (:func:`estimate_gains`) for raw frames without a background frame, none
-        otherwise; ``True``: always estimated.
+    gains : None, True or array_like of shape (N,), optional
+        Per-fibre gains to divide the values by: ``True`` estimates them from the
+        registered video (:func:`estimate_gains`; for raw frames without a background
+        frame). Default None (the values are used as they are).
     noise : "auto", None or float, optional
         How the solver knows when to stop fitting. ``"auto"`` (default): hold-out
         validation: 5 % of the values (random, seeded) are set aside, the conjugate
@@ -853,7 +925,7 @@ def iter_fuse_video(
     scale = _check_scale(scale)
     kind = kwargs.pop("kind", "auto")
     background = kwargs.pop("background", None)
-    gains = kwargs.pop("gains", "auto")
+    gains = kwargs.pop("gains", None)
     min_conf = kwargs.pop("min_confidence", None)
     for bad in ("reference", "frames_used", "canvas", "return_info"):
         if bad in kwargs:

@@ -10,8 +10,9 @@ the vertices stay) ``sqrt|det H|`` is a map of bright spots at the cores: a "raw
 from reconstructed video. Its spectrum gives the spacing, its peaks the positions.
 
 The per-core gains (the fixed transmission pattern a background frame would remove) are
-estimated from the video too: each core's values against what its neighbours (or, with a
-registration, the fused scene) say it should have measured.
+estimated from the video too (:func:`neighbour_gains` here, iterated with fusion in
+:func:`napari_cycsr.video.estimate_gains`): each core's values against what its neighbours,
+or the fused scene, say it should have measured.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy import ndimage
 from ..fibres import FibreBundle, bundle_fov, estimate_spacing
 from ._common import check_bundle, check_frames, iter_frames
 
-__all__ = ["estimate_gains", "estimate_lattice", "estimate_video_spacing", "vertex_map"]
+__all__ = ["estimate_lattice", "estimate_video_spacing", "neighbour_gains", "vertex_map"]
 
 #: Hessian scales (px) whose spacing estimates are pooled (median).
 _SIGMAS = (0.7, 0.9, 1.2, 1.6)
@@ -164,14 +165,17 @@ def estimate_lattice(
     return FibreBundle.detect(vmap, spacing=s, mask=inner)
 
 
-def estimate_gains(
+def neighbour_gains(
     values: Any,
     bundle: FibreBundle,
     *,
     prediction: Any = None,
     rings: int = 2,
 ) -> np.ndarray:
-    """Per-core gains (the fixed transmission pattern) of a video, without a background frame.
+    """Per-core gains from a prediction of what each core saw, or from its neighbours.
+
+    The building block of :func:`napari_cycsr.video.estimate_gains`, which makes the
+    prediction by fusing the registered video.
 
     Parameters
     ----------

@@ -52,7 +52,7 @@ from ._common import (
     relative_poses,
     rotation,
 )
-from ._lattice import estimate_gains, estimate_video_spacing
+from ._lattice import estimate_video_spacing
 
 __all__ = ["Registration", "iter_register", "register"]
 
@@ -687,13 +687,7 @@ def iter_register(
     kind = _resolve_kind(frames, bundle, kind) if bundle is not None else "reconstructed"
     fov = _fov_of(frames, bundle, mask)
     s = _spacing_of(frames, bundle, spacing, fov)
-    gains = None
-    if bundle is not None and kind == "raw" and background is None and n >= 2:
-        # no flat field: the cores' fixed gains would pull every shift towards zero
-        sample = [t for t in np.linspace(0, n - 1, min(n, 32)).round().astype(int)]
-        vals = np.stack([bundle.core_values(f) for _, f in iter_frames(frames, sample)])
-        gains = estimate_gains(vals, bundle)
-    maker = _SignalMaker(shape, fov, s, band, bundle, kind, background, gains)
+    maker = _SignalMaker(shape, fov, s, band, bundle, kind, background)
     pair = _PairRegistrar(maker, rotation=rotation)
 
     shifts = np.zeros((n, 2))
