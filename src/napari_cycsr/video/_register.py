@@ -293,12 +293,28 @@ class _SignalMaker:
         self.w0_sum = float(self.w0.sum())
         if self.w0_sum <= 0:
             raise ValueError("the field of view is empty: nothing to register")
+        # moments of the full-resolution window, for the plane fit of every frame
+        self.fy_c = (np.arange(h) - h / 2.0) / h
+        self.fx_c = (np.arange(w) - w / 2.0) / w
+        ry = self.w0.sum(axis=1, dtype=np.float64)
+        cx = self.w0.sum(axis=0, dtype=np.float64)
+        wxy = float(self.fy_c @ (self.w0.astype(np.float64) @ self.fx_c))
+        moments = np.array(
+            [
+                [ry.sum(), ry @ self.fy_c, cx @ self.fx_c],
+                [ry @ self.fy_c, ry @ self.fy_c**2, wxy],
+                [cx @ self.fx_c, wxy, cx @ self.fx_c**2],
+            ]
+        )
+        self.plane_solve = np.linalg.pinv(moments)
         # Gaussian band weights on the coarse spectrum, in cycles per full-res px
         fy = sfft.fftfreq(self.ny, d=self.d)[:, None]
         fx = sfft.rfftfreq(self.nx, d=self.d)[None, :]
         self.fy, self.fx = fy, fx
         f2 = fy**2 + fx**2
-        weight = np.exp(-f2 / (2.0 * f0**2)) * (f2 <= fc**2)
+        # Gaussian, lowered to reach zero smoothly at fc (a hard cut rings far inwards)
+        floor = np.exp(-(fc**2) / (2.0 * f0**2))
+        weight = np.clip((np.exp(-f2 / (2.0 * f0**2)) - floor) / (1.0 - floor), 0.0, None)
         weight[self.ny // 2, :] = 0.0  # Nyquist row/column: ambiguous, dropped
         if self.nx % 2 == 0:
             weight[:, -1] = 0.0
@@ -330,10 +346,19 @@ class _SignalMaker:
                 vals = vals / self.gains
             frame = self.bundle.reconstruct(vals)
         g = frame.astype(np.float32, copy=False)
-        mean = float((g * self.w0).sum()) / self.w0_sum
+        weighted = g * self.w0
+        rows = weighted.sum(axis=1, dtype=np.float64)
+        cols = weighted.sum(axis=0, dtype=np.float64)
+        b = np.array([rows.sum(), rows @ self.fy_c, cols @ self.fx_c])
+        a0, a1, a2 = self.plane_solve @ b  # the brightness plane (see _centred)
+        plane = (
+            np.float32(a0)
+            + np.float32(a1) * self.fy_c.astype(np.float32)[:, None]
+            + np.float32(a2) * self.fx_c.astype(np.float32)[None, :]
+        )
         g0 = np.zeros(self.big, np.float32)
         h, w = self.shape
-        g0[:h, :w] = (g - mean) * self.w0
+        g0[:h, :w] = weighted - plane * self.w0
         spec = sfft.rfft2(g0, workers=1)
         small = np.empty((self.ny, self.nx // 2 + 1), np.complex64)
         half = self.ny // 2
@@ -381,9 +406,17 @@ class _PairResult:
 class _PairRegistrar:
     """Registers coarse signals against one anchor signal (see the module docstring)."""
 
-    def __init__(self, maker: _SignalMaker, *, iterations: int = 3, rotation: bool = False):
+    def __init__(
+        self,
+        maker: _SignalMaker,
+        *,
+        iterations: int = 10,
+        tol: float = 2e-3,
+        rotation: bool = False,
+    ):
         self.m = maker
         self.iterations = iterations
+        self.tol = tol
         self.rotation = rotation
         ny, nx = maker.ny, maker.nx
         # weights of the half spectrum in sums over the full spectrum
@@ -404,6 +437,9 @@ class _PairRegistrar:
         self.b_fx = self.b_fx.astype(np.float32)
         self.w_zero = maker.w1 * maker.w1
         self.upper = band & (maker.fy**2 + maker.fx**2 >= maker.f0**2)
+        # coarse coordinates, centred and scaled (a well-conditioned plane fit)
+        self.cy = ((np.arange(ny) - ny / 2) / max(ny, 1)).astype(np.float32)
+        self.cx = ((np.arange(nx) - nx / 2) / max(nx, 1)).astype(np.float32)
         self.centre = np.array([(maker.shape[0] - 1) / 2.0, (maker.shape[1] - 1) / 2.0])
         yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
         self.grid = np.stack([yy * maker.d, xx * maker.d])  # full-res coordinates
@@ -418,12 +454,32 @@ class _PairRegistrar:
         overlap = float(common.sum() / max(self.m.w1_energy, 1e-12))
         return common, on_frame, overlap
 
-    @staticmethod
-    def _centred(signal: np.ndarray, window: np.ndarray) -> np.ndarray:
+    def _centred(self, signal: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """``window * (signal - plane)``, the plane fitted to the signal by weighted least
+        squares: a brightness gradient looks the same at every shift, so it carries no
+        information, and under a fixed window it would pull the shift towards zero."""
+        ry = window.sum(axis=1)
+        cx = window.sum(axis=0)
+        ys, xs = self.cy, self.cx
+        wxy = float(ys @ (window @ xs))
+        m = np.array(
+            [
+                [ry.sum(), ry @ ys, cx @ xs],
+                [ry @ ys, ry @ (ys * ys), wxy],
+                [cx @ xs, wxy, cx @ (xs * xs)],
+            ],
+            np.float64,
+        )
         weighted = signal * window
-        total = float(window.sum())
-        mean = float(weighted.sum()) / total if total > 0 else 0.0
-        weighted -= mean * window
+        rows = weighted.sum(axis=1)
+        cols = weighted.sum(axis=0)
+        b = np.array([rows.sum(), rows @ ys, cols @ xs], np.float64)
+        try:
+            a0, a1, a2 = np.linalg.solve(m, b)
+        except np.linalg.LinAlgError:
+            a0, a1, a2 = (b[0] / m[0, 0] if m[0, 0] > 0 else 0.0), 0.0, 0.0
+        plane = np.float32(a0) + np.float32(a1) * ys[:, None] + np.float32(a2) * xs[None, :]
+        weighted -= plane * window
         return weighted
 
     def _spectra(self, anchor: np.ndarray, frame: np.ndarray, shift_px: np.ndarray):
@@ -558,13 +614,22 @@ class _PairRegistrar:
         shift = self._phase_correlation(anchor, frame)
         ncc = 0.0
         overlap = 0.0
-        for it in range(self.iterations):
+        previous = None
+        for _ in range(self.iterations):
             ha, ht, overlap = self._spectra(anchor, frame, shift)
             if overlap < 0.05:
                 break
-            last = it == self.iterations - 1
-            delta, ncc = self._phase_slope(ha, ht, shift, with_ncc=last)
-            shift = shift + delta
+            delta, ncc = self._phase_slope(ha, ht, shift)
+            step = delta
+            if previous is not None:
+                # the corrections shrink geometrically: Aitken's extrapolation of the rest
+                ratio = float(delta @ previous) / max(float(previous @ previous), 1e-30)
+                if 0.2 < ratio < 0.9:
+                    step = delta / (1.0 - ratio)
+            shift = shift + step
+            previous = delta
+            if np.abs(delta).max() < self.tol:
+                break
         angle = 0.0
         if self.rotation and overlap >= 0.05:
             shift, angle = self._rotation_refine(anchor, frame, shift)
