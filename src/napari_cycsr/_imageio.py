@@ -1,9 +1,12 @@
 """Reading and writing images and stacks for the command line tool and the demo.
 
 Formats: TIFF (``.tif``/``.tiff``, single images and multi-page stacks), PNG (2-D) and NumPy
-``.npy`` files. TIFFs are read with :mod:`tifffile` and, when it cannot decode a file (for
-example an LZW TIFF without :mod:`imagecodecs`), with Pillow. ``.npy`` files are loaded with
-``allow_pickle=False``: a file holding Python objects is refused instead of being unpickled.
+``.npy`` files; for reading also videos (AVI, MP4 ... through PyAV, the ``video`` extra) and
+folders of frames (a ``(T, H, W)`` stack in natural order), both by
+:func:`napari_cycsr.video.read_video`. TIFFs are read with :mod:`tifffile` and, when it
+cannot decode a file (for example an LZW TIFF without :mod:`imagecodecs`), with Pillow.
+``.npy`` files are loaded with ``allow_pickle=False``: a file holding Python objects is
+refused instead of being unpickled.
 
 Every write is atomic: the data go to a temporary file in the destination folder, which is
 then renamed over the destination, so a reader never sees a half-written file and an
@@ -25,6 +28,8 @@ from ._validate import as_grey, looks_rgb, to_unit_float
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "READ_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "atomic_path",
     "find_images",
     "read_image",
@@ -39,6 +44,13 @@ __all__ = [
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
 
 _TIFF = (".tif", ".tiff")
+
+#: Video containers :func:`read_image` decodes with PyAV (lower case).
+VIDEO_SUFFIXES: tuple[str, ...] = (
+    ".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv",
+)  # fmt: skip
+#: File name endings :func:`read_image` and :func:`find_images` accept (images and videos).
+READ_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 
 
 def _suffix(path: Path) -> str:
@@ -109,12 +121,14 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarray:
-    """Read a TIFF, PNG or NPY image or stack.
+    """Read a TIFF, PNG or NPY image or stack, a video, or a folder of frames.
 
     Parameters
     ----------
     path : str or path-like
-        ``.tif``/``.tiff`` (one page or a multi-page stack), ``.png`` or ``.npy`` file.
+        ``.tif``/``.tiff`` (one page or a multi-page stack), ``.png`` or ``.npy`` file; a
+        video (``.avi``, ``.mp4`` ...; needs PyAV) or a folder of frame files, read as a
+        ``(T, H, W)`` stack by :func:`napari_cycsr.video.read_video`.
     grey : bool
         Convert a true colour (RGB/RGBA) image to greyscale luminance instead of refusing it.
         Colour files whose R, G and B channels are equal (grey camera frames saved as RGB or
@@ -143,6 +157,10 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
     (4, 5)
     """
     path = Path(path)
+    if path.is_dir() or _suffix(path) in VIDEO_SUFFIXES:
+        from .video._io import read_video
+
+        return np.asarray(read_video(path, lazy=False))  # a folder of frames, or a video
     suffix = _check_suffix(path)
     if not path.is_file():
         raise OSError(f"{path}: no such file")
@@ -212,15 +230,16 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             files = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and _suffix(p) in IMAGE_SUFFIXES and not p.name.startswith(".")
+                if p.is_file() and _suffix(p) in READ_SUFFIXES and not p.name.startswith(".")
             )
             if not files:
                 raise ValueError(
-                    f"{path}: folder holds no image ({', '.join(IMAGE_SUFFIXES)} files)"
+                    f"{path}: folder holds no image ({', '.join(READ_SUFFIXES)} files)"
                 )
             found.extend(files)
         elif path.is_file():
-            _check_suffix(path)
+            if _suffix(path) not in READ_SUFFIXES:
+                _check_suffix(path)
             found.append(path)
         else:
             raise OSError(f"{path}: no such file or folder")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._imageio import VIDEO_SUFFIXES, read_image
 from .._validate import as_grey, looks_rgb
 
 __all__ = [
@@ -29,19 +30,6 @@ __all__ = [
     "read_video",
 ]
 
-#: Container formats decoded with PyAV (lower case).
-VIDEO_SUFFIXES: tuple[str, ...] = (
-    ".avi",
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".m4v",
-    ".webm",
-    ".mpg",
-    ".mpeg",
-    ".wmv",
-    ".ogv",
-)
 #: Single-frame files a folder of frames may hold.
 FRAME_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
 
@@ -213,8 +201,6 @@ def _check_stack(stack: np.ndarray, name: str) -> np.ndarray:
 
 
 def _folder_frames(folder: Path, lazy: bool | None) -> Any:
-    from .._imageio import read_image
-
     files = frame_files(folder)
     first = _check_stack(read_image(files[0]), str(files[0]))
     if first.shape[0] != 1:
@@ -294,8 +280,6 @@ def read_video(
     """
     chunk = max(1, int(chunk))
     if isinstance(source, (list, tuple)):
-        from .._imageio import read_image
-
         if not source:
             raise ValueError("no frame file given")
         frames = [_check_stack(read_image(p), str(p)) for p in source]
@@ -351,8 +335,6 @@ def read_video(
             ]
             return da.concatenate(blocks, axis=0)
     if suffix in FRAME_SUFFIXES:
-        from .._imageio import read_image
-
         return _check_stack(read_image(path), str(path))
     raise ValueError(
         f"{path}: unsupported file type {suffix or '(none)'!r}; expected a video "
