@@ -46,6 +46,7 @@ __all__ = [
     "estimate_gains",
     "fuse",
     "fuse_video",
+    "iter_fuse",
     "iter_fuse_video",
     "leave_one_out",
     "mosaic",
@@ -413,7 +414,18 @@ def _check_scale(scale: Any) -> int:
 # ---------------------------------------------------------------------- the solver
 
 
-def _solve(
+def _drain(gen: Generator[Any, None, Any], progress: Any = None) -> Any:
+    """Run a generator to its end (passing each yielded event to ``progress``); its value."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+
+
+def _iter_solve(
     op: _Operator,
     values: np.ndarray,
     x0: np.ndarray,
@@ -423,8 +435,10 @@ def _solve(
     max_iter: int,
     holdout: float = 0.0,
     seed: int = 0,
-) -> tuple[np.ndarray, int, float, float, str]:
+) -> Generator[int, None, tuple[np.ndarray, int, float, float, str]]:
     """CGLS from ``x0``; stops at the noise level, at the best hold-out error, or stalls.
+
+    A generator: yields the iteration number after each iteration, returns the result.
 
     With ``holdout > 0`` that share of the measurements (random, seeded) is not fitted:
     their prediction error is watched, and the iterate where it was lowest is returned
@@ -469,6 +483,7 @@ def _solve(
             stopped, it = "stalled", it - 1
             break
         alpha = gamma / qq
+        yield it
         x += alpha * p
         r_all -= alpha * q_all
         r = r_all * mask
@@ -503,6 +518,18 @@ def _solve(
     return x, it, float(np.sqrt(rr / max(m, 1))), float(initial), stopped
 
 
+def _steps(
+    gen: Generator[int, None, Any], total: int, stage: str
+) -> Generator[VideoProgress, None, Any]:
+    """Iterations of a solver as progress events; returns the solver's result."""
+    while True:
+        try:
+            it = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield VideoProgress(int(it), max(int(total), 1), stage)
+
+
 def _start_image(op: _Operator, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Shift-and-add of the frames' TLI images (fine grid), and the coverage."""
     v = np.where(np.isfinite(values), values, 0.0)
@@ -521,7 +548,12 @@ def _start_image(op: _Operator, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return x0, cover
 
 
-def _fuse_values(
+def _fuse_values(*args: Any, **kwargs: Any) -> tuple[np.ndarray, FusionInfo, _Operator]:
+    """:func:`_iter_fuse_values` run to its end."""
+    return _drain(_iter_fuse_values(*args, **kwargs))
+
+
+def _iter_fuse_values(
     values: np.ndarray,
     bundle: FibreBundle,
     shifts: np.ndarray,
@@ -535,7 +567,7 @@ def _fuse_values(
     noise: Any,
     tolerance: float,
     max_iter: int,
-) -> tuple[np.ndarray, FusionInfo, _Operator]:
+) -> Generator[VideoProgress, None, tuple[np.ndarray, FusionInfo, _Operator]]:
     rel_shifts, rel_angles = relative_poses(shifts, angles, reference)
     op = _Operator(bundle, rel_shifts, rel_angles, used, scale, canvas)
     vals = values[used]
@@ -545,32 +577,42 @@ def _fuse_values(
     else:
         if noise is None:
             sigma = None
-            x, it, res, init, stopped = _solve(
-                op, vals, x0, noise=None, tolerance=tolerance, max_iter=max_iter
+            x, it, res, init, stopped = yield from _steps(
+                _iter_solve(op, vals, x0, noise=None, tolerance=tolerance, max_iter=max_iter),
+                max_iter,
+                "fit",
             )
         elif isinstance(noise, str):
             if noise != "auto":
                 raise ValueError(f"noise must be 'auto', None or a number, got {noise!r}")
             # hold-out validation picks the iteration count, then all values are fitted
-            _, best, _, _, _ = _solve(
-                op,
-                vals,
-                x0,
-                noise=None,
-                tolerance=tolerance,
-                max_iter=max_iter,
-                holdout=HOLDOUT,
+            _, best, _, _, _ = yield from _steps(
+                _iter_solve(
+                    op,
+                    vals,
+                    x0,
+                    noise=None,
+                    tolerance=tolerance,
+                    max_iter=max_iter,
+                    holdout=HOLDOUT,
+                ),
+                max_iter,
+                "validate",
             )
-            x, it, res, init, _ = _solve(
-                op, vals, x0, noise=None, tolerance=tolerance, max_iter=best
+            x, it, res, init, _ = yield from _steps(
+                _iter_solve(op, vals, x0, noise=None, tolerance=tolerance, max_iter=best),
+                best,
+                "fit",
             )
             stopped, sigma = "holdout", None
         else:
             sigma = float(noise)
             if not np.isfinite(sigma) or sigma < 0:
                 raise ValueError(f"noise must be a non-negative number, got {noise!r}")
-            x, it, res, init, stopped = _solve(
-                op, vals, x0, noise=sigma, tolerance=tolerance, max_iter=max_iter
+            x, it, res, init, stopped = yield from _steps(
+                _iter_solve(op, vals, x0, noise=sigma, tolerance=tolerance, max_iter=max_iter),
+                max_iter,
+                "fit",
             )
         x[cover <= 1e-6] = 0.0
     origin = tuple(float((o - (scale - 1) / 2.0) / scale) for o in op.origin)
@@ -665,6 +707,7 @@ def fuse(
     max_iter: int = DEFAULT_MAX_ITER,
     canvas: str = "reference",
     return_info: bool = False,
+    progress: Any = None,
 ) -> Any:
     """Fuse registered frames into one image on the reference frame's grid (HR^).
 
@@ -720,6 +763,9 @@ def fuse(
         fused frame (its origin is in the info; see :func:`mosaic`).
     return_info : bool, optional
         Also return a :class:`FusionInfo`.
+    progress : callable, optional
+        Called with a :class:`VideoProgress` after each solver iteration (stages
+        ``"validate"`` and ``"fit"``).
 
     Returns
     -------
@@ -741,6 +787,52 @@ def fuse(
     >>> hr_hat = fuse(vid.values, vid.bundle, vid.shifts)
     >>> hr_hat.shape == vid.bundle.shape
     True
+    """
+    gen = iter_fuse(
+        frames,
+        bundle,
+        shifts,
+        reference=reference,
+        scale=scale,
+        method=method,
+        frames_used=frames_used,
+        exclude=exclude,
+        min_confidence=min_confidence,
+        kind=kind,
+        background=background,
+        gains=gains,
+        noise=noise,
+        tolerance=tolerance,
+        max_iter=max_iter,
+        canvas=canvas,
+        return_info=return_info,
+    )
+    return _drain(gen, progress)
+
+
+def iter_fuse(
+    frames: Any,
+    bundle: FibreBundle | None,
+    shifts: Any,
+    *,
+    reference: int = 0,
+    scale: int = 1,
+    method: str = "solve",
+    frames_used: Sequence[int] | None = None,
+    exclude: Any = None,
+    min_confidence: float | None = None,
+    kind: str = "auto",
+    background: Any = None,
+    gains: Any = None,
+    noise: Any = "auto",
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_iter: int = DEFAULT_MAX_ITER,
+    canvas: str = "reference",
+    return_info: bool = False,
+) -> Generator[VideoProgress, None, Any]:
+    """Generator form of :func:`fuse`: yields progress per iteration, *returns* the result.
+
+    ``image = yield from iter_fuse(...)``; stop iterating to stop (nothing is returned).
     """
     if method not in ("solve", "mean"):
         raise ValueError(f"method must be 'solve' or 'mean', got {method!r}")
@@ -764,7 +856,7 @@ def fuse(
             "no frame to fuse: every frame was excluded or registered with a confidence "
             f"under {thr}"
         )
-    x, info, op = _fuse_values(
+    x, info, op = yield from _iter_fuse_values(
         values,
         bundle,
         sh,
