@@ -14,7 +14,10 @@ from napari_cycsr.cli import build_parser, main
 from napari_cycsr.simulate import hexagonal_lattice
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
-COMMANDS = ["demo", "simulate", "detect", "reconstruct", "train", "super-resolve", "evaluate"]
+COMMANDS = [
+    "demo", "simulate", "detect", "reconstruct", "train", "super-resolve", "evaluate", "register",
+    "fuse",
+]  # fmt: skip
 
 
 def raw_frame(shape=(128, 128), spacing=6.0, seed=0, brightness=None) -> tuple[np.ndarray, int]:

@@ -143,6 +143,76 @@ class Registration:
             spacing=self.spacing,
         )
 
+    def save_csv(self, path: Any) -> None:
+        """Write :meth:`table` as CSV (atomic replace), one row per frame."""
+        import csv
+
+        from .._atomic import atomic_path
+
+        rows = self.table()
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()}
+                )
+
+    @classmethod
+    def from_csv(cls, path: Any, *, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Registration:
+        """Read shifts from a CSV file: ours (:meth:`save_csv`) or any with ``dy, dx`` columns.
+
+        Optional columns: ``frame`` (rows in any order, every frame once), ``angle_deg``,
+        ``confidence`` (default 1), ``overlap``, ``anchor``. Numbers are parsed as floats,
+        never evaluated. The reference is the frame with zero shift (the first such).
+
+        Raises
+        ------
+        ValueError
+            A file that cannot be read, without ``dy``/``dx`` columns, or with bad numbers.
+        """
+        import csv
+        from pathlib import Path
+
+        path = Path(path)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                rows = [r for r in csv.DictReader(fh)]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"cannot read shifts from {str(path)!r}: {exc}") from exc
+        if not rows or not {"dy", "dx"} <= set(rows[0]):
+            raise ValueError(
+                f"{str(path)!r}: expected a CSV with columns dy, dx (and optionally frame, "
+                "angle_deg, confidence), as `cycsr register` writes"
+            )
+
+        def col(name: str, default: float) -> np.ndarray:
+            try:
+                return np.array([float(r.get(name) or default) for r in rows])
+            except ValueError as exc:
+                raise ValueError(f"{str(path)!r}: bad number in column {name!r} ({exc})") from exc
+
+        order = np.argsort(col("frame", 0.0), kind="stable") if "frame" in rows[0] else None
+        frames = col("frame", 0.0) if order is not None else np.arange(len(rows))
+        if order is not None and not np.array_equal(np.sort(frames), np.arange(len(rows))):
+            raise ValueError(f"{str(path)!r}: column frame must list 0..{len(rows) - 1} once each")
+        idx = order if order is not None else np.arange(len(rows))
+        shifts = np.stack([col("dy", 0.0), col("dx", 0.0)], axis=1)[idx]
+        if not np.isfinite(shifts).all():
+            raise ValueError(f"{str(path)!r}: shifts must be finite numbers")
+        zero = np.flatnonzero((shifts == 0).all(axis=1))
+        return cls(
+            shifts=shifts,
+            confidence=np.clip(col("confidence", 1.0)[idx], 0.0, 1.0),
+            angles=np.radians(col("angle_deg", 0.0)[idx]),
+            reference=int(zero[0]) if zero.size else 0,
+            overlap=col("overlap", 1.0)[idx],
+            anchors=col("anchor", 0.0)[idx].astype(np.int64),
+            min_confidence=float(min_confidence),
+            shape=(0, 0),
+            spacing=0.0,
+        )
+
     def table(self) -> list[dict[str, Any]]:
         """One row per frame (``frame, dy, dx, angle_deg, confidence, overlap, anchor,
         good``), for CSV files and display."""
