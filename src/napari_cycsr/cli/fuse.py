@@ -77,6 +77,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="HR^ for frame T from the other frames (sets --reference T, excludes T)",
     )  # fmt: skip
     p.add_argument(
+        "--aperture", type=float, metavar="R",
+        help="model each core as the mean over the part of its Voronoi cell within R core "
+        "spacings of its centre (default: the whole cell, as Ravi et al.)",
+    )  # fmt: skip
+    p.add_argument(
         "--gains", action="store_true",
         help="estimate the cores' fixed gains from the video (raw frames without background)",
     )  # fmt: skip
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         exclude.append(args.leave_one_out)
     common = dict(
         scale=args.scale, method=args.method, gains=True if args.gains else None,
+        aperture=args.aperture,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.mode == "video":
