@@ -341,10 +341,8 @@ class _SignalMaker:
         bundle: FibreBundle | None,
         kind: str,
         background: Any,
-        gains: np.ndarray | None = None,
     ) -> None:
         self.shape = shape
-        self.gains = gains
         self.spacing = float(spacing)
         self.bundle = bundle
         self.kind = kind
@@ -352,13 +350,16 @@ class _SignalMaker:
         f0 = band / self.spacing  # cycles per px
         self.f0 = f0
         fc = 2.0 * f0
-        self.d = max(1, int(np.floor(0.5 / fc)))
         h, w = shape
-        self.ny = sfft.next_fast_len(int(np.ceil(h / self.d)), real=True)
-        self.nx = sfft.next_fast_len(int(np.ceil(w / self.d)), real=True)
-        self.big = (self.ny * self.d, self.nx * self.d)
+        # the coarse grid just holds the band: Nyquist 0.5 / d >= fc on each axis
+        need_y = min(h, int(np.ceil(2.0 * fc * h)) + 2)
+        need_x = min(w, int(np.ceil(2.0 * fc * w)) + 2)
+        self.ny = min(h, sfft.next_fast_len(need_y, real=False))
+        self.nx = min(w, sfft.next_fast_len(need_x, real=False))
+        self.d = np.array([h / self.ny, w / self.nx])  # full-res px per coarse px (y, x)
+        dmax = float(self.d.max())
         # full-resolution FOV taper: the FOV edge becomes smooth before the band limit
-        edge = max(2.0 * self.spacing, 3.0 * self.d)
+        edge = max(2.0 * self.spacing, 3.0 * dmax)
         self.w0 = _taper(mask, edge)
         self.w0_sum = float(self.w0.sum())
         if self.w0_sum <= 0:
@@ -378,8 +379,8 @@ class _SignalMaker:
         )
         self.plane_solve = np.linalg.pinv(moments)
         # Gaussian band weights on the coarse spectrum, in cycles per full-res px
-        fy = sfft.fftfreq(self.ny, d=self.d)[:, None]
-        fx = sfft.rfftfreq(self.nx, d=self.d)[None, :]
+        fy = sfft.fftfreq(self.ny, d=self.d[0])[:, None]
+        fx = sfft.rfftfreq(self.nx, d=self.d[1])[None, :]
         self.fy, self.fx = fy, fx
         f2 = fy**2 + fx**2
         # Gaussian, lowered to reach zero smoothly at fc (a hard cut rings far inwards)
@@ -390,15 +391,13 @@ class _SignalMaker:
             weight[:, -1] = 0.0
         self.weight = weight.astype(np.float32)
         # coarse-grid window: inside the region the full-res taper leaves untouched
-        small_mask = ndimage.zoom(
-            np.pad(mask, ((0, self.big[0] - h), (0, self.big[1] - w))).astype(np.float32),
-            1.0 / self.d,
-            order=1,
-        )[: self.ny, : self.nx]
-        inner = ndimage.distance_transform_edt(small_mask > 0.5) * self.d
+        yy = (np.arange(self.ny) * self.d[0]).round().astype(int).clip(0, h - 1)
+        xx = (np.arange(self.nx) * self.d[1]).round().astype(int).clip(0, w - 1)
+        small_mask = mask[np.ix_(yy, xx)]
+        inner = ndimage.distance_transform_edt(small_mask, sampling=tuple(self.d))  # full-res px
         margin = edge + 3.0 / (2 * np.pi * f0)  # taper plus the reach of the band limit
-        core = np.clip((inner - margin) / self.d, 0, None)
-        taper_w = max(3.0, 0.08 * float(core.max()))
+        core = np.clip(inner - margin, 0, None)
+        taper_w = max(3.0 * dmax, 0.08 * float(core.max()))
         ramp = np.clip(core / taper_w, 0.0, 1.0)
         self.w1 = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
         self.w1_energy = float((self.w1**2).sum())
@@ -412,8 +411,6 @@ class _SignalMaker:
         """Coarse band-limited signal ``(ny, nx)`` float64 of one frame."""
         if self.bundle is not None and self.kind == "raw":
             vals = self.bundle.core_values(frame, background=self.background)
-            if self.gains is not None:
-                vals = vals / self.gains
             frame = self.bundle.reconstruct(vals)
         g = frame.astype(np.float32, copy=False)
         weighted = g * self.w0
@@ -426,9 +423,7 @@ class _SignalMaker:
             + np.float32(a1) * self.fy_c.astype(np.float32)[:, None]
             + np.float32(a2) * self.fx_c.astype(np.float32)[None, :]
         )
-        g0 = np.zeros(self.big, np.float32)
-        h, w = self.shape
-        g0[:h, :w] = weighted - plane * self.w0
+        g0 = weighted - plane * self.w0
         spec = sfft.rfft2(g0, workers=1)
         small = np.empty((self.ny, self.nx // 2 + 1), np.complex64)
         half = self.ny // 2
@@ -512,7 +507,7 @@ class _PairRegistrar:
         self.cx = ((np.arange(nx) - nx / 2) / max(nx, 1)).astype(np.float32)
         self.centre = np.array([(maker.shape[0] - 1) / 2.0, (maker.shape[1] - 1) / 2.0])
         yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        self.grid = np.stack([yy * maker.d, xx * maker.d])  # full-res coordinates
+        self.grid = np.stack([yy * maker.d[0], xx * maker.d[1]])  # full-res coordinates
 
     # -- pieces
     def _windows(self, shift_px: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -604,7 +599,7 @@ class _PairRegistrar:
             delta = np.zeros(2)
         else:
             delta = -np.array([a22 * b1 - a12 * b2, a11 * b2 - a12 * b1]) / det / (2 * np.pi)
-        delta = np.clip(delta, -2.0 * self.m.d, 2.0 * self.m.d)
+        delta = np.clip(delta, -2.0 * self.m.d, 2.0 * self.m.d)  # per axis
         if not with_ncc:
             return delta, 0.0
         # NCC at the corrected shift (the whole spectrum, DC excluded)
@@ -652,10 +647,10 @@ class _PairRegistrar:
         for _ in range(6):
             rot = rotation(angle)
             p = rot @ qc + self.centre[:, None] + shift[:, None]  # full-res frame coords
-            pc = p / d
+            pc = p / d[:, None]
             val = ndimage.map_coordinates(coeffs, pc, order=3, mode="constant", prefilter=False)
-            dy = ndimage.map_coordinates(gy, pc, order=3, mode="constant", prefilter=False) / d
-            dx = ndimage.map_coordinates(gx, pc, order=3, mode="constant", prefilter=False) / d
+            dy = ndimage.map_coordinates(gy, pc, order=3, mode="constant", prefilter=False) / d[0]
+            dx = ndimage.map_coordinates(gx, pc, order=3, mode="constant", prefilter=False) / d[1]
             wt = w1.ravel() * ndimage.map_coordinates(
                 w1c, pc, order=1, mode="constant", prefilter=False
             )
@@ -711,9 +706,9 @@ class _PairRegistrar:
         d = self.m.d
         q = self.grid.reshape(2, -1)
         p = rotation(angle) @ (q - self.centre[:, None]) + self.centre[:, None] + shift[:, None]
-        val = ndimage.map_coordinates(frame, p / d, order=3, mode="constant")
+        val = ndimage.map_coordinates(frame, p / d[:, None], order=3, mode="constant")
         wt = self.m.w1.ravel() * ndimage.map_coordinates(
-            self.m.w1.astype(np.float64), p / d, order=1, mode="constant"
+            self.m.w1.astype(np.float64), p / d[:, None], order=1, mode="constant"
         )
         if wt.sum() <= 0:
             return 0.0
@@ -773,7 +768,10 @@ def _spacing_of(frames: Any, bundle: FibreBundle | None, spacing: Any, fov: np.n
             raise ValueError(f"spacing must be a number of pixels >= 1, got {spacing!r}")
         return s
     if bundle is not None:
-        return float(bundle.spacing)
+        # the spacing of the hexagonal lattice of the same core density (what
+        # estimate_spacing measures without a bundle): the band is the same either way
+        area = float(np.count_nonzero(bundle.fov_mask))
+        return float(np.sqrt(2.0 * area / (np.sqrt(3.0) * bundle.n_fibres)))
     try:
         if int(frames.shape[0]) >= 2:
             return estimate_video_spacing(frames, mask=fov)
