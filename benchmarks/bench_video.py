@@ -183,6 +183,157 @@ def bench_fusion(quick: bool) -> dict[str, Any]:
     return {"rows": rows}
 
 
+# ---------------------------------------------------------------------- fibres, gains, rules
+
+
+def bench_fibres(quick: bool) -> dict[str, Any]:
+    """Raw frames with / without a background frame, the stopping rules, confidence of bad
+    frames, the spacing and lattice of reconstructed video, gains from the video."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    from napari_cycsr.metrics import psnr
+    from napari_cycsr.simulate import simulate_pcle_video
+    from napari_cycsr.video import (
+        estimate_gains,
+        estimate_lattice,
+        estimate_video_spacing,
+        fuse,
+        neighbour_gains,
+        register,
+    )
+
+    out: dict[str, Any] = {"raw": [], "stopping": [], "bad_frames": [], "lattice": [], "gains": []}
+    items = scenes(quick)
+    n = 8 if quick else 12
+    for cls, name, scene in items:
+        big = np.pad(scene, 40, mode="reflect")  # room for spacing-5 cores and 1.5 px steps
+        vid = simulate_pcle_video(
+            big, n, shape=(big.shape[0] - 32, big.shape[1] - 32), spacing=5.0, raw=True,
+            noise=0.01, gain_sd=0.1, step=1.5, seed=5,
+        )  # fmt: skip
+
+        def err(reg: Any, vid: Any = vid) -> float:
+            return float(np.median(np.hypot(*(reg.shifts - vid.shifts).T)[1:]))
+
+        out["raw"].append({
+            "class": cls, "image": name,
+            "with_background": err(register(vid.raw, vid.bundle, background=vid.background)),
+            "without_background": err(register(vid.raw, vid.bundle)),
+        })  # fmt: skip
+    for noise in (0.01, 0.03):
+        for cls, name, scene in items:
+            vid = simulate_pcle_video(scene, 8, shape=FRAME, step=0.7, noise=noise, seed=3)
+            m = ndimage.binary_erosion(vid.bundle.fov_mask, iterations=6)
+            reg = register(vid.lr, vid.bundle)
+            row = {"class": cls, "image": name, "noise": noise}
+            for label, kw in (("holdout", {}), ("true noise", {"noise": noise}),
+                              ("1.5 x true noise", {"noise": 1.5 * noise})):  # fmt: skip
+                x, info = fuse(vid.values, vid.bundle, reg, return_info=True, **kw)
+                row[label] = (psnr(x, vid.hr, mask=m, data_range=1.0), info.iterations)
+            out["stopping"].append(row)
+    # confidence of a blank and a defocused frame
+    for cls, name, scene in items:
+        vid = simulate_pcle_video(scene, 6, shape=FRAME, step=0.7, noise=0.01, seed=4)
+        lr = vid.lr.copy()
+        rng = np.random.default_rng(0)
+        blank = 0.5 + 0.01 * rng.standard_normal(vid.bundle.n_fibres)
+        lr[2] = vid.bundle.reconstruct(blank)
+        blur = ndimage.gaussian_filter(vid.frames[4], 2 * vid.bundle.spacing)
+        lr[4] = vid.bundle.reconstruct(vid.bundle.vectorize(blur))
+        reg = register(lr, vid.bundle)
+        good = [t for t in range(6) if t not in (0, 2, 4)]
+        out["bad_frames"].append({
+            "class": cls, "image": name, "blank": float(reg.confidence[2]),
+            "defocused": float(reg.confidence[4]),
+            "good_min": float(reg.confidence[good].min()),
+        })  # fmt: skip
+    for spacing in (3.0, 4.0, 6.0):
+        for cls, name, scene in items[: 1 if quick else None]:
+            big = np.pad(scene, 40, mode="reflect")
+            vid = simulate_pcle_video(
+                big, 16, shape=(big.shape[0] - 32, big.shape[1] - 32), spacing=spacing,
+                step=1.5, noise=0.01, seed=2,
+            )  # fmt: skip
+            s = estimate_video_spacing(vid.lr)
+            row = {"class": cls, "image": name, "spacing": spacing, "estimated": s}
+            try:
+                est = estimate_lattice(vid.lr)
+                d, _ = cKDTree(vid.bundle.centres).query(est.centres)
+                d2, _ = cKDTree(est.centres).query(vid.bundle.centres)
+                row.update(
+                    found=est.n_fibres,
+                    true=vid.bundle.n_fibres,
+                    precision=float((d < 0.5).mean()),
+                    recall=float((d2 < 0.5).mean()),
+                )
+            except ValueError as exc:
+                row["error"] = str(exc)
+            out["lattice"].append(row)
+    for cls, name, scene in items:
+        vid = simulate_pcle_video(scene, 12, shape=FRAME, step=1.5, gain_sd=0.15, noise=0.01,
+                                  seed=4)  # fmt: skip
+        m = ndimage.binary_erosion(vid.bundle.fov_mask, iterations=6)
+        truth = vid.gains / np.median(vid.gains)
+        reg = register(vid.lr, vid.bundle)
+        g0 = neighbour_gains(vid.values, vid.bundle)
+        g = estimate_gains(vid.values, vid.bundle, reg)
+        score = {
+            k: psnr(fuse(vid.values, vid.bundle, reg, gains=v), vid.hr, mask=m, data_range=1.0)
+            for k, v in (("none", None), ("estimated", g), ("true", vid.gains))
+        }
+        out["gains"].append({
+            "class": cls, "image": name, "gain_sd": float(np.std(truth)),
+            "error_neighbours": float(np.std(truth / g0)), "error_fused": float(np.std(truth / g)),
+            "psnr": score,
+        })  # fmt: skip
+    return out
+
+
+def report_fibres(res: dict[str, Any]) -> str:
+    parts = ["**Raw frames (cores 5 px apart, gains sd 0.1, 1.5 px steps): median registration "
+             "error (px) with and without the background frame**", ""]  # fmt: skip
+    parts.append(markdown_table(
+        ["class", "image", "with background", "without"],
+        [[r["class"], r["image"], f"{r['with_background']:.3f}", f"{r['without_background']:.3f}"]
+         for r in res["raw"]],
+    ))  # fmt: skip
+    parts += ["", "**Stopping rules** (K = 8, estimated shifts): PSNR dB @ CG iterations", ""]
+    parts.append(markdown_table(
+        ["class", "image", "noise sd", "hold-out (default)", "discrepancy, true noise",
+         "discrepancy, 1.5 x true noise"],
+        [[r["class"], r["image"], r["noise"]] + [f"{r[k][0]:.2f} @ {r[k][1]}" for k in
+         ("holdout", "true noise", "1.5 x true noise")] for r in res["stopping"]],
+    ))  # fmt: skip
+    parts += ["", "**Confidence of bad frames** (a blank frame, a frame defocused by a Gaussian "
+              "of two core spacings; threshold 0.5)", ""]  # fmt: skip
+    parts.append(markdown_table(
+        ["class", "image", "blank", "defocused", "lowest good frame"],
+        [[r["class"], r["image"], f"{r['blank']:.2f}", f"{r['defocused']:.2f}",
+          f"{r['good_min']:.2f}"] for r in res["bad_frames"]],
+    ))  # fmt: skip
+    parts += ["", "**Fibres from reconstructed (TLI) video alone** (16 frames): spacing of the "
+              "vertex map, and cores found within 0.5 px", ""]  # fmt: skip
+    parts.append(markdown_table(
+        ["image", "true spacing px", "estimated px", "cores found / true", "found on a true core",
+         "true cores found"],
+        [[r["image"], r["spacing"], f"{r['estimated']:.2f}",
+          f"{r.get('found', '-')} / {r.get('true', '-')}",
+          f"{r['precision']:.1%}" if "precision" in r else r.get("error", ""),
+          f"{r['recall']:.1%}" if "recall" in r else ""] for r in res["lattice"]],
+    ))  # fmt: skip
+    parts += ["", "**Gains from the video** (12 frames, gain sd 0.15): remaining gain error (sd "
+              "of true / estimated) and the fused PSNR (dB)", ""]  # fmt: skip
+    parts.append(markdown_table(
+        ["class", "image", "gain sd", "neighbours only", "fused (estimate_gains)",
+         "PSNR no correction", "estimated gains", "true gains"],
+        [[r["class"], r["image"], f"{r['gain_sd']:.3f}", f"{r['error_neighbours']:.3f}",
+          f"{r['error_fused']:.3f}", f"{r['psnr']['none']:.2f}", f"{r['psnr']['estimated']:.2f}",
+          f"{r['psnr']['true']:.2f}"] for r in res["gains"]],
+    ))  # fmt: skip
+    return "\n".join(parts)
+
+
 # ---------------------------------------------------------------------- real video
 
 #: USAF 1951 bar triplets of the real video: (group, element, bars) -> a box (rows, cols) of
@@ -614,7 +765,7 @@ def _machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="registration,fusion,real,speed")
+    parser.add_argument("--parts", default="registration,fusion,fibres,real,speed")
     parser.add_argument("--quick", action="store_true", help="fewer images, frames, repeats")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     parser.add_argument("--no-peer", action="store_true", help="skip PyFibreBundle")
@@ -641,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
         results["fusion"] = bench_fusion(args.quick)
     if "speed" in parts:
         results["speed"] = bench_speed(args.quick)
+    if "fibres" in parts:
+        results["fibres"] = bench_fibres(args.quick)
     if "real" in parts:
         if not (SHARED_DATA / "super_res").is_dir():
             print(f"real video not found under {SHARED_DATA}; part 'real' skipped")
@@ -668,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         tr, tt = report_real(results["real"])
         sections["video-real"] = stamp + "\n\n" + tr
         sections["video-real-times"] = tt
+    if "fibres" in results:
+        sections["video-fibres"] = stamp + "\n\n" + report_fibres(results["fibres"])
     if "speed" in results:
         sections["video-speed"] = stamp + "\n\n" + report_speed(results["speed"])
     for key, text in sections.items():

@@ -26,6 +26,18 @@ _EXPORTS: dict[str, str] = {
     "simulate_pcle": "simulate",
     "hexagonal_lattice": "simulate",
     "PCLESimulation": "simulate",
+    "simulate_pcle_video": "simulate",
+    "PCLEVideo": "simulate",
+    # video: reading, registration, fusion (HR^)
+    "read_video": "video",
+    "register": "video",
+    "Registration": "video",
+    "fuse": "video",
+    "fuse_video": "video",
+    "mosaic": "video",
+    "leave_one_out": "video",
+    "estimate_lattice": "video",
+    "estimate_gains": "video",
     # metrics and baselines
     "gcf": "metrics",
     "delta_gcf": "metrics",
