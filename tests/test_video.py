@@ -415,3 +415,26 @@ def test_gains_from_video():
     assert psnr(corrected, v.hr, mask=m, data_range=1.0) > psnr(plain, v.hr, mask=m) + 2.0
     with pytest.raises(ValueError, match="values must be"):
         neighbour_gains(v.values[:, :10], v.bundle)
+
+
+def test_registration_csv_round_trip_and_errors(reg, tmp_path):
+    path = tmp_path / "shifts.csv"
+    reg.save_csv(path)
+    back = Registration.from_csv(path)
+    np.testing.assert_array_equal(back.shifts, reg.shifts)
+    np.testing.assert_array_equal(back.confidence, reg.confidence)
+    np.testing.assert_array_equal(back.good, reg.good)
+    assert back.reference == reg.reference
+    hand = tmp_path / "hand.csv"
+    hand.write_text("frame,dx,dy\n1,0.5,1.5\n0,0,0\n")  # any order, only dy and dx
+    mine = Registration.from_csv(hand)
+    np.testing.assert_array_equal(mine.shifts, [[0, 0], [1.5, 0.5]])
+    assert mine.good.all() and mine.reference == 0
+    for text, match in (
+        ("a,b\n1,2\n", "dy, dx"),
+        ("dy,dx\n0,x\n", "bad number"),
+        ("frame,dy,dx\n0,0,0\n0,1,1\n", "once each"),
+    ):
+        hand.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            Registration.from_csv(hand)

@@ -136,3 +136,16 @@ def test_real_video_folder(shared_data):
 
     with Image.open(folder / "10.tif") as im:
         np.testing.assert_array_equal(stack[9], np.asarray(im))  # natural order: 10 is 10th
+
+
+def test_napari_reader_entry_point(tmp_path):
+    from napari_cycsr._reader import get_reader, read_video_layer
+
+    assert get_reader(str(tmp_path / "x.tif")) is None  # napari's own readers open TIFFs
+    assert get_reader(str(tmp_path)) is None  # an empty folder is not a video
+    tifffile.imwrite(tmp_path / "1.tif", np.zeros((8, 9), np.uint8))
+    tifffile.imwrite(tmp_path / "2.tif", np.ones((8, 9), np.uint8))
+    assert get_reader([str(tmp_path)]) is read_video_layer
+    assert get_reader(str(tmp_path / "clip.mp4")) is read_video_layer
+    ((data, meta, kind),) = read_video_layer(str(tmp_path))
+    assert kind == "image" and data.shape == (2, 8, 9) and meta["name"] == tmp_path.name
