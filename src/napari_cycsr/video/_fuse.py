@@ -244,8 +244,10 @@ class _Operator:
         y0, x0 = self.r0 + ny, self.c0 + nx
         hb, wb = self.hb, self.wb
         top = x[y0 : y0 + hb + 1, x0 : x0 + wb + 1]
-        row = (1 - fx) * top[:, :-1] + fx * top[:, 1:]
-        img = (1 - fy) * row[:-1] + fy * row[1:]
+        row = np.multiply(top[:, :-1], np.float32(1 - fx))
+        row += np.float32(fx) * top[:, 1:]
+        img = np.multiply(row[:-1], np.float32(1 - fy))
+        img += np.float32(fy) * row[1:]
         return self.avg @ img.ravel()
 
     def adjoint_one(self, r: np.ndarray, op: _FrameOp, out: np.ndarray) -> None:
@@ -256,12 +258,13 @@ class _Operator:
         y0, x0 = self.r0 + ny, self.c0 + nx
         hb, wb = self.hb, self.wb
         z = (self.avg_t @ r).reshape(hb, wb)
-        a = (1 - fy) * z
-        b = fy * z
-        out[y0 : y0 + hb, x0 : x0 + wb] += (1 - fx) * a
-        out[y0 : y0 + hb, x0 + 1 : x0 + wb + 1] += fx * a
-        out[y0 + 1 : y0 + hb + 1, x0 : x0 + wb] += (1 - fx) * b
-        out[y0 + 1 : y0 + hb + 1, x0 + 1 : x0 + wb + 1] += fx * b
+        # the transpose of the two linear interpolations: along x, then along y
+        row = np.empty((hb, wb + 1), np.float32)
+        np.multiply(z, np.float32(1 - fx), out=row[:, :-1])
+        row[:, -1] = 0.0
+        row[:, 1:] += np.float32(fx) * z
+        out[y0 : y0 + hb, x0 : x0 + wb + 1] += np.float32(1 - fy) * row
+        out[y0 + 1 : y0 + hb + 1, x0 : x0 + wb + 1] += np.float32(fy) * row
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.stack([self.forward_one(x, op) for op in self.ops])
