@@ -476,7 +476,7 @@ class _PairRegistrar:
         maker: _SignalMaker,
         *,
         iterations: int = 10,
-        tol: float = 2e-3,
+        tol: float = 5e-3,
         rotation: bool = False,
     ):
         self.m = maker
