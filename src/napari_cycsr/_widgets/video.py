@@ -83,6 +83,8 @@ class ShiftPlot(FigureCanvasQTAgg):
         self.conf_axes.plot(t, reg.confidence, ":", color="grey", label="confidence")
         self.conf_axes.axhline(reg.min_confidence, color="red", lw=0.5, ls="--")
         self.conf_axes.set_ylim(0, 1.05)
+        self.conf_axes.yaxis.set_label_position("right")  # clear() moved it to the left
+        self.conf_axes.yaxis.tick_right()
         self.conf_axes.set_ylabel("confidence")
         self.axes.set_xlabel("frame")
         self.axes.set_ylabel("shift (px)")
