@@ -58,6 +58,8 @@ __all__ = ["Registration", "iter_register", "register"]
 
 #: Gaussian band of the registration signal, in cycles per core spacing (``f0 * spacing``).
 DEFAULT_BAND = 0.3
+#: The band is cut (smoothly) at this multiple of its Gaussian width.
+CUT = 2.0
 #: Default confidence under which a frame is left out downstream.
 DEFAULT_MIN_CONFIDENCE = 0.5
 #: Default smallest share of the FOV two frames must have in common.
@@ -349,7 +351,7 @@ class _SignalMaker:
         self.background = background
         f0 = band / self.spacing  # cycles per px
         self.f0 = f0
-        fc = 2.0 * f0
+        fc = CUT * f0
         h, w = shape
         # the coarse grid just holds the band: Nyquist 0.5 / d >= fc on each axis
         need_y = min(h, int(np.ceil(2.0 * fc * h)) + 2)
