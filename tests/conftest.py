@@ -11,6 +11,14 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pyfibrebundle"
 
 
+@pytest.fixture(autouse=True)
+def models_folder(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty models folder (never the user's real one)."""
+    folder = tmp_path_factory.mktemp("models")
+    monkeypatch.setenv("NAPARI_CYCSR_MODELS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder with the real raw bundle frames; skips the test when it is not there."""

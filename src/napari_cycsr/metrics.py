@@ -10,6 +10,8 @@
   normalised dGCF, with two documented normalisations.
 - :func:`evaluate`, :func:`format_table`, :func:`rows_to_csv`: one row of metrics per method,
   printed as Markdown or CSV.
+- :func:`sharpness`: a no-reference sharpness (mean gradient magnitude); :func:`image_fov`:
+  the field of view of a reconstructed image found from its flat surround.
 
 See ``docs/metrics.md`` for the formulas and every implementation choice.
 """
@@ -38,8 +40,10 @@ __all__ = [
     "gcf",
     "gcf_contrasts",
     "gcf_weights",
+    "image_fov",
     "psnr",
     "rows_to_csv",
+    "sharpness",
     "ssim",
     "tot_cs",
 ]
@@ -656,6 +660,7 @@ def evaluate(
     values: ArrayLike | None = None,
     data_range: DataRange = None,
     tot_cs_method: str = "minmax",
+    with_sharpness: bool = False,
 ) -> list[dict[str, Any]]:
     """Score several methods' outputs of the same frame; one row per method.
 
@@ -681,12 +686,15 @@ def evaluate(
         the low-resolution input's, else the GCF's dtype default (float images in [0, 1]).
     tot_cs_method : {"minmax", "fixed"}
         Normalisation of :func:`tot_cs`, across the rows of this call for ``"minmax"``.
+    with_sharpness : bool
+        Add a last column ``sharpness`` (:func:`sharpness`, no reference needed).
 
     Returns
     -------
     list of dict
-        Keys ``method, ssim, psnr, gcf, dgcf_ref, dgcf_lr, cycle_error, tot_cs`` in every
-        row; a value that cannot be computed with the given inputs is NaN.
+        Keys ``method, ssim, psnr, gcf, dgcf_ref, dgcf_lr, cycle_error, tot_cs`` (and
+        ``sharpness``) in every row; a value that cannot be computed with the given inputs is
+        NaN.
 
     Examples
     --------
@@ -758,6 +766,8 @@ def evaluate(
             row["dgcf_lr"] = g - gcf_lr
         if bundle is not None:
             row["cycle_error"] = cycle_error(arr, bundle, values)  # type: ignore[arg-type]
+        if with_sharpness:
+            row["sharpness"] = sharpness(arr, mask=m, data_range=rng_pair)
         rows.append(row)
     if ref is not None:
         scores = tot_cs(
@@ -859,3 +869,125 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
             out.append(repr(float(v)) if isinstance(v, float | np.floating) else str(v))
         writer.writerow(out)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# no-reference sharpness and the field of view of reconstructed images
+# --------------------------------------------------------------------------------------------
+def sharpness(
+    image: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    data_range: DataRange = None,
+    edge: int = 2,
+) -> float:
+    """No-reference sharpness: mean gradient magnitude, as a fraction of the intensity range.
+
+    The Sobel gradient magnitude (per pixel step) averaged over the field of view, with
+    ``edge`` pixels along the mask's border left out (the step at the edge of a fibre
+    bundle's field of view is not detail), divided by the intensity range. Higher is
+    sharper; noise raises it too, so compare images of the same scene and noise (an output
+    against its input), next to the cycle error that tells whether the added detail is
+    consistent with the measurement.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    mask : array_like of bool, optional
+        Field of view.
+    data_range : float or (float, float), optional
+        Intensity range (default: the image's min-max inside the mask).
+    edge : int
+        Pixels left out along the mask's border.
+
+    Returns
+    -------
+    float
+        NaN when the mask leaves no pixel or the image is constant.
+
+    Examples
+    --------
+    >>> ramp = np.tile(np.linspace(0, 1, 11), (11, 1))
+    >>> round(sharpness(ramp, data_range=1.0), 3)
+    0.1
+    """
+    from scipy import ndimage
+
+    arr = _as_2d(image, "image")
+    m = _as_mask(mask, arr.shape)
+    _check_finite(arr, m, "image")
+    if not isinstance(edge, int | np.integer) or edge < 0:
+        raise ValueError(f"edge must be a non-negative integer, got {edge!r}")
+    valid = np.ones(arr.shape, bool) if m is None else m.copy()
+    pad = np.zeros(arr.shape, bool)
+    pad[1:-1, 1:-1] = True  # the frame border has no full 3x3 neighbourhood
+    if edge:
+        valid = ndimage.binary_erosion(valid, iterations=int(edge), border_value=0)
+    valid &= pad
+    if not valid.any():
+        return math.nan
+    pair = _range_pair(data_range)
+    if pair is None:
+        values = arr if m is None else arr[m]
+        pair = (float(values.min()), float(values.max()))
+    span = pair[1] - pair[0]
+    if not span > 0:
+        return math.nan
+    a = arr.astype(np.float64)
+    gy = ndimage.sobel(a, axis=0) / 8.0
+    gx = ndimage.sobel(a, axis=1) / 8.0
+    return float(np.hypot(gy, gx)[valid].mean() / span)
+
+
+def image_fov(image: ArrayLike, *, tolerance: float | None = None) -> np.ndarray | None:
+    """The field of view of a reconstructed or super-resolved pCLE image, found from its pixels.
+
+    A TLI image (and a super-resolved one masked to the fibres) is constant outside the
+    bundle's field of view, usually 0. The surround is the region of that constant value
+    connected to the frame's border; the field of view is the convex hull of the rest (a
+    bundle's field of view is convex: dark detail touching its edge does not carve it).
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    tolerance : float, optional
+        Largest difference from the border value still counted as surround (default:
+        ``1e-6`` of the image's range).
+
+    Returns
+    -------
+    ndarray of bool or None
+        The field of view; None when the image has no flat surround (more than half of the
+        frame's border pixels differ from their median) or the surround would be nearly
+        everything or nothing.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:40, :40]
+    >>> disc = ((yy - 20) ** 2 + (xx - 20) ** 2 < 15**2) * (0.5 + 0.01 * xx)
+    >>> fov = image_fov(disc)
+    >>> bool(fov[20, 20]), bool(fov[0, 0]), round(float(fov.mean()), 2)
+    (True, False, 0.45)
+    """
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image
+
+    arr = _as_2d(image, "image").astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or infinite values")
+    border = np.concatenate([arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]])
+    value = float(np.median(border))
+    span = float(arr.max() - arr.min())
+    tol = 1e-6 * span if tolerance is None else float(tolerance)
+    if np.mean(np.abs(border - value) <= tol) < 0.5:
+        return None
+    flat = np.abs(arr - value) <= tol
+    labels, _ = ndimage.label(flat)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    surround = np.isin(labels, edge_labels[edge_labels > 0])
+    inside = ~surround
+    if inside.mean() < 0.01 or inside.mean() > 0.99:
+        return None
+    return convex_hull_image(inside)

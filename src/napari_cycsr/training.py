@@ -894,7 +894,7 @@ def train(
     values: Any = None,
     target_images: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    progress: Callable[[TrainEvent], Any] | None = None,
+    progress: bool | Callable[[TrainEvent], Any] | None = True,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -903,8 +903,10 @@ def train(
     ----------
     lr_images, bundles, target, config, values, target_images, checkpoint
         As for :class:`Trainer`.
-    progress : callable, optional
-        Called with every :class:`TrainEvent`.
+    progress : bool or callable, optional
+        True (default): show a progress bar with the losses and the time left (napari's
+        activity bar inside a napari session, else ``tqdm`` on stderr). A callable is called
+        with every :class:`TrainEvent` instead. False or None: silent.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -923,6 +925,8 @@ def train(
     >>> model.metadata["iteration"]
     2
     """
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
     config = config if config is not None else TrainConfig()
     if overrides:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -939,7 +943,22 @@ def train(
         target_images=target_images,
         checkpoint=checkpoint,
     )
-    for event in trainer.run():
-        if progress is not None:
-            progress(event)
+    bar = None
+    if progress is True:
+        from ._progress import progress_bar
+
+        bar = progress_bar(config.iterations, "train", disable=not trainer.is_main)
+    try:
+        for event in trainer.run():
+            if bar is not None:
+                bar.update(event.iteration - bar.n)
+                bar.set_postfix(
+                    {k: f"{event.losses[k]:.3g}" for k in ("l_vec", "l_adv") if k in event.losses},
+                    refresh=False,
+                )
+            elif callable(progress):
+                progress(event)
+    finally:
+        if bar is not None:
+            bar.close()
     return trainer.model
