@@ -190,7 +190,8 @@ class Runner:
         busy_widgets: list[Any] | None = None,
         cancel_button: Any = None,
     ) -> None:
-        self._viewer_id = id(viewer)
+        # napari hands each plugin widget its own proxy of the viewer: key on the viewer itself
+        self._viewer_id = id(getattr(viewer, "__wrapped__", viewer))
         self.kind = kind
         self.progress = progress
         self.status = status

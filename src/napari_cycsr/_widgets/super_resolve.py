@@ -171,7 +171,7 @@ class SuperResolveWidget(Form):
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         session = [(name, name) for name in MODELS.names()]
-        saved = [(f"{m.name} [saved]", m.path) for m in saved_models()]
+        saved = [(f"{m.name} [saved: {m.path.name}]", m.path) for m in saved_models()]
         return [*session, *saved, (FROM_FILE, FROM_FILE)]
 
     def _show_details(self, _value: Any = None) -> None:
@@ -239,12 +239,11 @@ class SuperResolveWidget(Form):
     def run(self) -> None:
         """Start super-resolving the chosen layer(s) or folder in a worker thread."""
         self.runner.check_free()
-        choice, path = self._model_choice()
-        label = self._model_label(choice, path)
+        # the inputs are checked first, in the order of the form, then the model
         if self.source.value == "folder":
-            self._run_folder(choice, path, label)
+            self._run_folder()
         else:
-            self._run_layers(choice, path, label)
+            self._run_layers()
 
     def _layers(self) -> list[Image]:
         if self.source.value == "layer":
@@ -254,11 +253,13 @@ class SuperResolveWidget(Form):
             raise ValueError("choose the layers to super-resolve (none selected)")
         return [require_layer(layer, "each layer") for layer in layers]
 
-    def _run_layers(self, choice: Any, path: Path | None, label: str) -> None:
+    def _run_layers(self) -> None:
         from napari_cycsr.inference import check_model_spacing, iter_super_resolve
 
         layers = self._layers()
         datas = [layer_array(layer, stack=True, what="the image") for layer in layers]
+        choice, path = self._model_choice()
+        label = self._model_label(choice, path)
         points = self.fibres.value
         bundles = [bundle_from_points(points, layer) if points is not None else None
                    for layer in layers]  # fmt: skip
@@ -294,6 +295,7 @@ class SuperResolveWidget(Form):
                 if targets is not None:
                     from napari_cycsr._imageio import write_image
 
+                    targets[i].parent.mkdir(parents=True, exist_ok=True)
                     write_image(targets[i], np.asarray(result, dtype=np.float32))
                 done += 1
                 yield ("result", layer, result, model.scale)
@@ -323,7 +325,7 @@ class SuperResolveWidget(Form):
             on_cancel=_cancelled, total=0,
         )  # fmt: skip
 
-    def _run_folder(self, choice: Any, path: Path | None, label: str) -> None:
+    def _run_folder(self) -> None:
         from napari_cycsr.batch import (
             folder_inputs,
             image_shape,
@@ -336,6 +338,8 @@ class SuperResolveWidget(Form):
             raise ValueError("choose the input folder")
         inputs = folder_inputs(self.folder.value)
         outputs = output_paths(inputs, self._out_folder())
+        choice, path = self._model_choice()
+        label = self._model_label(choice, path)
         points = self.fibres.value
         bundle = None
         if points is not None:

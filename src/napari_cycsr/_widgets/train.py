@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, ProgressBar, PushButton, Select
 from napari.layers import Image, Points
 
-from napari_cycsr.models_store import model_details, save_to_folder
+from napari_cycsr.models_store import model_details, save_to_folder, saved_models, unique_name
 
 from ._common import MODELS, bundle_from_points
 from ._form import Form
@@ -289,7 +289,10 @@ class TrainWidget(Form):
                 yield from trainer.run()
             # saved here, in the worker: the model is kept even when the viewer is closed
             model = trainer.model
-            name = model_name(trainer.config, trainer.iteration, inputs["names"])
+            name = unique_name(
+                model_name(trainer.config, trainer.iteration, inputs["names"]),
+                {*MODELS.names(), *(m.name for m in saved_models())},
+            )
             model.metadata = {
                 **model.metadata, "name": name, "training_data": training_data,
                 "fibres": inputs["fibres"],
