@@ -55,6 +55,12 @@ def _frames(data: Any) -> np.ndarray | Any:
     return data[None] if data.ndim == 2 else data.reshape(-1, *data.shape[-2:])
 
 
+def _grid(viewer: Any) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 class RatingForm(Form):
     """The study window's panel: the case, four questions per result, Save and next.
 
@@ -149,7 +155,7 @@ class RatingForm(Form):
         for slot, method in case.slots.items():
             frames = self.images["results"][method]
             self._layer(slot, np.asarray(frames[index], np.float32), self.images["scales"][method])
-        self._viewer.grid.enabled = True
+        _grid(self._viewer).enabled = True
         self.save_button.enabled = True
 
     def answers(self) -> dict[str, dict[str, int]]:
