@@ -321,6 +321,22 @@ def test_train_convenience(sim):
         train(sim.lr, sim.bundle, learning_rate=1.0)
 
 
+def test_train_shows_progress_unless_asked_not_to(sim, capsys):
+    """cs.train prints a progress bar (iterations, losses, time left) by default."""
+    settings = {"values": sim.values, "preset": "tiny", "iterations": 3, "batch_size": 2,
+                "patch": 32, "device": "cpu", "preview_every": 0}  # fmt: skip
+    train(sim.lr, sim.bundle, **settings)
+    shown = capsys.readouterr().err
+    assert "train" in shown and "3/3" in shown and "l_vec=" in shown
+    train(sim.lr, sim.bundle, progress=False, **settings)
+    assert capsys.readouterr().err == ""
+    events = []
+    train(sim.lr, sim.bundle, progress=events.append, **settings)
+    assert [e.iteration for e in events] == [1, 2, 3] and capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be"):
+        train(sim.lr, sim.bundle, progress="yes", **settings)
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("images", "kwargs", "error", "match"),
