@@ -19,7 +19,10 @@ from napari_cycsr._imageio import (
     write_text,
 )
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+DATA = Path(
+    os.environ.get("NAPARI_CYCSR_TEST_DATA")
+    or Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+)
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".npy"])

@@ -9,6 +9,7 @@ Subcommands (``cycsr <command> --help`` explains each one with examples)::
     cycsr train          train a super-resolution model on LR images (no HR pairs needed)
     cycsr super-resolve  apply a model to images, stacks or folders
     cycsr evaluate       PSNR / SSIM / GCF / dGCF / Tot_cs table for several images
+    cycsr rate-summary   mean ± sd per method and question of a rating (MOS) study
 
 Each command is one module of this package with ``add_parser(sub, common)`` (its options,
 help and examples) and ``run(args)`` (a few lines that hand over to the library); what they
@@ -40,6 +41,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "super_resolve",
     "evaluate",
+    "rate_summary",
 )
 
 _DESCRIPTION = """\

@@ -20,6 +20,24 @@ def _read_2d_image(path: str | os.PathLike[str], what: str) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def _found_fov(
+    lr: np.ndarray | None, lr_path: Any, images: dict[str, np.ndarray]
+) -> tuple[np.ndarray | None, str]:
+    """The field of view found from the flat surround of the LR image, else of an image."""
+    from ..metrics import image_fov
+
+    candidates = [(Path(lr_path).name, lr)] if lr is not None else []
+    candidates += list(images.items())
+    for name, image in candidates:
+        mask = image_fov(image)
+        if mask is not None:
+            return mask, f"inside the field of view found from the flat surround of {name}"
+    return None, (
+        "over every pixel: no flat surround found in the images (give --fibres to restrict the "
+        "scores to the field of view)"
+    )
+
+
 def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to ``sub`` (the sub-parsers of ``cycsr``)."""
     p = sub.add_parser(
@@ -28,23 +46,35 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         formatter_class=Formatter,
         help="PSNR / SSIM / GCF / dGCF / Tot_cs table for several images",
         description=(
-            "Compare images (for example TLI, a baseline and the super-resolved result) against\n"
-            "a reference image: PSNR and SSIM against the reference, the global contrast factor\n"
-            "(GCF), its change against the reference and against the LR input (dGCF), and the\n"
-            "composite score Tot_cs (docs/metrics.md). With --fibres, only pixels inside the\n"
-            "fibre bundle's field of view count. Prints a Markdown table."
+            "Compare images (for example TLI, a baseline and the super-resolved result): PSNR\n"
+            "and SSIM against a reference image when there is one, the global contrast factor\n"
+            "(GCF), its change against the reference and against the LR input (dGCF), the\n"
+            "composite score Tot_cs, a no-reference sharpness and, with --values, the cycle\n"
+            "consistency error (docs/metrics.md). Real data has no reference: leave it out to\n"
+            "get the reference-free measures.\n"
+            "Only pixels inside the fibre bundle's field of view count: from --fibres, else\n"
+            "found from the images' flat (black) surround, first the --lr image's; the command\n"
+            "says which. --whole-frame scores every pixel. Prints a Markdown table."
         ),
         epilog=(
             "examples:\n"
             "  cycsr evaluate sim/lr.tif results/lr_sr.tif --reference sim/hr.tif \\\n"
             "      --lr sim/lr.tif --fibres sim/fibres.csv --values sim/values.npy\n"
-            "  cycsr evaluate a.tif b.tif --reference hr.tif --csv metrics.csv"
+            "  cycsr evaluate a.tif b.tif --reference hr.tif --csv metrics.csv\n"
+            "  cycsr evaluate lr.tif lr_sr.tif --lr lr.tif          # real data: no reference"
         ),
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="2-D images (or folders) to score")
-    p.add_argument("--reference", required=True, metavar="HR", help="reference image")
+    p.add_argument(
+        "--reference", metavar="HR",
+        help="reference image (optional; enables ssim, psnr, dgcf_ref and tot_cs)",
+    )  # fmt: skip
     p.add_argument("--lr", metavar="LR", help="the LR input, for dGCF against the input")
-    p.add_argument("--fibres", metavar="CSV", help="fibre positions: restrict to the FOV")
+    p.add_argument("--fibres", metavar="CSV", help="fibre positions: restrict to their FOV")
+    p.add_argument(
+        "--whole-frame", action="store_true",
+        help="score every pixel (default: only the field of view, see above)",
+    )  # fmt: skip
     p.add_argument(
         "--values", metavar="NPY",
         help="measured fibre values (N,): adds cycle_error (needs --fibres)",
@@ -57,12 +87,17 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate, format_table, rows_to_csv
 
-    reference = _read_2d_image(args.reference, "reference")
-    shape = reference.shape
+    reference = shape = None
+    against = "the reference"
+    if args.reference is not None:
+        reference = _read_2d_image(args.reference, "reference")
+        shape = reference.shape
     images: dict[str, np.ndarray] = {}
     for path in find_images(args.images):
         image = _read_2d_image(path, "image")
-        check_shape(path, image, shape, "the image", "the reference")
+        if shape is None:
+            shape, against = image.shape, f"the first image {path.name}"
+        check_shape(path, image, shape, "the image", against)
         name = path.stem
         n = 2
         while name in images:
@@ -72,11 +107,16 @@ def run(args: argparse.Namespace) -> int:
     lr = None
     if args.lr is not None:
         lr = _read_2d_image(args.lr, "LR image")
-        check_shape(args.lr, lr, shape, "the LR image", "the reference")
+        check_shape(args.lr, lr, shape, "the LR image", against)
     bundle = mask = values = None
     if args.fibres is not None:
         bundle = load_bundle(args.fibres, shape)
         mask = bundle.fov_mask
+        where = f"inside the field of view of the fibres in {args.fibres}"
+    if args.whole_frame:
+        mask, where = None, "over every pixel (--whole-frame)"
+    elif mask is None:
+        mask, where = _found_fov(lr, args.lr, images)
     if args.values is not None:
         if bundle is None:
             raise CLIError("--values needs --fibres (the values belong to those fibres)")
@@ -93,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
         mask=mask,
         bundle=bundle if values is not None else None,
         values=values,
+        with_sharpness=True,
     )
+    covered = 100.0 if mask is None else 100.0 * float(np.mean(mask))
+    print(f"scores {where} ({covered:.0f} % of the pixels)")
+    if reference is None:
+        print("no --reference: ssim, psnr, dgcf_ref and tot_cs need one and are left out")
     print(format_table(rows), end="")
     if args.csv is not None:
         write_text(Path(args.csv), rows_to_csv(rows))
