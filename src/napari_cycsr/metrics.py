@@ -41,6 +41,8 @@ __all__ = [
     "gcf_contrasts",
     "gcf_weights",
     "image_fov",
+    "iter_evaluate_frames",
+    "mean_over_frames",
     "psnr",
     "rows_to_csv",
     "sharpness",
@@ -991,3 +993,121 @@ def image_fov(image: ArrayLike, *, tolerance: float | None = None) -> np.ndarray
     if inside.mean() < 0.01 or inside.mean() > 0.99:
         return None
     return convex_hull_image(inside)
+
+
+# --------------------------------------------------------------------------------------------
+# stacks: the same table frame by frame, and its mean
+# --------------------------------------------------------------------------------------------
+def _frame_of(array: Any, t: int, n: int, name: str) -> np.ndarray | None:
+    if array is None:
+        return None
+    arr = np.asarray(array) if not hasattr(array, "compute") else array
+    if arr.ndim == 2:
+        return np.asarray(arr, dtype=np.float32)
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    if flat.shape[0] != n:
+        raise ValueError(f"{name} has {flat.shape[0]} frames, expected {n} (or one 2-D image)")
+    return np.asarray(flat[t], dtype=np.float32)
+
+
+def iter_evaluate_frames(
+    images: Mapping[str, Any],
+    *,
+    reference: Any = None,
+    lr: Any = None,
+    mask: ArrayLike | None = None,
+    bundle: Any = None,
+    values: ArrayLike | None = None,
+    sample_values: bool = False,
+    **options: Any,
+) -> Any:
+    """:func:`evaluate` frame by frame over stacks: yields each frame's rows.
+
+    Parameters
+    ----------
+    images : mapping of str to array_like
+        Method name -> ``(H, W)`` image or ``(..., H, W)`` stack; all of one shape.
+    reference, lr : array_like, optional
+        One 2-D image for every frame, or a stack with the images' frames.
+    mask : array_like of bool, optional
+        ``(H, W)`` field of view (the same for every frame).
+    bundle : FibreBundle, optional
+        With ``values`` (``(N,)`` or ``(T, N)``), or with ``sample_values`` (the values are
+        then ``lr`` sampled at the fibre centres, frame by frame), enables ``cycle_error``.
+    sample_values : bool
+        See ``bundle``.
+    **options
+        Passed to :func:`evaluate` (``data_range``, ``tot_cs_method``, ``with_sharpness``).
+
+    Yields
+    ------
+    list of dict
+        The rows of frame ``t`` (0-based), each with ``"frame": t`` after ``"method"``.
+
+    Examples
+    --------
+    >>> stack = np.random.default_rng(0).random((3, 16, 16))
+    >>> rows = [r for frame in iter_evaluate_frames({"a": stack, "b": stack / 2}) for r in frame]
+    >>> len(rows), rows[0]["method"], rows[-1]["frame"]
+    (6, 'a', 2)
+    """
+    if not isinstance(images, Mapping) or not images:
+        raise TypeError("images must be a non-empty mapping of method name -> image or stack")
+    shapes = {name: tuple(np.shape(img)) for name, img in images.items()}
+    first = next(iter(shapes.values()))
+    for name, shape in shapes.items():
+        if shape != first:
+            raise ValueError(
+                f"all images must have the same shape; images[{name!r}] has {shape}, "
+                f"expected {first}"
+            )
+    if len(first) < 2:
+        raise ValueError(f"images must be 2-D images or stacks, got shape {first}")
+    n = int(np.prod(first[:-2])) if len(first) > 2 else 1
+    vals = None
+    if values is not None:
+        vals = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
+        if vals.shape[0] not in (1, n):
+            raise ValueError(f"values has {vals.shape[0]} rows of fibre values; expected 1 or {n}")
+    if sample_values and bundle is None:
+        raise ValueError("sample_values needs the bundle")
+    for t in range(n):
+        frames = {name: _frame_of(img, t, n, f"images[{name!r}]") for name, img in images.items()}
+        lr_t = _frame_of(lr, t, n, "lr")
+        kwargs: dict[str, Any] = {
+            "reference": _frame_of(reference, t, n, "reference"), "lr": lr_t, "mask": mask,
+        }  # fmt: skip
+        if bundle is not None and vals is not None:
+            kwargs.update(bundle=bundle, values=vals[t if vals.shape[0] > 1 else 0])
+        elif bundle is not None and sample_values:
+            source = lr_t if lr_t is not None else next(iter(frames.values()))
+            kwargs.update(bundle=bundle, values=bundle.sample(source))
+        rows = evaluate(frames, **kwargs, **options)
+        yield [{"method": row["method"], "frame": t, **row} for row in rows]
+
+
+def mean_over_frames(frame_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per method: the mean of every metric over the frames (NaN ignored).
+
+    Parameters
+    ----------
+    frame_rows : sequence of mapping
+        Rows with ``method`` and ``frame`` keys (:func:`iter_evaluate_frames`).
+
+    Returns
+    -------
+    list of dict
+        ``method``, ``frames`` (how many), then the metrics; a metric NaN in every frame
+        stays NaN.
+    """
+    methods = list(dict.fromkeys(row["method"] for row in frame_rows))
+    keys = [k for k in _columns(frame_rows) if k not in ("method", "frame")]
+    out = []
+    for method in methods:
+        mine = [r for r in frame_rows if r["method"] == method]
+        row: dict[str, Any] = {"method": method, "frames": len(mine)}
+        for key in keys:
+            values = np.array([r.get(key, math.nan) for r in mine], dtype=np.float64)
+            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+        out.append(row)
+    return out

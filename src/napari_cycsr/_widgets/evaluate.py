@@ -162,7 +162,7 @@ class EvaluateWidget(Form):
     @guarded("Evaluate")
     def evaluate(self) -> None:
         """Compute the metrics of the displayed frame or of every frame in a worker."""
-        from napari_cycsr.metrics import evaluate, image_fov
+        from napari_cycsr.metrics import image_fov
 
         self.runner.check_free()
         sr_layer = require_layer(self.sr.value, "the super-resolved layer")
@@ -194,37 +194,28 @@ class EvaluateWidget(Form):
         names = {"input": lr_layer.name, "sr": sr_layer.name}
         lead = sr.shape[:-2]
         n_frames = int(np.prod(lead)) if lead else 1
-
-        def _frame(array: Any, t: int) -> np.ndarray:
-            if array is None:
-                return None
-            if array.ndim == 2:
-                return np.asarray(array, dtype=np.float32)
-            return np.asarray(array.reshape(-1, *array.shape[-2:])[t], dtype=np.float32)
+        fibres_name = self.fibres.value.name if bundle is not None else ""
 
         def _work() -> Any:
+            from napari_cycsr.metrics import iter_evaluate_frames
+
             mask, where = None, "every pixel (no field of view found)"
             if bundle is not None:
-                mask, where = bundle.fov_mask, f"the field of view of {self.fibres.value.name!r}"
+                mask, where = bundle.fov_mask, f"the field of view of {fibres_name!r}"
             else:
-                found = image_fov(_frame(lr, 0))
+                first = np.asarray(lr if lr.ndim == 2 else lr.reshape(-1, *lr.shape[-2:])[0])
+                found = image_fov(first)
                 if found is not None:
                     mask = found
                     where = "the field of view found from the input's flat surround"
             rows_all: list[dict[str, Any]] = []
-            for t in range(n_frames):
-                yield Step(t, n_frames, f"frame {t + 1} of {n_frames}...")
-                lr_t, sr_t = _frame(lr, t), _frame(sr, t)
-                kwargs: dict[str, Any] = {"reference": _frame(reference, t), "lr": lr_t}
-                if mask is not None:
-                    kwargs["mask"] = mask
-                if bundle is not None:
-                    kwargs.update(bundle=bundle, values=bundle.sample(lr_t))
-                rows = evaluate(
-                    {names["input"]: lr_t, names["sr"]: sr_t}, with_sharpness=True, **kwargs
-                )
-                for row in rows:
-                    rows_all.append({"method": row["method"], "frame": t, **row})
+            frames = iter_evaluate_frames(
+                {names["input"]: lr, names["sr"]: sr}, reference=reference, lr=lr, mask=mask,
+                bundle=bundle, sample_values=bundle is not None, with_sharpness=True,
+            )  # fmt: skip
+            for t, rows in enumerate(frames):
+                rows_all.extend(rows)
+                yield Step(t + 1, n_frames, f"frame {t + 1} of {n_frames} scored")
             coverage = 100.0 * (1.0 if mask is None else float(np.mean(mask)))
             return rows_all, where, coverage
 
@@ -245,24 +236,17 @@ class EvaluateWidget(Form):
         )
 
     def _show(self, frame_rows: list[dict[str, Any]], n_frames: int) -> None:
+        from napari_cycsr.metrics import mean_over_frames
+
         self.frame_rows = frame_rows
-        methods = list(dict.fromkeys(row["method"] for row in frame_rows))
-        metric_keys = [k for k in frame_rows[0] if k not in ("frame", "method")]
+        means = mean_over_frames(frame_rows)
         # columns that no row can fill (no reference, no fibres) are left out of the table
         shown = [
-            k for k in metric_keys
-            if any(not (isinstance(r[k], float) and math.isnan(r[k])) for r in frame_rows)
+            k for k in means[0]
+            if k == "method" or (k == "frames" and n_frames > 1)
+            or (k != "frames" and any(math.isfinite(r[k]) for r in means))
         ]  # fmt: skip
-        rows = []
-        for method in methods:
-            mine = [r for r in frame_rows if r["method"] == method]
-            row: dict[str, Any] = {"method": method}
-            if n_frames > 1:
-                row["frames"] = n_frames
-            for key in shown:
-                values = np.array([r[key] for r in mine], dtype=float)
-                row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-            rows.append(row)
+        rows = [{k: row[k] for k in shown} for row in means]
         self.rows = rows
         columns = list(rows[0]) if rows else []
         self.table.clear()
@@ -274,8 +258,9 @@ class EvaluateWidget(Form):
                 self.table.setItem(i, j, QTableWidgetItem(_format(row.get(column))))
         self.table.resizeColumnsToContents()
         self.copy_button.enabled = bool(rows)
-        if self.metric.value not in shown and shown:
-            self.metric.value = "gcf" if "gcf" in shown else shown[0]
+        metrics = [c for c in columns if c not in ("method", "frames")]
+        if self.metric.value not in metrics and metrics:
+            self.metric.value = "gcf" if "gcf" in metrics else metrics[0]
         self._replot()
 
     def _replot(self, _value: Any = None) -> None:

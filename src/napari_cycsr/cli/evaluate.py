@@ -13,10 +13,10 @@ from .._imageio import find_images, read_image, write_text
 from ._common import CLIError, Formatter, check_shape, load_bundle, read_values
 
 
-def _read_2d_image(path: str | os.PathLike[str], what: str) -> np.ndarray:
+def _read_image(path: str | os.PathLike[str], what: str) -> np.ndarray:
     image = read_image(path)
-    if image.ndim != 2:
-        raise CLIError(f"{path}: the {what} must be one 2-D image, got shape {image.shape}")
+    if image.ndim < 2:
+        raise CLIError(f"{path}: the {what} must be a 2-D image or a stack, got {image.shape}")
     return image.astype(np.float32)
 
 
@@ -29,7 +29,7 @@ def _found_fov(
     candidates = [(Path(lr_path).name, lr)] if lr is not None else []
     candidates += list(images.items())
     for name, image in candidates:
-        mask = image_fov(image)
+        mask = image_fov(image if image.ndim == 2 else image.reshape(-1, *image.shape[-2:])[0])
         if mask is not None:
             return mask, f"inside the field of view found from the flat surround of {name}"
     return None, (
@@ -51,7 +51,8 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "(GCF), its change against the reference and against the LR input (dGCF), the\n"
             "composite score Tot_cs, a no-reference sharpness and, with --values, the cycle\n"
             "consistency error (docs/metrics.md). Real data has no reference: leave it out to\n"
-            "get the reference-free measures.\n"
+            "get the reference-free measures. Stacks (videos) are scored frame by frame: the\n"
+            "table shows the mean over the frames, --csv every frame.\n"
             "Only pixels inside the fibre bundle's field of view count: from --fibres, else\n"
             "found from the images' flat (black) surround, first the --lr image's; the command\n"
             "says which. --whole-frame scores every pixel. Prints a Markdown table."
@@ -85,28 +86,39 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import evaluate, format_table, rows_to_csv
+    from ..metrics import format_table, iter_evaluate_frames, mean_over_frames, rows_to_csv
 
-    reference = shape = None
-    against = "the reference"
+    reference = frames = None
+    against = "the first image"
     if args.reference is not None:
-        reference = _read_2d_image(args.reference, "reference")
-        shape = reference.shape
+        reference = _read_image(args.reference, "reference")
     images: dict[str, np.ndarray] = {}
     for path in find_images(args.images):
-        image = _read_2d_image(path, "image")
-        if shape is None:
-            shape, against = image.shape, f"the first image {path.name}"
-        check_shape(path, image, shape, "the image", against)
+        image = _read_image(path, "image")
+        if reference is not None:
+            check_shape(path, image, reference.shape[-2:], "the image", "the reference")
+        if frames is None:
+            frames, against = image.shape, f"the first image {path.name}"
+        elif tuple(image.shape) != tuple(frames):
+            raise CLIError(
+                f"{path}: the image is {_size(image.shape)} but {against} is {_size(frames)}; "
+                "expected the same size (and the same number of frames for stacks)"
+            )
         name = path.stem
         n = 2
         while name in images:
             name = f"{path.stem}-{n}"
             n += 1
         images[name] = image
+    shape = tuple(frames[-2:])
+    if reference is not None and reference.ndim > 2 and reference.shape != frames:
+        raise CLIError(
+            f"{args.reference}: the reference is {_size(reference.shape)}; expected one 2-D "
+            f"image or a stack like the images ({_size(frames)})"
+        )
     lr = None
     if args.lr is not None:
-        lr = _read_2d_image(args.lr, "LR image")
+        lr = _read_image(args.lr, "LR image")
         check_shape(args.lr, lr, shape, "the LR image", against)
     bundle = mask = values = None
     if args.fibres is not None:
@@ -117,30 +129,43 @@ def run(args: argparse.Namespace) -> int:
         mask, where = None, "over every pixel (--whole-frame)"
     elif mask is None:
         mask, where = _found_fov(lr, args.lr, images)
+    n_frames = int(np.prod(frames[:-2])) if len(frames) > 2 else 1
     if args.values is not None:
         if bundle is None:
             raise CLIError("--values needs --fibres (the values belong to those fibres)")
         values = np.asarray(read_values(args.values), dtype=np.float64)
-        if values.shape != (bundle.n_fibres,):
+        if values.shape not in ((bundle.n_fibres,), (n_frames, bundle.n_fibres)):
             raise CLIError(
                 f"{args.values}: fibre values of shape {values.shape}; expected "
                 f"({bundle.n_fibres},), one value per fibre of {args.fibres}"
+                + (f", or ({n_frames}, {bundle.n_fibres}) for the frames" if n_frames > 1 else "")
             )
-    rows = evaluate(
-        images,
-        reference=reference,
-        lr=lr,
-        mask=mask,
-        bundle=bundle if values is not None else None,
-        values=values,
-        with_sharpness=True,
-    )
+    frame_rows = [
+        row
+        for rows in iter_evaluate_frames(
+            images, reference=reference, lr=lr, mask=mask,
+            bundle=bundle if values is not None else None, values=values, with_sharpness=True,
+        )  # fmt: skip
+        for row in rows
+    ]
     covered = 100.0 if mask is None else 100.0 * float(np.mean(mask))
     print(f"scores {where} ({covered:.0f} % of the pixels)")
     if reference is None:
         print("no --reference: ssim, psnr, dgcf_ref and tot_cs need one and are left out")
-    print(format_table(rows), end="")
+    if n_frames > 1:
+        print(f"{n_frames} frames: the table gives the mean over the frames (--csv: every frame)")
+        print(format_table(mean_over_frames(frame_rows)), end="")
+    else:
+        print(format_table([{k: v for k, v in r.items() if k != "frame"} for r in frame_rows]),
+              end="")  # fmt: skip
     if args.csv is not None:
+        rows = frame_rows if n_frames > 1 else [
+            {k: v for k, v in r.items() if k != "frame"} for r in frame_rows
+        ]  # fmt: skip
         write_text(Path(args.csv), rows_to_csv(rows))
         print(f"wrote {args.csv}")
     return 0
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(str(int(s)) for s in shape)
