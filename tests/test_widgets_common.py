@@ -11,8 +11,6 @@ pytest.importorskip("pytestqt")
 
 from magicgui.widgets import Label, ProgressBar  # noqa: E402
 
-from napari_cycsr._widgets._form import controls  # noqa: E402
-
 pytestmark = pytest.mark.qt
 
 WIDGETS = ("Fibres", "Train", "Super-resolve", "Evaluate", "Rate")
@@ -21,14 +19,17 @@ WIDGETS = ("Fibres", "Train", "Super-resolve", "Evaluate", "Rate")
 def test_all_docks_fit_a_1366x768_screen(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-cycsr", "synthetic_pcle")
-    for name in WIDGETS:
-        viewer.window.add_plugin_dock_widget("napari-cycsr", name)
+    manifest = __import__("npe2").PluginManager.instance().get_manifest("napari-cycsr")
+    for widget in manifest.contributions.widgets:  # every widget of the plugin, docked
+        viewer.window.add_plugin_dock_widget("napari-cycsr", widget.display_name)
     qtbot.wait(50)
     hint = viewer.window._qt_window.minimumSizeHint()
     assert hint.height() <= 768 and hint.width() <= 1366, (hint.width(), hint.height())
 
 
 def test_every_control_has_a_tooltip(make_napari_viewer):
+    from napari_cycsr._widgets._form import controls
+
     viewer = make_napari_viewer()
     for name in WIDGETS:
         _, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", name)
