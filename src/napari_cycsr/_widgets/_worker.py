@@ -229,8 +229,8 @@ class Runner:
             raise ValueError(f"a {self.kind} job is already running; cancel it or wait")
         if other is not None and other is not self and other.busy:
             raise ValueError(
-                f"a {self.kind} job started from a closed {self.kind} panel is still "
-                "stopping; wait a moment and try again"
+                f"another {self.kind} job of this viewer is still running or still stopping "
+                f"(its {self.kind} panel may have been closed); wait for it and try again"
             )
 
     # -- the UI, touched only while the widget lives -------------------------------------------
