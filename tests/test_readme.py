@@ -10,7 +10,7 @@ Every fenced block of README.md is preceded by ``<!-- readme-test: TAG -->``:
   channels, a 3-frame video). The default run adds speed options to the commands that train
   (:data:`FAST`; ``cycsr demo`` is left to tests/test_demo.py); ``-m slow`` runs them as
   written, except that ``cycsr train`` gets
-  ``--iterations 200`` instead of its default 2,000 (:data:`SLOW`). The ``torchrun`` line is
+  ``--iterations 50`` instead of its default 2,000 (:data:`SLOW`). The ``torchrun`` line is
   not run here (distributed training has its own test in test_training.py); that ``torchrun``
   exists is checked.
 """
@@ -39,7 +39,7 @@ FAST = {
     "super-resolve": ["--device", "cpu", "--threads", "1"],
 }  # fmt: skip
 #: ... and in the slow run (as written, but a shorter training than the default 2,000).
-SLOW = {"train": ["--iterations", "200"]}
+SLOW = {"train": ["--iterations", "50"]}
 #: The Python block's training call, made small in the fast run.
 PY_FAST = ('iterations=300, device="auto"',
            'iterations=2, device="cpu", preset="tiny", batch_size=2, patch=32')  # fmt: skip
