@@ -51,11 +51,36 @@ class Form(Container):
             layout.insertWidget(index, widget)
 
     def layout_index(self, control: Widget) -> int:
-        """Position of a magicgui control in the form's layout."""
-        return self._body.layout().indexOf(control.native)
+        """Position in the form's layout of a magicgui control (or of its labelled row)."""
+        layout = self._body.layout()
+        for i in range(layout.count()):
+            item = layout.itemAt(i).widget()
+            if item is not None and (item is control.native or item.isAncestorOf(control.native)):
+                return i
+        raise ValueError(f"{control!r} is not in this form")
 
     def finish(self) -> None:
-        """End of construction: extra height goes below the controls, not between them."""
+        """End of construction: narrow-able menus and texts; extra height below the controls.
+
+        A menu is as wide as its longest entry by default, and magicgui fixes a text's width
+        to its one-line length: one long layer name or status would make the whole dock wider
+        than the screen's side panel. Menus shrink to a few characters (the full name shows
+        when the menu opens), word-wrapped texts wrap, and a horizontal scroll bar appears only
+        if the form still does not fit. Call it after the wrapped labels are set up.
+        """
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+        for label in self._body.findChildren(QLabel):
+            if label.wordWrap():  # magicgui fixes a label's width to its one-line text
+                label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        for combo in self._body.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
+        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.native.setMinimumWidth(0)
         self._body.layout().addStretch(1)
 
 

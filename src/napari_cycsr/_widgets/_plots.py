@@ -30,6 +30,8 @@ def theme_axes(figure: Figure, axes: Any, theme: str, legend: Any = None) -> Non
     if legend is not None:
         for text in legend.get_texts():
             text.set_color(foreground)
+        legend.get_frame().set_facecolor(colours.canvas.as_hex())
+        legend.get_frame().set_edgecolor(foreground)
 
 
 class MetricPlot(FigureCanvasQTAgg):
@@ -70,6 +72,7 @@ class MetricPlot(FigureCanvasQTAgg):
                 bars = ax.bar(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
                 ax.set_xticks(range(len(names)), [_short(n) for n in names], fontsize="small")
                 ax.bar_label(bars, fmt="%.3g", fontsize="small")
+                ax.margins(y=0.15)  # room for the labels above the bars
             else:
                 for name, values in self.series.items():
                     ax.plot(np.arange(len(values)), values, marker=".", label=_short(name))

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     Label,
     LineEdit,
@@ -34,7 +33,7 @@ from matplotlib.figure import Figure
 from napari.layers import Image
 from qtpy.QtWidgets import QTextBrowser
 
-from napari_cycsr.rating import QUESTIONS, SCORES, RatingSession, slot_label
+from napari_cycsr.rating import QUESTIONS, SCORES, SHORT, RatingSession, slot_label
 
 from ._form import Form
 from ._layers import ActiveLayerFollower, layer_array, layer_choices, require_layer, yx_shape
@@ -87,37 +86,35 @@ class RatingForm(Form):
         self.limits = tuple(float(v) for v in limits)
         self.case: Any = None
         self.heading = Label(value="", tooltip="Your progress through the study.")
-        questions = "\n".join(f"{q}: {text}" for q, text in QUESTIONS.items())
+        self.heading.native.setWordWrap(True)
         self.questions = Label(
-            value=questions + "\n1 = strongly disagree ... 5 = strongly agree",
+            value="\n".join(f"{q}: {text}" for q, text in QUESTIONS.items())
+            + "\n1 = strongly disagree ... 5 = strongly agree",
             tooltip="The questions of the paper's study (Section 4.2), for each image A, B ...",
         )  # fmt: skip
         self.questions.native.setWordWrap(True)
         n = len(session.methods)
         self.scores: dict[str, dict[str, ComboBox]] = {}
-        rows = []
+        groups = []
         for i in range(n):
             slot = slot_label(i)
             menus = {
                 q: ComboBox(
-                    label=f"{q}", choices=ANSWERS, value=0,
+                    label=f"{q} {SHORT[q]}", choices=ANSWERS, value=0,
                     tooltip=f"Image {slot} - {q}: {QUESTIONS[q]}",
                 )  # fmt: skip
                 for q in QUESTIONS
             }
             self.scores[slot] = menus
-            row = Container(
-                widgets=list(menus.values()), layout="horizontal", label=f"image {slot}",
-                tooltip=f"Your answers for image {slot}.",
-            )  # fmt: skip
-            rows.append(row)
+            title = Label(value=f"<b>image {slot}</b>", tooltip=f"Your answers for image {slot}.")
+            groups += [title, *menus.values()]
         self.save_button = PushButton(
             text="Save and next",
             tooltip="Write this case's answers to the answers file and show the next case.",
         )
         self.status = Label(value="", tooltip="Last action.")
         self.status.native.setWordWrap(True)
-        self.extend([self.heading, self.questions, *rows, self.save_button, self.status])
+        self.extend([self.heading, self.questions, *groups, self.save_button, self.status])
         self.finish()
         self.save_button.changed.connect(self.save)
         self._layers: dict[str, Any] = {}
@@ -155,7 +152,10 @@ class RatingForm(Form):
         for slot, method in case.slots.items():
             frames = self.images["results"][method]
             self._layer(slot, np.asarray(frames[index], np.float32), self.images["scales"][method])
+        first_case = not _grid(self._viewer).enabled
         _grid(self._viewer).enabled = True
+        if first_case:
+            self._viewer.reset_view()
         self.save_button.enabled = True
 
     def answers(self) -> dict[str, dict[str, int]]:
@@ -355,7 +355,8 @@ class RateWidget(Form):
 
         self.study_viewer = factory()
         self.form = RatingForm(self.study_viewer, session, images, limits)
-        self.study_viewer.window.add_dock_widget(self.form, name="Rate", area="right")
+        dock = self.study_viewer.window.add_dock_widget(self.form, name="Rate", area="right")
+        dock.setMaximumWidth(420)
 
     @guarded("Summary")
     def show_summary(self) -> str:

@@ -308,9 +308,11 @@ class SuperResolveWidget(Form):
         def _done(count: int) -> None:
             where = f"; files in {out_folder}" if out_folder is not None else ""
             shape, scale = self._last
-            kind = "lazy (dask), computed as you browse" if count and self._lazy else "done"
+            size = "x".join(str(int(n)) for n in shape)
+            lazy = " (lazy: computed frame by frame as you browse)" if self._lazy else ""
             self.runner.say(
-                f"finished: {count} layer(s) super-resolved, last {shape} x{scale}, {kind}{where}"
+                f"finished: {count} layer(s) super-resolved with {label}, x{scale}, last "
+                f"{size}{lazy}{where}"
             )
 
         def _cancelled() -> None:
