@@ -370,7 +370,9 @@ def test_super_resolve_errors(tmp_path, sim_dir, tiny_model, capsys):
     assert main(["super-resolve", lr, lr, "--out", str(tmp_path / "o")]) == 1
     _one_line_error(capsys)
     # colour input
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "rgb.png")
+    colour = np.zeros((32, 32, 3), np.uint8)
+    colour[..., 0] = 200  # channels differ: true colour (equal channels would read as grey)
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
     args = ["super-resolve", str(tiny_model), str(tmp_path / "rgb.png")]
     assert main([*args, "--out", str(tmp_path / "o")]) == 1
     assert "colour" in _one_line_error(capsys)

@@ -29,6 +29,7 @@ __all__ = [
     "grey_if_equal_channels",
     "looks_rgb",
     "luminance",
+    "positive_spacing",
     "to_unit_float",
 ]
 
@@ -173,3 +174,22 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
     if high == low:
         return np.zeros_like(out)
     return ((out - low) / (high - low)).astype(np.float32)
+
+
+def positive_spacing(value: Any, *, maximum: float = 1e6) -> float | None:
+    """``value`` as a fibre spacing in pixels, or ``None`` when it is not one.
+
+    A spacing is a real number (not a bool, string or list), finite, ``> 0`` and at most
+    ``maximum``. Metadata read from files goes through this before any arithmetic.
+
+    Examples
+    --------
+    >>> positive_spacing(3), positive_spacing("abc"), positive_spacing(0), positive_spacing(True)
+    (3.0, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    number = float(value)
+    if not (np.isfinite(number) and 0.0 < number <= maximum):
+        return None
+    return number

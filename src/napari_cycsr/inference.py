@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._validate import as_grey, looks_rgb
+from ._validate import as_grey, looks_rgb, positive_spacing
 from .baselines import _nearest_fill_index
 from .fibres import FibreBundle
 from .models import SRModel
@@ -841,10 +841,16 @@ def check_model_spacing(
     tolerance : float, optional
         Largest accepted ratio between the two spacings.
     """
-    trained = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
-    if trained is None or not spacing:
+    recorded = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
+    if recorded is None or not spacing:
         return
-    ratio = float(spacing) / float(trained)
+    trained = positive_spacing(recorded)
+    if trained is None:
+        raise ValueError(
+            f"the model's metadata fibre_spacing must be a positive number of pixels, got "
+            f"{recorded!r}; the model file is damaged"
+        )
+    ratio = float(spacing) / trained
     if not 1 / tolerance <= ratio <= tolerance:
         raise ValueError(
             f"the model was trained on fibres {float(trained):.2f} px apart, but this image's "
