@@ -248,8 +248,13 @@ def test_core_values_flat_field(bundle):
     out = bundle.core_values(stack, background=bg)
     assert out.shape == (2, bundle.n_fibres)
     np.testing.assert_allclose(out[1], 5.0, rtol=1e-6)
-    zero_bg = np.zeros(bundle.shape)
-    np.testing.assert_array_equal(bundle.core_values(raw, background=zero_bg), 0.0)
+    # an all-zero or all-NaN background would give an all-zero result: refused
+    with pytest.raises(ValueError, match="background is all zero"):
+        bundle.core_values(raw, background=np.zeros(bundle.shape))
+    with pytest.raises(ValueError, match="background contains NaN"):
+        bundle.core_values(raw, background=np.full(bundle.shape, np.nan))
+    with pytest.raises(ValueError, match="background is all zero"):
+        FibreBundle.detect(raw, background=np.zeros(bundle.shape))
 
 
 def test_core_values_radius_means_disc():

@@ -25,7 +25,10 @@ import numpy as np
 
 __all__ = [
     "COLOUR_FIX",
+    "as_frame",
     "as_grey",
+    "as_real_array",
+    "as_shape",
     "grey_if_equal_channels",
     "looks_rgb",
     "luminance",
@@ -137,42 +140,63 @@ def as_grey(image: Any, *, name: str = "image", colour: str = "error") -> np.nda
     )
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Return ``image`` as float32 in ``[0, 1]``.
+def to_unit_float(image: Any, *, name: str = "image") -> np.ndarray:
+    """Return ``image`` as float32 in ``[0, 1]``: the one intensity rule of the package.
 
-    Integer images are divided by their dtype's maximum (uint8 255 -> 1.0); float images
-    already inside ``[0, 1]`` are kept; other float images are min-max rescaled.
+    * bool: False 0, True 1;
+    * unsigned integers: divided by the dtype's maximum (uint8 255 -> 1.0, uint16 65535 ->
+      1.0), so that dim frames stay dim;
+    * signed integers and floats: kept when already inside ``[0, 1]``, else min-max rescaled
+      over the values present (a signed dtype has no agreed black and white level: an int16
+      camera frame holding 0..4095 becomes 0..1, not 0.5..0.56);
+    * a constant image outside ``[0, 1]`` becomes all zero.
+
+    Every entry point (``cycsr simulate x.tif``, ``simulate_pcle(arr)``, training targets)
+    applies this rule, so the same array gives the same result everywhere.
 
     Parameters
     ----------
-    image : ndarray
-        Any real-valued image.
+    image : array-like
+        Any real-valued image or stack.
+    name : str
+        Used in error messages.
 
     Returns
     -------
     ndarray
         float32 copy in ``[0, 1]``.
+
+    Raises
+    ------
+    TypeError
+        A dtype that is not real numeric.
+    ValueError
+        NaN or infinite values.
+
+    Examples
+    --------
+    >>> to_unit_float(np.array([[0, 4095]], np.int16)).tolist()
+    [[0.0, 1.0]]
+    >>> to_unit_float(np.array([[0, 51]], np.uint8)).tolist()
+    [[0.0, 0.2]]
     """
     image = np.asarray(image)
     if image.dtype == bool:
         return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        if info.min < 0:
-            out = (image.astype(np.float64) - info.min) / (info.max - info.min)
-        else:
-            out = image.astype(np.float64) / info.max
-        return out.astype(np.float32)
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(f"expected a real-valued image, got dtype {image.dtype}")
-    out = image.astype(np.float32)
+    if image.dtype.kind == "u":
+        return (image.astype(np.float64) / np.iinfo(image.dtype).max).astype(np.float32)
+    if image.dtype.kind not in "if":
+        raise TypeError(f"{name} must be a real numeric image, got dtype {image.dtype}")
+    out = image.astype(np.float64)
     if not np.all(np.isfinite(out)):
-        raise ValueError("image contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if out.size == 0:
+        return out.astype(np.float32)
     low, high = float(out.min()), float(out.max())
     if low >= 0.0 and high <= 1.0:
-        return out
+        return out.astype(np.float32)
     if high == low:
-        return np.zeros_like(out)
+        return np.zeros(out.shape, dtype=np.float32)
     return ((out - low) / (high - low)).astype(np.float32)
 
 
@@ -193,3 +217,72 @@ def positive_spacing(value: Any, *, maximum: float = 1e6) -> float | None:
     if not (np.isfinite(number) and 0.0 < number <= maximum):
         return None
     return number
+
+
+def as_real_array(data: Any, name: str = "array") -> np.ndarray:
+    """``data`` as a real numeric ndarray (no copy when possible), or raise ``TypeError``.
+
+    dask (and other lazy) arrays are computed; bool becomes uint8; complex, object, string
+    and datetime dtypes are refused.
+    """
+    if hasattr(data, "compute") and not isinstance(data, np.ndarray):  # dask and friends
+        data = data.compute()
+    try:
+        arr = np.asarray(data)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real numeric array, got {type(data).__name__}") from err
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def as_frame(
+    image: Any, *, name: str = "frame", min_size: int = 1, what: str = "a fibre bundle"
+) -> np.ndarray:
+    """One grey 2-D frame as a float64 copy (the caller's array is never touched).
+
+    Rules: real numeric (:func:`as_real_array`), the colour rule (:func:`as_grey`), 2-D,
+    both sides at least ``min_size`` pixels, finite.
+
+    Raises
+    ------
+    TypeError
+        Not a real numeric array.
+    ValueError
+        Colour, not 2-D, too small (``"too small to hold {what}"``), NaN or inf.
+    """
+    arr = as_grey(as_real_array(image, name), name=name)
+    if arr.ndim != 2:
+        hint = (
+            " (RGB/RGBA: convert to grey first)"
+            if arr.ndim == 3 and arr.shape[-1] in (3, 4)
+            else ""
+        )
+        raise ValueError(f"{name} must be a 2-D grey frame (H, W), got shape {arr.shape}{hint}")
+    if min(arr.shape) < min_size:
+        raise ValueError(f"{name} is too small to hold {what}: shape {arr.shape}")
+    out = arr.astype(np.float64)  # a copy
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or inf; expected finite values")
+    return out
+
+
+def as_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
+    """A frame shape ``(H, W)`` of two positive integers, or raise.
+
+    Examples
+    --------
+    >>> as_shape((64.0, 32))
+    (64, 32)
+    """
+    try:
+        dims = tuple(int(s) for s in shape)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a pair of ints (H, W), got {shape!r}") from exc
+    if len(dims) != 2 or min(dims) < 1:
+        raise ValueError(f"{name} must be two positive ints (H, W), got {shape!r}")
+    if any(d != s for d, s in zip(dims, shape)):
+        raise ValueError(f"{name} must hold integers, got {shape!r}")
+    return dims  # type: ignore[return-value]
