@@ -17,8 +17,8 @@ by a separate, deliberately simple rule that shares no code with the detector:
 
 It prints, per frame: cores detected, visible maxima, *recall* (visible maxima with a
 detected core within 0.5 nearest-neighbour distances), *precision* (detected cores with a
-visible maximum that close), visible maxima lying outside the bundle's field of view
-(``fov_mask``), pinholes (FOV holes) and, for the grey-surround copies (the frame's
+visible maximum that close), visible maxima lying clearly outside the bundle's field of
+view (``fov_mask``; by more than half a spacing), pinholes (FOV holes) and, for the grey-surround copies (the frame's
 outside, beyond the convex hull of its visible maxima, replaced by Gaussian noise of the
 inside's mean and s.d.), the share of detected cores outside the bundle. ``--baseline SRC``
 runs the same measurement with another source tree (e.g. the previous release) in a
@@ -109,6 +109,7 @@ def measure(name: str, grey: bool) -> dict:
     fov = bundle.fov_mask
     mi = np.clip(np.rint(maxima).astype(int), 0, np.array(frame.shape) - 1)
     holes = ndimage.binary_fill_holes(fov) & ~fov
+    beyond = ndimage.distance_transform_edt(~fov)
     row = {
         "frame": name,
         "grey": grey,
@@ -116,7 +117,7 @@ def measure(name: str, grey: bool) -> dict:
         "visible": int(len(maxima)),
         "recall": float(np.mean(d_vis <= 0.5 * nn)),
         "precision": float(np.mean(d_det <= 0.5 * nn)),
-        "visible_outside_fov": int((~fov[mi[:, 0], mi[:, 1]]).sum()),
+        "visible_outside_fov": int((beyond[mi[:, 0], mi[:, 1]] > 0.5 * nn).sum()),
         "pinhole_px": int(holes.sum()),
         "seconds": seconds,
         "warnings": len(caught),

@@ -155,7 +155,9 @@ def lattice_map(raw: ArrayLike, spacing: float) -> np.ndarray:
     num = ndimage.gaussian_filter(band * band, 1.5 * spacing)
     den = ndimage.gaussian_filter(fine * fine, 1.5 * spacing)
     floor = 1e-12 * max(float(num.max()), float(den.max()), 1e-300)
-    return np.log10(np.maximum(num, floor) / np.maximum(den, floor))
+    out = np.log10(np.maximum(num, floor) / np.maximum(den, floor))
+    out[num <= 1e3 * floor] = -12.0  # no pattern at all (an exactly flat, e.g. black, region)
+    return out
 
 
 def _complete_disc(mask: np.ndarray) -> np.ndarray:
@@ -176,22 +178,44 @@ def _complete_disc(mask: np.ndarray) -> np.ndarray:
     pts = pts[inner]
     if len(pts) < 20:
         return hull
-    # algebraic circle fit (Kasa): x^2 + y^2 + D x + E y + F = 0
-    a = np.column_stack([pts[:, 1], pts[:, 0], np.ones(len(pts))])
-    b = -(pts[:, 1] ** 2 + pts[:, 0] ** 2)
-    (d, e, f), *_ = np.linalg.lstsq(a, b, rcond=None)
-    cx, cy = -d / 2, -e / 2
-    r2 = cx * cx + cy * cy - f
-    if not np.isfinite(r2) or r2 <= 0:
+    fit = _fit_circle(pts)
+    if fit is None:
         return hull
-    r = float(np.sqrt(r2))
-    resid = np.abs(np.hypot(pts[:, 1] - cx, pts[:, 0] - cy) - r)
-    # the hull's chord across a bite lies inside the circle: judge the fit on the rest
-    if np.median(resid) > max(2.0, 0.01 * r):
-        return hull
+    cy, cx, r = fit
     yy, xx = np.mgrid[:h, :w]
     disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (r + 0.5) ** 2
     return disc | hull
+
+
+def _fit_circle(pts: np.ndarray) -> tuple[float, float, float] | None:
+    """Circle through the points of a round outline whose chords (bites) lie inside it.
+
+    Algebraic (Kasa) fit, repeated without the points more than 3 px inside the circle (a
+    chord across a bite); accepted when at least half the points lie within
+    ``max(2, 0.01 r)`` px of it. Returns ``(cy, cx, r)`` or None.
+    """
+    use = np.ones(len(pts), dtype=bool)
+    for _ in range(5):
+        if use.sum() < 20:
+            return None
+        p = pts[use]
+        a = np.column_stack([p[:, 1], p[:, 0], np.ones(len(p))])
+        b = -(p[:, 1] ** 2 + p[:, 0] ** 2)
+        (d, e, f), *_ = np.linalg.lstsq(a, b, rcond=None)
+        cx, cy = -d / 2, -e / 2
+        r2 = cx * cx + cy * cy - f
+        if not np.isfinite(r2) or r2 <= 0:
+            return None
+        r = float(np.sqrt(r2))
+        resid = np.hypot(pts[:, 1] - cx, pts[:, 0] - cy) - r
+        new = resid > -3.0
+        if np.array_equal(new, use):
+            break
+        use = new
+    close = np.abs(resid) <= max(2.0, 0.01 * r)
+    if close.mean() < 0.5:
+        return None
+    return float(cy), float(cx), r
 
 
 def bundle_fov(
@@ -232,21 +256,31 @@ def bundle_fov(
         except ValueError:
             return rough if rough is not None else np.ones(img.shape, dtype=bool)
     spacing = float(spacing)
+    face = np.ones(img.shape, dtype=bool)
+    split = False
     energy = _pattern_energy(img, spacing)
     positive = energy > 0
-    if positive.sum() < 16:
-        return rough if rough is not None else np.ones(img.shape, dtype=bool)
-    log_e = np.log10(np.where(positive, energy, energy[positive].min()))
-    inside = log_e > _otsu(log_e)
-    if (~inside).any() and np.median(log_e[inside]) - np.median(log_e[~inside]) > 2.0:
-        # a dark surround: the pattern's energy falls by orders of magnitude outside
-        return _complete_disc(_largest_filled(inside))
-    # no dark surround: the bundle fills the frame, or its surround is grey noise
+    if positive.sum() >= 16:
+        log_e = np.log10(np.where(positive, energy, energy[positive].min()))
+        inside = log_e > _otsu(log_e)
+        if (~inside).any() and np.median(log_e[inside]) - np.median(log_e[~inside]) > 2.0:
+            # the pattern's energy falls by orders of magnitude somewhere (a dark surround,
+            # or dark scene content): the face ends where it falls below a quarter of its
+            # typical level (the smoothing spreads the edge: half the level lies on the
+            # outermost row of cores)
+            face = log_e > np.median(log_e[inside]) - np.log10(4.0)
+            split = True
+    # where the frame shows a lattice rather than noise (a grey, noisy surround)
     ratio = lattice_map(img, spacing)
     lattice = ratio > _otsu(ratio)
     if (~lattice).any() and np.median(ratio[lattice]) - np.median(ratio[~lattice]) > 0.5:
-        return _complete_disc(_largest_filled(lattice))
-    return np.ones(img.shape, dtype=bool)
+        face &= lattice
+        split = True
+    if not split or face.mean() > 0.98:
+        return np.ones(img.shape, dtype=bool)
+    if face.sum() < 16:
+        return rough if rough is not None else np.ones(img.shape, dtype=bool)
+    return _complete_disc(_largest_filled(face))
 
 
 def _spectrum_score(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -473,10 +507,10 @@ def detect_cores(
         if not np.isfinite(spacing) or spacing < 1.5:
             raise ValueError(f"spacing must be a number of pixels >= 1.5, got {spacing!r}")
     if mask is None:
-        fov = bundle_fov(frame, spacing=spacing)
         if spacing is None:
-            spacing = _spacing(frame, fov)
-            fov = bundle_fov(frame, spacing=spacing)
+            rough = _brightness_disc(frame, _default_fov_sigma(frame.shape))
+            spacing = _spacing(frame, rough if rough is not None else np.ones(frame.shape, bool))
+        fov = bundle_fov(frame, spacing=spacing)
         search = ndimage.binary_dilation(fov, iterations=max(1, int(round(0.5 * spacing))))
     else:
         fov = np.asarray(mask, dtype=bool)

@@ -140,7 +140,10 @@ class FibreBundle:
         ``(H, W)`` of the pixel grid the bundle is imaged on.
     fov_margin : float, optional
         A pixel belongs to the field of view (FOV) when it lies inside the convex hull of the
-        centres *and* within ``fov_margin * spacing`` of its nearest centre. Default 1.5.
+        centres *and* within ``fov_margin * spacing`` of its nearest centre, or in a hole
+        of that region (the FOV is one filled region: no pinholes where cores are missing).
+        Default 1.5. TLI (:meth:`reconstruct`), the projection and super-resolution all
+        end at this one FOV.
 
     Attributes
     ----------
@@ -288,9 +291,14 @@ class FibreBundle:
             pix = np.flatnonzero(self._hull_mask())  # only pixels in the hull can be in the FOV
             coords = np.column_stack([pix // w, pix % w]).astype(np.float64)
             dist, idx = self._tree.query(coords, k=1, workers=-1)
-            near = dist <= self.fov_margin * self.spacing
+            near = np.zeros(h * w, dtype=bool)
+            near[pix[dist <= self.fov_margin * self.spacing]] = True
+            # one filled region: no pinholes where a few cores are missing (holes lie
+            # inside the hull, so every filled pixel has its nearest centre in ``idx``)
+            near = ndimage.binary_fill_holes(near.reshape(self.shape)).ravel()
+            inside = near[pix]
             flat = np.full(h * w, -1, dtype=np.int32)
-            flat[pix[near]] = idx[near]
+            flat[pix[inside]] = idx[inside]
             labels = flat.reshape(self.shape)
             labels.setflags(write=False)
             self._cache["labels"] = labels
@@ -318,8 +326,8 @@ class FibreBundle:
         """Sparse (H*W, N) float32 matrix of the Delaunay barycentric (TLI) weights.
 
         Row ``p`` holds the barycentric weights of pixel ``p`` (row-major flattening) on the
-        three vertices of the triangle that contains it; rows of pixels outside the convex
-        hull of the centres are empty.
+        three vertices of the triangle that contains it; rows of pixels outside the field
+        of view (:attr:`fov_mask`) are empty.
         """
         mat = self._cache.get("tli")
         if mat is None:
@@ -329,6 +337,9 @@ class FibreBundle:
 
     def _build_tli(self) -> sp.csr_matrix:
         pix, simplex, bary = self._located_pixels()
+        # the one field of view: TLI, projection and super-resolution all end at fov_mask
+        keep = self.fov_mask.ravel()[pix]
+        pix, simplex, bary = pix[keep], simplex[keep], bary[keep]
         cols = self._delaunay.simplices[simplex]  # (K, 3) fibre indices
         n_pix = self.shape[0] * self.shape[1]
         indptr = np.zeros(n_pix + 1, dtype=np.int64)
@@ -371,8 +382,8 @@ class FibreBundle:
         Returns
         -------
         ndarray, shape (H, W) or (..., H, W), float32
-            The Delaunay barycentric interpolation of ``values``; zero outside the convex
-            hull of the centres. One sparse matrix-vector product per frame (a single sparse
+            The Delaunay barycentric interpolation of ``values``; zero outside the field of
+            view (:attr:`fov_mask`, the same FOV the projection and super-resolution use). One sparse matrix-vector product per frame (a single sparse
             matrix-matrix product for a stack).
 
         Raises
