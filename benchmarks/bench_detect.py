@@ -18,11 +18,11 @@ by a separate, deliberately simple rule that shares no code with the detector:
 It prints, per frame: cores detected, visible maxima, *recall* (visible maxima with a
 detected core within 0.5 nearest-neighbour distances), *precision* (detected cores with a
 visible maximum that close), visible maxima lying clearly outside the bundle's field of
-view (``fov_mask``; by more than half a spacing), pinholes (FOV holes) and, for the grey-surround copies (the frame's
-outside, beyond the convex hull of its visible maxima, replaced by Gaussian noise of the
-inside's mean and s.d.), the share of detected cores outside the bundle. ``--baseline SRC``
-runs the same measurement with another source tree (e.g. the previous release) in a
-subprocess and prints its figures beside.
+view (``fov_mask``; by more than half a spacing), pinholes (FOV holes) and, for the
+grey-surround copies (the frame's outside, beyond the convex hull of its visible
+maxima, replaced by Gaussian noise of the inside's mean and s.d.), the share of detected
+cores outside the bundle. ``--baseline SRC`` runs the same measurement with another source
+tree (e.g. the previous release) in a subprocess and prints its figures beside.
 """
 
 from __future__ import annotations

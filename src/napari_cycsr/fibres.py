@@ -383,7 +383,8 @@ class FibreBundle:
         -------
         ndarray, shape (H, W) or (..., H, W), float32
             The Delaunay barycentric interpolation of ``values``; zero outside the field of
-            view (:attr:`fov_mask`, the same FOV the projection and super-resolution use). One sparse matrix-vector product per frame (a single sparse
+            view (:attr:`fov_mask`, the same FOV the projection and super-resolution use).
+            One sparse matrix-vector product per frame (a single sparse
             matrix-matrix product for a stack).
 
         Raises
