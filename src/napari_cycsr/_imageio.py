@@ -193,8 +193,7 @@ def _check_npy_file(path: Path, max_pixels: int | None) -> None:
         except (ValueError, EOFError, OSError, SyntaxError) as error:
             kind = "truncated" if size < 128 else "damaged"
             raise ValueError(
-                f"{path}: not a .npy array file, or its header is {kind} ({size} bytes): "
-                f"{error}"
+                f"{path}: not a .npy array file, or its header is {kind} ({size} bytes): {error}"
             ) from None
         offset = handle.tell()
     if dtype.hasobject:
@@ -274,7 +273,8 @@ def _check_tiff_file(path: Path, max_pixels: int | None) -> None:
     _check_claim(path, shape, itemsize, stored, codec, max_pixels)
 
 
-def read_image(path: str | os.PathLike[str], *, grey: bool = False, max_pixels: int | None = None
+def read_image(
+    path: str | os.PathLike[str], *, grey: bool = False, max_pixels: int | None = None
 ) -> np.ndarray:
     """Read a TIFF, PNG or NPY image or stack.
 

@@ -304,9 +304,7 @@ def _spacing(img: np.ndarray, m: np.ndarray) -> float:
     score, fc, step = _spectrum_score(img, m)
     n_bins = len(score)
     if not np.any(score > 0):
-        raise NoBundleFound(
-            "cannot estimate the core spacing: the frame shows no periodic pattern"
-        )
+        raise NoBundleFound("cannot estimate the core spacing: the frame shows no periodic pattern")
     k = int(np.argmax(score))
     # parabolic refinement of the peak position
     if 0 < k < n_bins - 1 and score[k - 1] > 0 and score[k + 1] > 0:
@@ -576,4 +574,3 @@ def check_background(background: np.ndarray, name: str = "background") -> None:
             f"{name} is all zero (no positive pixel); expected a frame of a uniform target "
             "through the bundle, showing every core"
         )
-
