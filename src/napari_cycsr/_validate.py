@@ -177,8 +177,8 @@ def to_unit_float(image: Any, *, name: str = "image") -> np.ndarray:
     --------
     >>> to_unit_float(np.array([[0, 4095]], np.int16)).tolist()
     [[0.0, 1.0]]
-    >>> to_unit_float(np.array([[0, 51]], np.uint8)).tolist()
-    [[0.0, 0.2]]
+    >>> to_unit_float(np.array([[0, 255]], np.uint8)).tolist()
+    [[0.0, 1.0]]
     """
     image = np.asarray(image)
     if image.dtype == bool:
