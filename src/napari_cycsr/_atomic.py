@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ["STALE_SECONDS", "atomic_path", "atomic_write_bytes", "clean_stale_temporaries"]
 
 #: A temporary file of ours untouched for this long belongs to a writer that was killed.
-STALE_SECONDS = 600.0
+STALE_SECONDS = 300.0
 
 _TEMP = re.compile(r"^\.(?P<stem>.*)\.(?P<token>[0-9a-f]{32})(?P<suffix>\.[^.]*)?$")
 

@@ -29,6 +29,7 @@ __all__ = [
     "as_grey",
     "as_real_array",
     "as_shape",
+    "check_setting_ranges",
     "grey_if_equal_channels",
     "looks_rgb",
     "luminance",
@@ -286,3 +287,47 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
     if any(d != s for d, s in zip(dims, shape)):
         raise ValueError(f"{name} must hold integers, got {shape!r}")
     return dims  # type: ignore[return-value]
+
+
+#: Largest value of the training settings that would otherwise only be bounded by memory or
+#: patience (``--set consistency_steps=1000000000`` grew to 5 GB). The paper's values and
+#: the defaults lie far inside; see docs/method.md for what each setting does.
+SETTING_RANGES: dict[str, tuple[float, float]] = {
+    "iterations": (1, 10_000_000),
+    "d_steps": (1, 100),
+    "batch_size": (1, 4096),
+    "patch": (16, 4096),
+    "warmup": (0, 10_000_000),
+    "checkpoint_every": (0, 10_000_000),
+    "preview_every": (0, 10_000_000),
+    "consistency_steps": (0, 50),
+    "lr": (0.0, 1.0),
+    "eps": (0.0, 1.0),
+    "w_vec": (0.0, 1e6),
+    "w_adv": (0.0, 1e6),
+    "w_reg": (0.0, 1e6),
+    "w_pix": (0.0, 1e6),
+    "noise_sigma": (0.0, 10.0),
+}
+
+
+def check_setting_ranges(settings: Any) -> None:
+    """Refuse a setting beyond :data:`SETTING_RANGES`, saying the allowed range.
+
+    Parameters
+    ----------
+    settings : object
+        Anything with attributes of those names (a ``TrainConfig``); missing ones and
+        ``None`` are skipped. Types are checked by the caller.
+
+    Raises
+    ------
+    ValueError
+        ``"consistency_steps must be in [0, 50], got 1000000000"``.
+    """
+    for name, (low, high) in SETTING_RANGES.items():
+        value = getattr(settings, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")

@@ -48,6 +48,7 @@ __all__ = [
     "available_devices",
     "check_image",
     "check_model_spacing",
+    "fov_from_image",
     "iter_super_resolve",
     "receptive_radius",
     "resolve_device",
@@ -269,9 +270,54 @@ def _check_int(value: Any, name: str, minimum: int, allow_none: bool = True) -> 
     return int(value)
 
 
-def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray | None:
+def fov_from_image(image: Any) -> np.ndarray | None:
+    """The field of view of a reconstructed bundle image, guessed from its zero surround.
+
+    A TLI image (what ``cycsr reconstruct`` and every pCLE system write) is exactly zero
+    outside the bundle. The FOV is the largest connected region of pixels that are non-zero
+    in any frame (the first frame of a dask stack), with its holes filled (dark scene content
+    inside the bundle is kept).
+
+    Parameters
+    ----------
+    image : array-like, shape (..., H, W)
+        Image or stack (dask: only the first frame is computed).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W), or None
+        None when the frame has no zero surround (under 1 % of it is zero), or nothing
+        non-zero: there is no edge to handle.
+
+    Examples
+    --------
+    >>> img = np.zeros((32, 32), np.float32); img[4:28, 6:26] = 0.5; img[10, 10] = 0
+    >>> fov = fov_from_image(img)
+    >>> int(fov.sum()), bool(fov[10, 10])
+    (480, True)
+    """
+    from scipy import ndimage
+
+    if _is_dask(image):
+        image = image[(0,) * (image.ndim - 2)].compute()
+    arr = np.asarray(image)
+    nonzero = (np.isfinite(arr) & (arr != 0)).reshape(-1, *arr.shape[-2:]).any(axis=0)
+    if nonzero.mean() > 0.99 or not nonzero.any():
+        return None
+    labels, n = ndimage.label(nonzero)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    fov = ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+    return None if fov.mean() > 0.99 else fov
+
+
+def _check_mask(mask: Any, shape: tuple[int, int], image: Any = None) -> np.ndarray | None:
     if mask is None:
         return None
+    if isinstance(mask, str):
+        if mask != "auto":
+            raise ValueError(f"mask must be an array, None or 'auto', got {mask!r}")
+        return None if image is None else fov_from_image(image)
     if _is_dask(mask):
         mask = mask.compute()
     mask = np.asarray(mask)
@@ -696,7 +742,7 @@ def iter_super_resolve(
             "or a smaller overlap"
         )
     batch = _check_int(batch, "batch", 1, allow_none=False)
-    mask = _check_mask(mask, (h, w))
+    mask = _check_mask(mask, (h, w), image)
     target = resolve_device(device)  # fail now on an unavailable device
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
@@ -757,7 +803,8 @@ def super_resolve(
         it are replaced by their nearest pixel inside it, so the result inside does not
         depend on what lies outside and the edge of a circular bundle leaves no ring (the
         network was trained on patches inside the field of view). Without ``mask``, the
-        ``bundle``'s ``fov_mask`` serves.
+        ``bundle``'s ``fov_mask`` serves. ``"auto"``: the FOV is guessed from the image's
+        zero surround (:func:`fov_from_image`; none when it has no zero surround).
     progress : callable, optional
         Called as ``progress(done, total)`` with the number of windows processed (numpy input
         only; first with ``done=0``).

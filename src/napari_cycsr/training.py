@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validate import check_setting_ranges
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
@@ -207,6 +208,7 @@ class TrainConfig:
             raise ValueError(f"fov_fraction must be in (0, 1], got {self.fov_fraction!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a string, got {type(self.device).__name__}")
+        check_setting_ranges(self)  # upper bounds (memory, patience): _validate.SETTING_RANGES
 
     @property
     def effective_batch_size(self) -> int:

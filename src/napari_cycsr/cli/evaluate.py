@@ -10,7 +10,17 @@ from typing import Any
 import numpy as np
 
 from .._imageio import find_images, read_image, write_text
-from ._common import CLIError, Formatter, check_shape, load_bundle, read_values
+from ._common import (
+    CLIError,
+    FolderMaker,
+    Formatter,
+    check_outputs,
+    check_shape,
+    check_writable,
+    load_bundle,
+    overwrite_option,
+    read_values,
+)
 
 
 def _read_2d_image(path: str | os.PathLike[str], what: str) -> np.ndarray:
@@ -50,6 +60,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="measured fibre values (N,): adds cycle_error (needs --fibres)",
     )  # fmt: skip
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -57,6 +68,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate, format_table, rows_to_csv
 
+    if args.csv is not None:
+        outputs = [("--csv", Path(args.csv))]
+        inputs = [args.reference, *find_images(args.images), args.lr, args.fibres, args.values]
+        check_outputs(outputs, inputs, overwrite=args.overwrite)
+        check_writable(outputs)
     reference = _read_2d_image(args.reference, "reference")
     shape = reference.shape
     images: dict[str, np.ndarray] = {}
@@ -96,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(rows), end="")
     if args.csv is not None:
-        write_text(Path(args.csv), rows_to_csv(rows))
+        with FolderMaker() as folders:
+            folders.make(Path(args.csv).parent)
+            write_text(Path(args.csv), rows_to_csv(rows))
         print(f"wrote {args.csv}")
     return 0
