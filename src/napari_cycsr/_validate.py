@@ -29,7 +29,11 @@ __all__ = [
     "as_grey",
     "as_real_array",
     "as_shape",
+    "as_image",
+    "as_mask",
+    "check_int",
     "check_setting_ranges",
+    "nearest_fill_index",
     "grey_if_equal_channels",
     "looks_rgb",
     "luminance",
@@ -331,3 +335,165 @@ def check_setting_ranges(settings: Any) -> None:
             continue
         if not low <= value <= high:
             raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+
+
+def as_image(
+    image: Any,
+    *,
+    name: str = "image",
+    ndim: int | None = None,
+    min_side: int = 1,
+    finite: bool = True,
+    hint: str = "",
+) -> np.ndarray:
+    """The one rule for an image or a stack: real numeric, grey, enough pixels, finite.
+
+    * dtype: integers and floats; bool is read as 0/1 (uint8); complex, object, string and
+      datetime arrays are refused (``TypeError``);
+    * the colour rule (:func:`as_grey`): equal-channel RGB(A) is grey, true colour refused;
+    * shape: exactly 2-D when ``ndim=2``, else at least 2-D ``(..., H, W)``; no axis of
+      length 0; both frame sides at least ``min_side`` pixels;
+    * values: no NaN or infinity (when ``finite``).
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask (computed) or anything :func:`numpy.asarray` takes.
+    name : str
+        Used in the messages.
+    ndim : {None, 2}
+        2: one frame only.
+    min_side : int
+        Smallest frame side accepted.
+    finite : bool
+        Refuse NaN and infinite values.
+    hint : str
+        Appended to the message for a wrong number of dimensions.
+
+    Returns
+    -------
+    ndarray
+        The image (no copy when it already followed the rule; bool becomes uint8).
+
+    Examples
+    --------
+    >>> as_image(np.zeros((4, 5), bool)).dtype
+    dtype('uint8')
+    >>> as_image(np.zeros(5))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: image must have at least 2 dimensions: ... got shape (5,)
+    """
+    arr = as_grey(as_real_array(image, name), name=name)
+    shape = tuple(int(n) for n in arr.shape)
+    if ndim == 2 and arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) image, got shape {shape}{hint}")
+    if arr.ndim < 2:
+        raise ValueError(
+            f"{name} must have at least 2 dimensions: a 2-D (H, W) image or a stack "
+            f"(..., H, W), got shape {shape}{hint}"
+        )
+    if any(n == 0 for n in shape):
+        raise ValueError(f"{name} is empty: shape {shape} has a zero-length axis")
+    if min(shape[-2:]) < min_side:
+        raise ValueError(
+            f"{name} must be at least {min_side}x{min_side} pixels, got shape {shape}"
+        )
+    if finite and arr.dtype.kind == "f":
+        low, high = np.min(arr), np.max(arr)  # NaN propagates; +-inf shows in max / min
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"{name} contains NaN or infinite values; replace them first")
+    return arr
+
+
+def as_mask(
+    mask: Any, shape: Any, *, name: str = "mask", allow_empty: bool = False
+) -> np.ndarray | None:
+    """The one rule for a field-of-view mask: bool (or numbers 0 and 1), one frame.
+
+    Parameters
+    ----------
+    mask : array-like or None
+        None passes through.
+    shape : tuple of int
+        The frame shape ``(H, W)`` it must have.
+    name : str
+        Used in the messages.
+    allow_empty : bool
+        Accept a mask that selects no pixel.
+
+    Returns
+    -------
+    ndarray of bool or None
+
+    Raises
+    ------
+    TypeError
+        Neither bool nor numbers.
+    ValueError
+        Numbers other than 0 and 1, another shape, or no True pixel (unless
+        ``allow_empty``).
+    """
+    if mask is None:
+        return None
+    if hasattr(mask, "compute") and not isinstance(mask, np.ndarray):
+        mask = mask.compute()
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        if m.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be boolean (or 0/1 numbers), got dtype {m.dtype}")
+        if not ((m == 0) | (m == 1)).all():
+            raise ValueError(
+                f"{name} must be boolean (or 0/1 numbers), got values other than 0 and 1 "
+                "(an image passed as the mask?)"
+            )
+        m = m != 0
+    shape = tuple(int(n) for n in shape)
+    if m.shape != shape:
+        raise ValueError(f"{name} must have the image's shape (H, W) = {shape}, got {m.shape}")
+    if not allow_empty and not m.any():
+        raise ValueError(f"{name} selects no pixel; expected at least one True pixel")
+    return m
+
+
+def check_int(
+    value: Any,
+    name: str,
+    minimum: int,
+    *,
+    maximum: int | None = None,
+    allow_none: bool = True,
+) -> int | None:
+    """``value`` as an int in ``[minimum, maximum]`` (bools are not numbers here), or raise.
+
+    Examples
+    --------
+    >>> check_int(3, "tile", 1), check_int(None, "tile", 1)
+    (3, None)
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an integer{' or None' if allow_none else ''}, got {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return int(value)
+
+
+def nearest_fill_index(mask: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
+    """Index arrays mapping every pixel to its nearest pixel inside ``mask``.
+
+    ``image[nearest_fill_index(mask)]`` replaces the outside of the field of view by the
+    nearest inside pixel (no edge left for a filter or a network to see). None when there
+    is no mask, nothing lies outside it or nothing inside it.
+    """
+    if mask is None or mask.all() or not mask.any():
+        return None
+    from scipy import ndimage
+
+    idx = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
+    return tuple(idx)
