@@ -275,7 +275,10 @@ def test_the_judge_finds_what_it_must(monkeypatch):
             "unclear"
             in _judge("x", lambda a: (_ for _ in ()).throw(ValueError("0")), 1, 0)["problem"]
         )
-        assert _judge("x", lambda a: (_ for _ in ()).throw(ValueError("a clear one")), 1, 0) is None
+        assert (
+            _judge("x", lambda a: (_ for _ in ()).throw(ValueError("a clear message")), 1, 0)
+            is None
+        )
         assert "within" in _judge("x", lambda a: time.sleep(5), None, False)["problem"]
         assert "non-finite" in _judge("x", lambda a: np.array([np.nan]), None, True)["problem"]
     finally:
