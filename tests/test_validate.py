@@ -99,3 +99,18 @@ def test_api_accepts_equal_channel_rgba_everywhere():
     detected_grey = FibreBundle.detect(np.round(raw * 255).astype(np.uint8), spacing=4.0)
     detected_rgba = FibreBundle.detect(_rgba(np.round(raw * 255).astype(np.uint8)), spacing=4.0)
     np.testing.assert_array_equal(detected_grey.centres, detected_rgba.centres)
+
+
+def test_widget_layers_follow_the_colour_rule(grey_frame):
+    """The widgets apply the same rule: an equal-channel RGB layer is grey, colour refused."""
+    from napari.layers import Image as ImageLayer
+
+    from napari_cycsr._widgets._common import image_data_2d, require_layer
+
+    layer = ImageLayer(_rgba(grey_frame)[..., :3], rgb=True, name="camera")
+    assert require_layer(layer, "the image") is layer
+    np.testing.assert_array_equal(image_data_2d(layer), grey_frame)
+    colour = _rgba(grey_frame)[..., :3].copy()
+    colour[0, 0, 1] ^= 1
+    with pytest.raises(ValueError, match="channels differ"):
+        require_layer(ImageLayer(colour, rgb=True, name="photo"), "the image")

@@ -15,6 +15,8 @@ import numpy as np
 from napari.layers import Image, Layer, Points
 from psygnal import Signal
 
+from .._validate import as_grey
+
 __all__ = [
     "MODELS",
     "ModelRegistry",
@@ -90,10 +92,9 @@ def require_layer(layer: Layer | None, what: str, kind: type[Layer] = Image) -> 
     if not isinstance(layer, kind):
         raise TypeError(f"{what} must be a {kind.__name__} layer, got {type(layer).__name__}")
     if isinstance(layer, Image) and layer.rgb:
-        raise ValueError(
-            f"{what} {layer.name!r} is an RGB image; fibre-bundle images are single-channel "
-            "(convert it to greyscale first)"
-        )
+        # the package's one colour rule: equal-channel RGB(A) is grey, true colour refused
+        data = layer.data[-1] if layer.multiscale else layer.data
+        as_grey(np.asarray(data), name=f"{what} {layer.name!r}")
     return layer
 
 
@@ -104,6 +105,8 @@ def image_data_2d(layer: Image, viewer: Any | None = None, *, stack: bool = Fals
     viewer's current position.
     """
     data = layer.data[0] if layer.multiscale else layer.data
+    if getattr(layer, "rgb", False):
+        data = as_grey(np.asarray(data), name=f"layer {layer.name!r}")  # one colour rule
     if data.ndim < 2:
         raise ValueError(f"layer {layer.name!r} has {data.ndim} dimension(s); expected >= 2")
     if stack or data.ndim == 2:
