@@ -396,9 +396,7 @@ def as_image(
     if any(n == 0 for n in shape):
         raise ValueError(f"{name} is empty: shape {shape} has a zero-length axis")
     if min(shape[-2:]) < min_side:
-        raise ValueError(
-            f"{name} must be at least {min_side}x{min_side} pixels, got shape {shape}"
-        )
+        raise ValueError(f"{name} must be at least {min_side}x{min_side} pixels, got shape {shape}")
     if finite and arr.dtype.kind == "f":
         low, high = np.min(arr), np.max(arr)  # NaN propagates; +-inf shows in max / min
         if not (np.isfinite(low) and np.isfinite(high)):

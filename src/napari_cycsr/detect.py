@@ -263,7 +263,8 @@ def bundle_fov(
     if positive.sum() >= 16:
         log_e = np.log10(np.where(positive, energy, energy[positive].min()))
         inside = log_e > _otsu(log_e)
-        if (~inside).any() and np.median(log_e[inside]) - np.median(log_e[~inside]) > 2.0:
+        split_ok = inside.any() and (~inside).any()
+        if split_ok and np.median(log_e[inside]) - np.median(log_e[~inside]) > 2.0:
             # the pattern's energy falls by orders of magnitude somewhere (a dark surround,
             # or dark scene content): the face ends where it falls below a quarter of its
             # typical level (the smoothing spreads the edge: half the level lies on the
@@ -273,7 +274,8 @@ def bundle_fov(
     # where the frame shows a lattice rather than noise (a grey, noisy surround)
     ratio = lattice_map(img, spacing)
     lattice = ratio > _otsu(ratio)
-    if (~lattice).any() and np.median(ratio[lattice]) - np.median(ratio[~lattice]) > 0.5:
+    split_ok = lattice.any() and (~lattice).any()
+    if split_ok and np.median(ratio[lattice]) - np.median(ratio[~lattice]) > 0.5:
         face &= lattice
         split = True
     if not split or face.mean() > 0.98:
