@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validate import as_grey, looks_rgb
+from ._validate import as_image, as_mask
 
 __all__ = [
     "COLUMNS",
@@ -64,63 +64,13 @@ DataRange = float | tuple[float, float] | None
 
 
 # --------------------------------------------------------------------------------------------
-# input checks
+# input checks (the rules themselves live in _validate)
 # --------------------------------------------------------------------------------------------
-def _as_real(image: ArrayLike, name: str, expected: str) -> np.ndarray:
-    """``image`` as a real numeric array (no copy when possible), not RGB(A), or raise.
-
-    ``expected`` names the accepted shapes in the RGB error message.
-    """
-    arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
-    if looks_rgb(arr):
-        try:
-            return as_grey(arr, name=name)
-        except ValueError:
-            raise ValueError(
-                f"{name} looks like an RGB(A) image (shape {arr.shape}) whose channels differ; "
-                f"expected a greyscale {expected}"
-            ) from None
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise ValueError(
-            f"{name} looks like an RGB(A) image (shape {arr.shape}); expected a greyscale "
-            f"{expected}"
-        )
-    return arr
-
-
 def _as_2d(image: ArrayLike, name: str) -> np.ndarray:
-    """Return ``image`` as a 2-D numeric array (no copy when possible), or raise."""
-    arr = _as_real(image, name, "2-D (H, W) image: convert it to one channel first")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D (H, W) image, got shape {arr.shape}; "
-            "compute metrics frame by frame for stacks"
-        )
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    return arr
-
-
-def _as_mask(mask: ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Return a boolean mask of ``shape`` (or None), or raise."""
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise ValueError(f"mask must have the image's shape {tuple(shape)}, got {m.shape}")
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number):
-            raise TypeError(f"mask must be boolean (or 0/1 numbers), got dtype {m.dtype}")
-        m = m != 0
-    if not m.any():
-        raise ValueError("mask selects no pixel; expected at least one True pixel")
-    return m
+    """One frame under the package's image rule (NaN checked later, inside the mask)."""
+    return as_image(
+        image, name=name, ndim=2, finite=False, hint="; compute metrics frame by frame for stacks"
+    )
 
 
 def _check_finite(arr: np.ndarray, mask: np.ndarray | None, name: str) -> None:
@@ -141,7 +91,7 @@ def _check_pair(
         raise ValueError(
             f"image and reference must have the same shape, got {im.shape} and {ref.shape}"
         )
-    m = _as_mask(mask, im.shape)
+    m = as_mask(mask, im.shape)
     _check_finite(im, m, "image")
     _check_finite(ref, m, "reference")
     if not as_float:  # keep the dtype: GCF maps integer images by their dtype's range
@@ -319,7 +269,7 @@ def gcf_contrasts(
     array([100.,   0.,   0.])
     """
     arr = _as_2d(image, "image")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     _check_finite(arr, m, "image")
     return _gcf_contrasts(arr, m, data_range)
 
@@ -376,7 +326,7 @@ def gcf(image: ArrayLike, *, mask: ArrayLike | None = None, data_range: DataRang
     0.0
     """
     arr = _as_2d(image, "image")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     _check_finite(arr, m, "image")
     return float(np.dot(gcf_weights(), _gcf_contrasts(arr, m, data_range)))
 
@@ -722,7 +672,7 @@ def evaluate(
             )
         arrays[str(name)] = arr
     assert shape is not None
-    m = _as_mask(mask, shape)
+    m = as_mask(mask, shape)
     for name, arr in arrays.items():
         _check_finite(arr, m, f"images[{name!r}]")
     ref = lr_arr = None
@@ -917,7 +867,7 @@ def sharpness(
     from scipy import ndimage
 
     arr = _as_2d(image, "image")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     _check_finite(arr, m, "image")
     if not isinstance(edge, int | np.integer) or edge < 0:
         raise ValueError(f"edge must be a non-negative integer, got {edge!r}")

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validate import check_setting_ranges
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
@@ -207,6 +208,7 @@ class TrainConfig:
             raise ValueError(f"fov_fraction must be in (0, 1], got {self.fov_fraction!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a string, got {type(self.device).__name__}")
+        check_setting_ranges(self)  # upper bounds (memory, patience): _validate.SETTING_RANGES
 
     @property
     def effective_batch_size(self) -> int:
@@ -858,6 +860,7 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         if meta.get("kind") != _CHECKPOINT_KIND:
             raise ValueError(f"{path} is not a napari-cycsr training checkpoint")
+        _check_resume_meta(meta, tensors, path)
         config_dict = dict(meta["config"])
         if iterations is not None:
             overrides["iterations"] = iterations
@@ -883,6 +886,41 @@ class Trainer:
         )
         trainer._load_state(tensors, meta)
         return trainer
+
+
+def _check_resume_meta(meta: dict[str, Any], tensors: dict[str, Any], path: Path) -> None:
+    """Refuse a training checkpoint whose state is incomplete or damaged, naming the file."""
+    for key in ("model", "config", "normalisation", "rng_numpy"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(
+                f"{path}: damaged training checkpoint: its {key!r} entry is missing or not "
+                "an object; resume from another checkpoint or train anew"
+            )
+    for key in ("discriminator", "optimizer_g", "optimizer_d"):
+        if key not in meta:
+            raise ValueError(
+                f"{path}: damaged training checkpoint: it has no {key!r} state (a model file "
+                "or a checkpoint written without it cannot resume training); resume from "
+                "another checkpoint, or train anew starting from scratch"
+            )
+    iteration = meta.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(
+            f"{path}: damaged training checkpoint: iteration must be a whole number >= 0, "
+            f"got {iteration!r}"
+        )
+    crop = meta.get("preview_crop")
+    if (
+        not isinstance(crop, list)
+        or len(crop) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in crop)
+    ):
+        raise ValueError(
+            f"{path}: damaged training checkpoint: preview_crop must be 4 whole numbers "
+            f"(y, x, height, width), got {crop!r}"
+        )
+    if "rng.torch" not in tensors:
+        raise ValueError(f"{path}: damaged training checkpoint: no 'rng.torch' state")
 
 
 def train(

@@ -216,12 +216,25 @@ def yx_shape(layer: Layer) -> tuple[int, int]:
     return shape[-2], shape[-1]
 
 
+def _colour_error(layer: Layer, what: str) -> ValueError:
+    return ValueError(
+        f"{what} {layer.name!r} is a colour image (its colour channels differ); fibre-bundle "
+        "images are grey: click 'Convert to grey' (a new grey layer; this one stays as it is)"
+    )
+
+
 def require_layer(layer: Layer | None, what: str, kind: type[Layer] = Image) -> Layer:
-    """Return ``layer`` or raise ValueError saying which layer is missing / of wrong kind."""
+    """Return ``layer`` or raise ValueError saying which layer is missing / of wrong kind.
+
+    An RGB(A) image layer passes when its colour channels are equal (the package's one colour
+    rule: it is grey); a true colour one is refused with the fix.
+    """
     if layer is None:
         raise ValueError(f"choose {what} first (no layer selected)")
     if not isinstance(layer, kind):
         raise TypeError(f"{what} must be a {kind.__name__} layer, got {type(layer).__name__}")
+    if is_true_colour(layer):
+        raise _colour_error(layer, what)
     return layer
 
 
@@ -284,11 +297,7 @@ def layer_array(
         try:
             data = as_grey(np.asarray(data), name=f"{what} {layer.name!r}")
         except ValueError as err:
-            raise ValueError(
-                f"{what} {layer.name!r} is a colour image (its red, green and blue differ); "
-                "fibre-bundle images are grey: click 'Convert to grey' (a new grey layer; "
-                "this one stays as it is)"
-            ) from err
+            raise _colour_error(layer, what) from err
     return data
 
 

@@ -10,7 +10,17 @@ from typing import Any
 import numpy as np
 
 from .._imageio import find_images, read_image, write_text
-from ._common import CLIError, Formatter, check_shape, load_bundle, read_values
+from ._common import (
+    CLIError,
+    FolderMaker,
+    Formatter,
+    check_outputs,
+    check_shape,
+    check_writable,
+    load_bundle,
+    overwrite_option,
+    read_values,
+)
 
 
 def _read_image(path: str | os.PathLike[str], what: str) -> np.ndarray:
@@ -81,6 +91,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="measured fibre values (N,): adds cycle_error (needs --fibres)",
     )  # fmt: skip
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -88,6 +99,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from ..metrics import format_table, iter_evaluate_frames, mean_over_frames, rows_to_csv
 
+    if args.csv is not None:
+        outputs = [("--csv", Path(args.csv))]
+        inputs = [args.reference, *find_images(args.images), args.lr, args.fibres, args.values]
+        check_outputs(outputs, [i for i in inputs if i is not None], overwrite=args.overwrite)
+        check_writable(outputs)
     reference = frames = None
     against = "the first image"
     if args.reference is not None:
@@ -162,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
         rows = frame_rows if n_frames > 1 else [
             {k: v for k, v in r.items() if k != "frame"} for r in frame_rows
         ]  # fmt: skip
-        write_text(Path(args.csv), rows_to_csv(rows))
+        with FolderMaker() as folders:
+            folders.make(Path(args.csv).parent)
+            write_text(Path(args.csv), rows_to_csv(rows))
         print(f"wrote {args.csv}")
     return 0
 

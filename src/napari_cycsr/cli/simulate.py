@@ -12,9 +12,13 @@ from .._imageio import read_image, to_unit_float, write_image, write_npy
 from ..demo import BUILTIN_IMAGES
 from ._common import (
     CLIError,
+    FolderMaker,
     Formatter,
+    check_outputs,
+    check_writable,
     non_negative_float,
     non_negative_int,
+    overwrite_option,
     positive_float,
     positive_int,
 )
@@ -68,6 +72,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "--size", type=positive_int, metavar="PX",
         help="resize the picture so its longer side is PX pixels",
     )  # fmt: skip
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import builtin_image, resize_longest
     from ..simulate import DEFAULT_SPACING, simulate_pcle
 
+    out = Path(args.out)
+    names = ("hr.tif", "lr.tif", "values.npy", "fibres.csv")
+    outputs = [("--out", out / name) for name in names]
+    check_outputs(outputs, [args.image] if args.image else [], overwrite=args.overwrite)
+    check_writable(outputs)
     if args.builtin is not None:
         hr = builtin_image(args.builtin, size=args.size)
         source = f"built-in image {args.builtin!r}"
@@ -92,12 +102,12 @@ def run(args: argparse.Namespace) -> int:
         source = str(args.image)
     sim = simulate_pcle(hr, spacing=args.spacing, noise=args.noise, seed=args.seed)
     lattice = DEFAULT_SPACING if args.spacing is None else args.spacing
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_image(out / "hr.tif", np.asarray(sim.hr, dtype=np.float32))
-    write_image(out / "lr.tif", np.asarray(sim.lr, dtype=np.float32))
-    write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
-    sim.bundle.save_csv(out / "fibres.csv")
+    with FolderMaker() as folders:
+        folders.make(out)
+        write_image(out / "hr.tif", np.asarray(sim.hr, dtype=np.float32))
+        write_image(out / "lr.tif", np.asarray(sim.lr, dtype=np.float32))
+        write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
+        sim.bundle.save_csv(out / "fibres.csv")
     h, w = sim.hr.shape
     print(
         f"simulated pCLE from {source}: {h}x{w} pixels, {sim.bundle.n_fibres} fibres, "
