@@ -20,7 +20,7 @@ def manifest():
 def test_manifest_validates(manifest):
     assert manifest.name == "napari-cycsr"
     widget_names = {w.display_name for w in manifest.contributions.widgets}
-    assert widget_names == {"Fibres", "Train", "Super-resolve", "Evaluate", "Video"}
+    assert widget_names == {"Fibres", "Train", "Super-resolve", "Evaluate", "Rate", "Video"}
     assert {s.key for s in manifest.contributions.sample_data} == {
         "synthetic_pcle",
         "raw_bundle_frame",

@@ -72,6 +72,12 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "io",
     "load_model": "io",
     "save_model": "io",
+    # models kept in this session and in the models folder
+    "models_in_session": "models_store",
+    "models_folder": "models_store",
+    "saved_models": "models_store",
+    # the paper's MOS study
+    "RatingSession": "rating",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

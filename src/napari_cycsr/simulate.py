@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .fibres import FibreBundle, _as_shape
+from ._validate import as_grey, as_real_array, as_shape, to_unit_float
+from .fibres import FibreBundle
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -70,7 +71,7 @@ def hexagonal_lattice(
     >>> 640 < len(c) < 720
     True
     """
-    h, w = _as_shape(shape)
+    h, w = as_shape(shape)
     spacing = float(spacing)
     if not np.isfinite(spacing) or spacing <= 0.5:
         raise ValueError(f"spacing must be a finite number of pixels > 0.5, got {spacing!r}")
@@ -135,36 +136,12 @@ class PCLESimulation:
 
 
 def _to_unit_float(image: Any) -> np.ndarray:
-    if hasattr(image, "compute") and not isinstance(image, np.ndarray):
-        image = image.compute()
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise ValueError(
-            f"hr must be a 2-D grey image, got shape {arr.shape} (RGB/RGBA: convert to grey, "
-            "e.g. skimage.color.rgb2gray)"
-        )
+    """The ground-truth image as float32 in [0, 1] (the package's one rule, see
+    :func:`napari_cycsr._validate.to_unit_float`)."""
+    arr = as_grey(as_real_array(image, "hr"), name="hr")
     if arr.ndim != 2:
         raise ValueError(f"hr must be a 2-D grey image (H, W), got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        if info.min < 0:  # signed: rescale the occupied range
-            out = arr.astype(np.float64)
-        else:
-            return (arr.astype(np.float64) / info.max).astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.floating):
-        out = arr.astype(np.float64)
-    else:
-        raise TypeError(f"hr must be a real numeric image, got dtype {arr.dtype}")
-    if not np.isfinite(out).all():
-        raise ValueError("hr contains NaN or inf")
-    lo, hi = float(out.min()), float(out.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return out.astype(np.float32)
-    if hi > lo:
-        return ((out - lo) / (hi - lo)).astype(np.float32)
-    return np.zeros_like(out, dtype=np.float32)
+    return to_unit_float(arr, name="hr")
 
 
 def simulate_pcle(
@@ -466,7 +443,7 @@ def simulate_pcle_video(
                 f"the scene {scene.shape} is too small for this motion: frames of {shape} "
                 "would remain; give a larger scene or smaller steps"
             )
-    h, w = _as_shape(shape)
+    h, w = as_shape(shape)
     origin = np.array([(hs - h) / 2.0, (ws - w) / 2.0])
     centre = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)

@@ -11,6 +11,7 @@ Subcommands (``cycsr <command> --help`` explains each one with examples)::
     cycsr evaluate       PSNR / SSIM / GCF / dGCF / Tot_cs table for several images
     cycsr register       sub-pixel shifts and confidence of every frame of a video
     cycsr fuse           fuse registered frames into HR^, a HR^ video or a mosaic
+    cycsr rate-summary   mean ± sd per method and question of a rating (MOS) study
 
 Each command is one module of this package with ``add_parser(sub, common)`` (its options,
 help and examples) and ``run(args)`` (a few lines that hand over to the library); what they
@@ -44,6 +45,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "register",
     "fuse",
+    "rate_summary",
 )
 
 _DESCRIPTION = """\
