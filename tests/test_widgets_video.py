@@ -116,7 +116,7 @@ def test_stop_and_bad_input(video_viewer, qtbot, errors):
     widget.register_button.native.click()
     widget.stop()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert "stopped" in widget.status.value or "registered" in widget.status.value
+    assert "cancelled" in widget.status.value or "registered" in widget.status.value
 
 
 def test_reader_opens_a_folder_in_natural_order(make_napari_viewer, tmp_path):

@@ -1,5 +1,6 @@
 """Video widget: register a (T, Y, X) pCLE layer, fuse its frames (HR^), sliding windows,
-mosaics and leave-one-out references; every job in a thread worker with progress and Stop.
+mosaics and leave-one-out references; every job in the background (one at a time) with
+progress and Cancel.
 
 The widget holds no algorithm: each button calls :mod:`napari_cycsr.video`.
 """
@@ -9,28 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    Label,
-    ProgressBar,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Label, ProgressBar, PushButton, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image, Points
 
-from ._common import (
-    bundle_from_points,
-    image_data_2d,
-    layer_choices,
-    output_spatial,
-    require_layer,
-    robust_limits,
-)
-from ._worker import guarded, run_in_thread
+from ._common import bundle_from_points, output_spatial, robust_limits
+from ._form import Form
+from ._layers import ActiveLayerFollower, GreyButton, layer_array, layer_choices, require_layer
+from ._worker import Runner, Step, guarded
 
 if TYPE_CHECKING:
     import napari
@@ -95,7 +83,7 @@ class ShiftPlot(FigureCanvasQTAgg):
         self.draw()
 
 
-class VideoWidget(Container):
+class VideoWidget(Form):
     """Register the frames of a pCLE video and fuse them into sharper images.
 
     Parameters
@@ -107,11 +95,13 @@ class VideoWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self.worker: Any = None
         self.registration: Any = None
         self._registered_layer: Any = None
         images = layer_choices(viewer, Image)
-        self.video = ComboBox(label="video (T, Y, X)", choices=images)
+        self.video = ComboBox(
+            label="video (T, Y, X)", choices=images,
+            tooltip="The stack of frames to register and fuse. Follows the layer you select.",
+        )  # fmt: skip
         self.fibres = ComboBox(
             label="fibres", choices=layer_choices(viewer, Points), nullable=True, value=None,
             tooltip="The fibre centres (Fibres widget). Without them the video is registered as "
@@ -121,6 +111,7 @@ class VideoWidget(Container):
             label="background", choices=images, nullable=True, value=None,
             tooltip="Flat-field frame, for raw camera frames.",
         )  # fmt: skip
+        self.grey = GreyButton(viewer, [self.video, self.background])
         self.reference = SpinBox(label="reference frame", value=0, min=0, max=100_000)
         self.rotation = CheckBox(text="also estimate rotation", value=False)
         self.register_button = PushButton(text="Register")
@@ -136,19 +127,20 @@ class VideoWidget(Container):
         self.video_button = PushButton(text="Sliding-window HR^ video")
         self.mosaic_button = PushButton(text="Mosaic")
         self.loo_button = PushButton(text="Leave-one-out reference for the current frame")
-        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.cancel_button = PushButton(text="Cancel", tooltip="Stop the job at its next step.")
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         self.extend(
             [
-                self.video, self.fibres, self.background, self.reference, self.rotation,
-                self.register_button, self.scale, self.method, self.fuse_button, self.window,
-                self.video_button, self.mosaic_button, self.loo_button, self.stop_button,
-                self.progress, self.status,
+                self.video, self.fibres, self.background, self.grey, self.reference,
+                self.rotation, self.register_button, self.scale, self.method, self.fuse_button,
+                self.window, self.video_button, self.mosaic_button, self.loo_button,
+                self.cancel_button, self.progress, self.status,
             ]
         )  # fmt: skip
-        self.native.layout().insertWidget(6, self.plot)
+        self.add_qt(self.plot, self.layout_index(self.register_button) + 1)
+        self.finish()
         self._buttons = [
             self.register_button, self.fuse_button, self.video_button, self.mosaic_button,
             self.loo_button,
@@ -158,44 +150,41 @@ class VideoWidget(Container):
         self.video_button.changed.connect(self.fuse_video)
         self.mosaic_button.changed.connect(self.mosaic)
         self.loo_button.changed.connect(self.leave_one_out)
-        self.stop_button.changed.connect(self.stop)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        self.runner = Runner(
+            self, viewer, "Video", progress=self.progress, status=self.status,
+            busy_widgets=self._buttons, cancel_button=self.cancel_button,
+        )  # fmt: skip
+        self.follower = ActiveLayerFollower(viewer, [(self.video, Image, False)])
+
+    @property
+    def worker(self) -> Any:
+        """The running thread worker (None when idle)."""
+        return self.runner.worker
 
     # -- plumbing ------------------------------------------------------------------------
     def _start(self, func: Any, *, where: str, on_return: Any) -> None:
-        for button in self._buttons:
-            button.enabled = False
-        self.stop_button.enabled = True
-        self.progress.value = 0
-        self.status.value = f"{where}..."
+        """Run ``func`` (a generator of the library's progress events) in the Runner."""
+        self.runner.check_free()
 
-        def _progress(event: Any) -> None:
-            self.progress.max = max(int(event.total), 1)
-            self.progress.value = min(int(event.done), self.progress.max)
-            self.status.value = f"{where}: {event.stage} {event.done} / {event.total}"
+        def _job() -> Any:
+            events = func()
+            try:
+                while True:
+                    event = next(events)
+                    yield Step(int(event.done), int(event.total),
+                               f"{where}: {event.stage} {event.done} / {event.total}")  # fmt: skip
+            except StopIteration as end:
+                return end.value
 
-        def _finish() -> None:
-            for button in self._buttons:
-                button.enabled = True
-            self.stop_button.enabled = False
-            self.worker = None
-
-        self.worker = run_in_thread(
-            func, where=where, on_yield=_progress, on_return=on_return,
-            on_error=lambda failure: setattr(self.status, "value", failure.message),
-            on_finish=_finish,
-        )  # fmt: skip
-        self.worker.aborted.connect(lambda: setattr(self.status, "value", f"{where}: stopped"))
+        self.runner.start(_job, where=where, on_return=on_return)
 
     def stop(self) -> None:
         """Stop the running job at its next step; no layer is added."""
-        if self.worker is not None:
-            self.worker.quit()
+        self.runner.cancel()
 
     def _inputs(self) -> tuple[Image, Any, Any, Any]:
         layer = require_layer(self.video.value, "the video layer")
-        data = image_data_2d(layer, stack=True)
+        data = layer_array(layer, stack=True, what="the video layer")
         if data.ndim != 3:
             raise ValueError(
                 f"the video layer {layer.name!r} has shape {tuple(data.shape)}; expected a "
@@ -209,7 +198,7 @@ class VideoWidget(Container):
         background = None
         if self.background.value is not None:
             bg_layer = require_layer(self.background.value, "the background")
-            background = np.asarray(image_data_2d(bg_layer, self._viewer))
+            background = np.asarray(layer_array(bg_layer, self._viewer, what="the background"))
             if background.shape != tuple(data.shape[-2:]):
                 raise ValueError(
                     f"background {bg_layer.name!r} is {background.shape}, the frames are "
