@@ -25,6 +25,7 @@ from ._imageio import atomic_path, to_unit_float, write_image, write_npy, write_
 
 __all__ = [
     "BUILTIN_IMAGES",
+    "DEMO_FILES",
     "DemoEvent",
     "DemoResult",
     "builtin_image",
@@ -49,6 +50,21 @@ BUILTIN_IMAGES: tuple[str, ...] = (
     "page",
     "rocket",
     "text",
+)
+
+#: Files :func:`run_demo` writes into its output folder (an earlier result is never replaced
+#: without ``overwrite=True``).
+DEMO_FILES: tuple[str, ...] = (
+    "demo.png",
+    "metrics.md",
+    "metrics.json",
+    "model.safetensors",
+    "hr.tif",
+    "lr.tif",
+    "sr.tif",
+    "sr_projected.tif",
+    "fibres.csv",
+    "values.npy",
 )
 
 #: Training iterations of the full and the ``quick`` demo (default preset, 2-core CPU:
@@ -208,6 +224,7 @@ def run_demo(
     noise: float = 0.01,
     device: str = "auto",
     progress: Callable[[DemoEvent], None] | None = None,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Simulate pCLE from a built-in picture, train, super-resolve and report.
 
@@ -245,6 +262,9 @@ def run_demo(
         Torch device for training and inference ("auto": CUDA, MPS, then CPU).
     progress : callable, optional
         Called with a :class:`DemoEvent` at each stage and training step.
+    overwrite : bool
+        Replace the files of an earlier demo in ``out_dir``. Without it, a folder that
+        already holds any of :data:`DEMO_FILES` is refused before any work starts.
 
     Returns
     -------
@@ -283,6 +303,13 @@ def run_demo(
         checkpoint_every=0,
     )
     out = Path(out_dir)
+    existing = [name for name in DEMO_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{out} already holds the result of an earlier demo ({shown}); choose another "
+            "output folder (--out) or pass --overwrite to replace it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 

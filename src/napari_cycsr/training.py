@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validate import check_setting_ranges
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
     ADV_LOSSES,
@@ -273,6 +274,7 @@ class TrainConfig:
             raise ValueError(f"fov_fraction must be in (0, 1], got {self.fov_fraction!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a string, got {type(self.device).__name__}")
+        check_setting_ranges(self)  # upper bounds (memory, patience): _validate.SETTING_RANGES
 
     @property
     def effective_batch_size(self) -> int:
@@ -1055,6 +1057,7 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         if meta.get("kind") != _CHECKPOINT_KIND:
             raise ValueError(f"{path} is not a napari-cycsr training checkpoint")
+        _check_resume_meta(meta, tensors, path)
         config_dict = dict(meta["config"])
         if iterations is not None:
             overrides["iterations"] = iterations
@@ -1082,6 +1085,41 @@ class Trainer:
         return trainer
 
 
+def _check_resume_meta(meta: dict[str, Any], tensors: dict[str, Any], path: Path) -> None:
+    """Refuse a training checkpoint whose state is incomplete or damaged, naming the file."""
+    for key in ("model", "config", "normalisation", "rng_numpy"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(
+                f"{path}: damaged training checkpoint: its {key!r} entry is missing or not "
+                "an object; resume from another checkpoint or train anew"
+            )
+    for key in ("discriminator", "optimizer_g", "optimizer_d"):
+        if key not in meta:
+            raise ValueError(
+                f"{path}: damaged training checkpoint: it has no {key!r} state (a model file "
+                "or a checkpoint written without it cannot resume training); resume from "
+                "another checkpoint, or train anew starting from scratch"
+            )
+    iteration = meta.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(
+            f"{path}: damaged training checkpoint: iteration must be a whole number >= 0, "
+            f"got {iteration!r}"
+        )
+    crop = meta.get("preview_crop")
+    if (
+        not isinstance(crop, list)
+        or len(crop) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in crop)
+    ):
+        raise ValueError(
+            f"{path}: damaged training checkpoint: preview_crop must be 4 whole numbers "
+            f"(y, x, height, width), got {crop!r}"
+        )
+    if "rng.torch" not in tensors:
+        raise ValueError(f"{path}: damaged training checkpoint: no 'rng.torch' state")
+
+
 def train(
     lr_images: Any,
     bundles: Any,
@@ -1091,7 +1129,7 @@ def train(
     values: Any = None,
     target_images: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    progress: Callable[[TrainEvent], Any] | None = None,
+    progress: bool | Callable[[TrainEvent], Any] | None = True,
     init: SRModel | None = None,
     **overrides: Any,
 ) -> SRModel:
@@ -1101,8 +1139,10 @@ def train(
     ----------
     lr_images, bundles, target, config, values, target_images, checkpoint
         As for :class:`Trainer`.
-    progress : callable, optional
-        Called with every :class:`TrainEvent`.
+    progress : bool or callable, optional
+        True (default): show a progress bar with the losses and the time left (napari's
+        activity bar inside a napari session, else ``tqdm`` on stderr). A callable is called
+        with every :class:`TrainEvent` instead. False or None: silent.
     init : SRModel, optional
         Initial generator weights (fine-tuning); see :class:`Trainer`.
     **overrides
@@ -1123,6 +1163,8 @@ def train(
     >>> model.metadata["iteration"]
     2
     """
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
     config = config if config is not None else TrainConfig()
     if overrides:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -1140,7 +1182,22 @@ def train(
         checkpoint=checkpoint,
         init=init,
     )
-    for event in trainer.run():
-        if progress is not None:
-            progress(event)
+    bar = None
+    if progress is True:
+        from ._progress import progress_bar
+
+        bar = progress_bar(config.iterations, "train", disable=not trainer.is_main)
+    try:
+        for event in trainer.run():
+            if bar is not None:
+                bar.update(event.iteration - bar.n)
+                bar.set_postfix(
+                    {k: f"{event.losses[k]:.3g}" for k in ("l_vec", "l_adv") if k in event.losses},
+                    refresh=False,
+                )
+            elif callable(progress):
+                progress(event)
+    finally:
+        if bar is not None:
+            bar.close()
     return trainer.model
