@@ -53,9 +53,9 @@ def _zero_padded(model: Any, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The network on the FOV-filled frame with its convolutions' zero padding (the old way)."""
     import torch
 
-    from napari_cycsr.baselines import _nearest_fill_index
+    from napari_cycsr._validate import nearest_fill_index
 
-    fill = _nearest_fill_index(mask)
+    fill = nearest_fill_index(mask)
     data = frame[fill] if fill is not None else frame
     x = model.normalise(torch.from_numpy(np.ascontiguousarray(data, np.float32))[None, None])
     with torch.inference_mode():

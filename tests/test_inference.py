@@ -527,7 +527,7 @@ def test_real_frame_cut_by_the_camera_border_has_no_stripes(load_frame):
     """usaf1 cropped to its cores, so the field of view runs into the top and bottom borders,
     against the same pixels super-resolved inside the whole camera frame (where the network
     sees the real continuation of the scene)."""
-    from napari_cycsr.baselines import _nearest_fill_index
+    from napari_cycsr._validate import nearest_fill_index
     from napari_cycsr.fibres import FibreBundle
 
     raw = load_frame("usaf1.tif").astype(np.float32) / 255
@@ -543,7 +543,7 @@ def test_real_frame_cut_by_the_camera_border_has_no_stripes(load_frame):
     cut, cut_fov = tli[crop], fov[crop]
     assert cut_fov[0].any() and cut_fov[-1].any()  # the crop cuts the field of view
     mirrored = super_resolve(model, cut, device="cpu", mask=cut_fov)
-    zero_padded = _reference(model, cut[_nearest_fill_index(cut_fov)], mirror=False)
+    zero_padded = _reference(model, cut[nearest_fill_index(cut_fov)], mirror=False)
     zero_padded[~cut_fov] = 0
 
     def border_error(image: np.ndarray) -> float:

@@ -126,7 +126,7 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry, tm
     count = len(errors)
     _run(qtbot, widget)
     assert len(errors) == count
-    assert viewer.layers["grey [SR]"].data.shape == (48, 48)
+    assert viewer.layers["grey [SR fine + projection]"].data.shape == (48, 48), [x.name for x in viewer.layers]
 
 
 def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry):
@@ -301,4 +301,4 @@ def test_pretrained_models_are_offered(make_napari_viewer, qtbot, errors, monkey
     widget.device.value = "cpu"
     _run(qtbot, widget)
     assert errors == []
-    assert viewer.layers["img [SR]"].data.shape == (32, 32)
+    assert viewer.layers["img [SR tiny]"].data.shape == (32, 32)
