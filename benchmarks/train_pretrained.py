@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from napari_cycsr.io import save_model
     from napari_cycsr.training import TrainConfig, Trainer
 
     torch.set_num_threads(max(1, args.threads))
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate(it: int) -> None:
         model = trainer.model
         model.metadata.pop("loss_history", None)
-        model.save(run_dir / f"snapshot_{it:06d}.safetensors")
+        save_model(model, run_dir / f"snapshot_{it:06d}.safetensors")
         point: dict[str, Any] = {"iteration": it, "seconds": time.perf_counter() - t0}
         for spec, group in evals.items():
             point[spec] = score_set(model, group)

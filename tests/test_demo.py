@@ -12,6 +12,7 @@ from napari_cycsr.cli import main
 from napari_cycsr.consistency import DEFAULT_TOLERANCE, estimate_noise
 from napari_cycsr.demo import BUILTIN_IMAGES, DemoEvent, builtin_image, resize_longest, run_demo
 from napari_cycsr.fibres import FibreBundle
+from napari_cycsr.inference import super_resolve
 
 TINY = {"preset": "tiny", "size": 64, "iterations": 2, "batch_size": 2, "patch": 32}
 
@@ -94,7 +95,7 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
 
     tli = result.images["TLI"]
     bundle = FibreBundle.from_csv(out / "fibres.csv", shape=tli.shape)
-    sr = model.super_resolve(tli, device="cpu", mask=bundle.fov_mask)
+    sr = super_resolve(model, tli, device="cpu", mask=bundle.fov_mask)
     np.testing.assert_allclose(sr, result.images["CycSR"], atol=1e-4)
     # progress: every stage, training step by step
     stages = [e.stage for e in events]

@@ -126,7 +126,7 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry, tm
     count = len(errors)
     _run(qtbot, widget)
     assert len(errors) == count
-    assert viewer.layers["grey [SR fine + projection]"].data.shape == (48, 48), [x.name for x in viewer.layers]
+    assert viewer.layers["grey [SR fine + projection]"].data.shape == (48, 48)
 
 
 def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry):

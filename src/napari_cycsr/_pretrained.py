@@ -112,10 +112,11 @@ def pretrained(name: str = DEFAULT_PRETRAINED, *, device: str = "cpu") -> Any:
     Examples
     --------
     >>> import numpy as np
+    >>> from napari_cycsr.inference import super_resolve
     >>> from napari_cycsr.simulate import simulate_pcle
     >>> model = pretrained()
     >>> sim = simulate_pcle(np.random.default_rng(0).random((64, 64)), seed=0)
-    >>> model.super_resolve(sim.lr, bundle=sim.bundle, device="cpu").shape
+    >>> super_resolve(model, sim.lr, bundle=sim.bundle, device="cpu").shape
     (64, 64)
     """
     from .io import load_model

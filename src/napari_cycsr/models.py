@@ -237,15 +237,3 @@ class SRModel:
     def denormalise(self, x: Any) -> Any:
         low, high = self.normalisation["low"], self.normalisation["high"]
         return x * (high - low) + low
-
-    def save(self, path: Any) -> Any:
-        """Write the model file; see :func:`~napari_cycsr.io.save_model`."""
-        from .io import save_model
-
-        return save_model(self, path)
-
-    def super_resolve(self, image: Any, **kwargs: Any) -> Any:
-        """Shortcut for :func:`napari_cycsr.inference.super_resolve` with this model."""
-        from .inference import super_resolve
-
-        return super_resolve(self, image, **kwargs)

@@ -488,8 +488,8 @@ class Trainer:
     >>> trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
     >>> [event.iteration for event in trainer.run()]
     [1, 2]
-    >>> trainer.model.super_resolve  # doctest: +ELLIPSIS
-    <bound method SRModel.super_resolve of ...>
+    >>> trainer.model.scale
+    1
     """
 
     def __init__(
