@@ -56,8 +56,8 @@ _EXPORTS: dict[str, str] = {
     "cell_means": "consistency",
     "upsampled_bundle": "consistency",
     # the method
-    "NetworkConfig": "models",
-    "PRESETS": "models",
+    "NetworkConfig": "config",
+    "PRESETS": "config",
     "SRModel": "models",
     "TrainConfig": "training",
     "Trainer": "training",

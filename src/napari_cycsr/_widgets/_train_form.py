@@ -33,8 +33,8 @@ class TrainForm:
     """
 
     def __init__(self) -> None:
+        from napari_cycsr.config import PRESETS
         from napari_cycsr.inference import available_devices
-        from napari_cycsr.models import PRESETS
         from napari_cycsr.training import TrainConfig
 
         defaults = TrainConfig()  # the form starts from the library's measured defaults

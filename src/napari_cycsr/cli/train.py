@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._imageio import find_images, read_image, to_unit_float
+from ..config import PRESETS, TARGET_KINDS
 from ._common import (
     PROG,
     CLIError,
@@ -72,7 +73,7 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
 
 def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
     """The TrainConfig network fields (preset, scale, residual) that rebuild ``model``'s."""
-    from ..models import PRESETS, get_preset
+    from ..config import PRESETS, get_preset
 
     config = model.generator.config
     names = [preset] if preset else list(PRESETS)
@@ -149,7 +150,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="MODEL", help="model file (.safetensors)")
     p.add_argument(
-        "--target", default="natural", choices=["natural", "images", "downscaled", "paired"],
+        "--target", default="natural", choices=list(TARGET_KINDS),
         help="target (high-resolution) domain",
     )  # fmt: skip
     p.add_argument(
@@ -157,7 +158,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="HR images or folders for --target images / paired",
     )  # fmt: skip
     p.add_argument(
-        "--preset", choices=["default", "paper", "tiny"],
+        "--preset", choices=sorted(PRESETS),
         help="network size: default (CPU-friendly), paper (SRGAN size), tiny (tests) "
         "(default: default)",
     )  # fmt: skip
