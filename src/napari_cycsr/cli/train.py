@@ -91,11 +91,13 @@ def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The ``--set`` pairs of `cycsr train`, checked against the TrainConfig fields."""
     import dataclasses
 
-    from ..training import TrainConfig
+    from ..config import RENAMED_FIELDS, TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     out: dict[str, Any] = {}
     for key, value in pairs:
+        if key in RENAMED_FIELDS:
+            raise CLIError(f"--set {key}: renamed; use --set {RENAMED_FIELDS[key]}=...")
         if key in _SET_RESERVED:
             option = "--" + key.replace("_", "-")
             raise CLIError(f"--set {key}: use the {option} option instead")
