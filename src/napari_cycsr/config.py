@@ -17,6 +17,7 @@ from ._validate import check_setting_ranges
 
 __all__ = [
     "ADV_LOSSES",
+    "CHECKPOINT_NAME",
     "PRESETS",
     "RENAMED_FIELDS",
     "TARGET_KINDS",
@@ -50,6 +51,9 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("target", "augment", "augment_lr", "fov_fraction", "seed"),
     "run": ("device", "checkpoint_every", "preview_every", "checkpoint_dir"),
 }  # fmt: skip
+
+#: File name of the training checkpoint inside a checkpoint folder (every front end).
+CHECKPOINT_NAME = "checkpoint.safetensors"
 
 #: Old names of TrainConfig fields still read from older model files and checkpoints.
 RENAMED_FIELDS: dict[str, str] = {"lr": "learning_rate"}

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import CHECKPOINT_NAME, TrainConfig
 from .data import LRPatchSampler, TargetSampler
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
@@ -57,8 +57,6 @@ from .models import Discriminator, Generator, SRModel
 
 __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 
-#: File name of the checkpoint written inside a checkpoint directory.
-CHECKPOINT_NAME = "checkpoint.safetensors"
 
 _CHECKPOINT_KIND = "napari-cycsr training state"
 _LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")

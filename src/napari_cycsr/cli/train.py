@@ -240,14 +240,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.target_images:
         raise CLIError("--target-images is used only with --target images or paired")
 
+    from ..config import CHECKPOINT_NAME
+    from ..workflows import checkpoint_dir_for
+
     if args.checkpoint_dir:
         checkpoint_dir = Path(args.checkpoint_dir)
     else:
-        checkpoint_dir = out.with_name(f"{out.stem}_checkpoints")
+        checkpoint_dir = checkpoint_dir_for(out)
     if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
         raise CLIError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder")
-    from ..training import CHECKPOINT_NAME
-
     checkpoint_file = checkpoint_dir / CHECKPOINT_NAME
     # the model and the checkpoint: never an input, never one file, writable before training
     inputs = [*find_images(args.lr), args.fibres, args.values]
