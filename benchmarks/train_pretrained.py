@@ -66,6 +66,11 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "learning_rate": 3e-4,
     "target": "images",
     "seed": 0,
+    # do no harm (docs/method.md): the noise-aware two-scale l_vec, a penalty on the change
+    # to the input, flips and rotations of the LR patches
+    "vec_tolerance": 1.5,
+    "w_res": 0.1,
+    "augment_lr": True,
 }
 SPOT_SEEDS = tuple(range(5000, 5004))
 
