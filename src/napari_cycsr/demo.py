@@ -208,6 +208,9 @@ def run_demo(
     noise: float = 0.01,
     device: str = "auto",
     progress: Callable[[DemoEvent], None] | None = None,
+    lr: float | None = None,
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> DemoResult:
     """Simulate pCLE from a built-in picture, train, super-resolve and report.
 
@@ -277,8 +280,11 @@ def run_demo(
         iterations=int(iterations),
         batch_size=defaults["batch_size"] if batch_size is None else batch_size,
         patch=defaults["patch"] if patch is None else patch,
+        lr=defaults.get("lr", TrainConfig.lr) if lr is None else lr,
         seed=seed,
         device=device,
+        precision=precision,
+        threads=threads,
         preview_every=0,
         checkpoint_every=0,
     )
@@ -325,7 +331,8 @@ def run_demo(
     # 3. super-resolve + baselines ------------------------------------------------------
     report("super-resolve", 0, 1, "super-resolving and computing the baselines")
     measured = np.asarray(sim.values, dtype=np.float32)
-    sr = np.asarray(super_resolve(model, lr, device=device, mask=mask), dtype=np.float32)
+    sr = super_resolve(model, lr, device=device, mask=mask, precision=precision, threads=threads)
+    sr = np.asarray(sr, dtype=np.float32)
     sr_projected = project_consistent(sr, bundle, measured)  # the network runs once
     tli_projected = project_consistent(lr, bundle, measured)
     wiener_img = np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32)

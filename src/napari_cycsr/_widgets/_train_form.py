@@ -33,7 +33,7 @@ class TrainForm:
     """
 
     def __init__(self) -> None:
-        from napari_cycsr.inference import available_devices
+        from napari_cycsr._device import PRECISION_HELP, available_devices, precision_choices
         from napari_cycsr.models import PRESETS
         from napari_cycsr.training import TrainConfig
 
@@ -49,8 +49,14 @@ class TrainForm:
             tooltip="Patches per batch; 0 = 54 for the paper preset, 16 otherwise.",
         )  # fmt: skip
         self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.precision = ComboBox(
+            label="precision", choices=precision_choices(), value=defaults.precision,
+            tooltip=PRECISION_HELP,
+        )  # fmt: skip
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.basic = [self.preset, self.iterations, self.batch_size, self.device, self.seed]
+        self.basic = [
+            self.preset, self.iterations, self.batch_size, self.device, self.precision, self.seed
+        ]  # fmt: skip
 
         def weight(label: str, value: float) -> FloatSpinBox:
             # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-4
@@ -82,6 +88,7 @@ class TrainForm:
             "iterations": self.iterations.value,
             "batch_size": self.batch_size.value or None,
             "device": self.device.value,
+            "precision": self.precision.value,
             "seed": self.seed.value,
             "w_vec": self.w_vec.value,
             "w_adv": self.w_adv.value,

@@ -46,7 +46,7 @@ class SuperResolveWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_cycsr.inference import available_devices
+        from napari_cycsr._device import PRECISION_HELP, available_devices, precision_choices
 
         super().__init__()
         self._viewer = viewer
@@ -64,6 +64,10 @@ class SuperResolveWidget(Container):
             "means of the result then equal them; see docs/consistency.md). Needs fibres.",
         )  # fmt: skip
         self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.precision = ComboBox(
+            label="precision", choices=precision_choices(), value="auto",
+            tooltip=PRECISION_HELP,
+        )  # fmt: skip
         self.tile = SpinBox(
             label="tile (px, 0 = auto)", value=0, min=0, max=8192, step=64,
             tooltip="Process large frames in windows of this size to bound memory.",
@@ -76,7 +80,7 @@ class SuperResolveWidget(Container):
         self.extend(
             [
                 self.image, self.model, self.model_file, self.fibres, self.consistency,
-                self.device, self.tile,
+                self.device, self.precision, self.tile,
                 self.run_button, self.cancel_button, self.progress, self.status,
             ]
         )  # fmt: skip
@@ -128,6 +132,7 @@ class SuperResolveWidget(Container):
             mask, spacing = bundle.fov_mask, bundle.spacing
         project = bundle if bundle is not None and self.consistency.value else None
         device = self.device.value
+        precision = self.precision.value
         tile = self.tile.value or None
 
         def _work() -> Any:
@@ -135,8 +140,9 @@ class SuperResolveWidget(Container):
             if spacing is not None:
                 check_model_spacing(model, spacing)
             result = yield from iter_super_resolve(
-                model, data, device=device, tile=tile, mask=mask, bundle=project
-            )
+                model, data, device=device, tile=tile, mask=mask, bundle=project,
+                precision=precision,
+            )  # fmt: skip
             return model.scale, result
 
         def _progress(event: Any) -> None:
