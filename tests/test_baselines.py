@@ -154,7 +154,7 @@ def test_wiener_stack_is_per_frame(camera):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"image": np.zeros((16, 16, 3))}, ValueError, "RGB"),
+        ({"image": np.indices((16, 16, 3)).sum(0)}, ValueError, "RGB"),
         ({"image": np.zeros(16)}, ValueError, "2-D"),
         ({"image": np.full((16, 16), np.nan)}, ValueError, "NaN"),
         ({"spacing": 0.0}, ValueError, "spacing"),
@@ -219,7 +219,7 @@ def test_sharpen_bad_inputs(kwargs, error, match):
     with pytest.raises(error, match=match):
         sharpen(np.zeros((16, 16)), **kwargs)
     with pytest.raises(ValueError, match="RGB"):
-        sharpen(np.zeros((16, 16, 4)))
+        sharpen(np.indices((16, 16, 4)).sum(0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -370,7 +370,7 @@ def test_super_resolve_errors(tmp_path, sim_dir, tiny_model, capsys):
     assert main(["super-resolve", lr, lr, "--out", str(tmp_path / "o")]) == 1
     _one_line_error(capsys)
     # colour input
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.indices((32, 32, 3)).sum(0).astype(np.uint8)).save(tmp_path / "rgb.png")
     args = ["super-resolve", str(tiny_model), str(tmp_path / "rgb.png")]
     assert main([*args, "--out", str(tmp_path / "o")]) == 1
     assert "colour" in _one_line_error(capsys)
@@ -476,10 +476,10 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
     import os
     import signal
 
-    import napari_cycsr.cli as cli
+    import napari_cycsr.cli.train as cli
     from napari_cycsr.io import load_model
 
-    real_bar = cli._progress_bar
+    real_bar = cli.progress_bar
     sent = []
 
     def interrupting_bar(*args, **kwargs):
@@ -495,7 +495,7 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
         bar.update = update_then_interrupt
         return bar
 
-    monkeypatch.setattr(cli, "_progress_bar", interrupting_bar)
+    monkeypatch.setattr(cli, "progress_bar", interrupting_bar)
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a background job
     out = tmp_path / "m.safetensors"
     ckdir = tmp_path / "ck"
@@ -509,7 +509,7 @@ def test_train_ctrl_c_keeps_a_checkpoint_and_resume_continues(
     assert checkpoint.is_file() and not out.exists()
     # Ctrl-C handling is removed again after training: the previous handler is back
     assert signal.getsignal(signal.SIGINT) is handler_before
-    monkeypatch.setattr(cli, "_progress_bar", real_bar)
+    monkeypatch.setattr(cli, "progress_bar", real_bar)
     assert main([*args, "--iterations", "3", "--resume", str(checkpoint), "--quiet"]) == 0
     assert load_model(out).metadata["iteration"] == 3
 

@@ -137,7 +137,7 @@ def test_fov_fraction_allows_patches_at_the_edge(sim):
     ("images", "kwargs", "error", "match"),
     [
         ([], {}, ValueError, "empty list"),
-        (np.zeros((128, 128, 3)), {}, ValueError, "RGB"),
+        (np.indices((128, 128, 3)).sum(0), {}, ValueError, "RGB"),
         (np.full((128, 128), np.nan), {}, ValueError, "NaN"),
         (np.zeros((100, 128)), {}, ValueError, "bundle is for images of shape"),
         (np.array([["a"]]), {}, TypeError, "numeric"),

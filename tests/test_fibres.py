@@ -191,7 +191,7 @@ def test_vectorize_stack_and_bad_shapes(bundle):
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         bundle.vectorize(np.ones((10, 10)))
     with pytest.raises(ValueError, match="RGB"):
-        bundle.vectorize(np.ones((*bundle.shape, 3)))
+        bundle.vectorize(np.indices((*bundle.shape, 3)).sum(0))
     with pytest.raises(TypeError, match="numeric"):
         bundle.vectorize(np.full(bundle.shape, "a"))
 
@@ -370,7 +370,7 @@ def test_detect_uses_background():
 @pytest.mark.parametrize(
     ("frame", "exc", "match"),
     [
-        (np.ones((64, 64, 3)), ValueError, "RGB"),
+        (np.indices((64, 64, 3)).sum(0), ValueError, "RGB"),
         (np.ones((2, 64, 64)), ValueError, "2-D"),
         (np.full((64, 64), np.nan), ValueError, "NaN"),
         (np.ones((4, 4)), ValueError, "too small"),

@@ -160,7 +160,7 @@ def test_custom_spacing():
 @pytest.mark.parametrize(
     ("hr", "kwargs", "exc", "match"),
     [
-        (np.zeros((32, 32, 3)), {}, ValueError, "RGB"),
+        (np.indices((32, 32, 3)).sum(0), {}, ValueError, "RGB"),
         (np.zeros((2, 32, 32)), {}, ValueError, "2-D"),
         (np.zeros(32), {}, ValueError, "2-D"),
         (np.full((32, 32), np.nan), {}, ValueError, "NaN"),

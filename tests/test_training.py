@@ -329,7 +329,7 @@ def test_train_convenience(sim):
     ("images", "kwargs", "error", "match"),
     [
         ([], {}, ValueError, "empty list"),
-        (np.zeros((128, 128, 3)), {}, ValueError, "RGB"),
+        (np.indices((128, 128, 3)).sum(0), {}, ValueError, "RGB"),
         (np.full((128, 128), np.nan), {}, ValueError, "NaN"),
         (np.zeros((64, 64)), {}, ValueError, "bundle is for images of shape"),
         (None, {"values": np.zeros(10)}, ValueError, "fibres"),

@@ -75,7 +75,7 @@ def test_bad_input(make_napari_viewer, qtbot, errors):
     widget.evaluate_button.native.click()
     assert "another scale" in errors[-1]
 
-    viewer.add_image(np.zeros((32, 32, 3), np.uint8), rgb=True, name="rgb")
+    viewer.add_image(np.indices((32, 32, 3)).sum(0).astype(np.uint8), rgb=True, name="rgb")
     widget.sr.value = viewer.layers["rgb"]
     widget.evaluate_button.native.click()
     assert "RGB" in errors[-1]

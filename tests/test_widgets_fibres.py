@@ -148,7 +148,7 @@ def test_bad_input_changes_no_layer(viewer, qtbot, errors):
     widget.detect_button.native.click()  # no image at all
     assert errors and "choose the bundle image" in errors[-1]
 
-    viewer.add_image(np.zeros((32, 32, 3), dtype=np.uint8), rgb=True, name="rgb")
+    viewer.add_image(np.indices((32, 32, 3)).sum(0).astype(np.uint8), rgb=True, name="rgb")
     widget.image.value = viewer.layers["rgb"]
     widget.detect_button.native.click()
     assert "RGB" in errors[-1]

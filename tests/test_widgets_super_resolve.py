@@ -103,7 +103,7 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry, tm
     widget.run_button.native.click()  # nothing chosen
     assert "choose the image" in errors[-1]
 
-    rgb = viewer.add_image(np.zeros((16, 16, 3), dtype=np.uint8), rgb=True, name="rgb")
+    rgb = viewer.add_image(np.indices((16, 16, 3)).sum(0).astype(np.uint8), rgb=True, name="rgb")
     widget.image.value = rgb
     widget.run_button.native.click()
     assert "RGB" in errors[-1]

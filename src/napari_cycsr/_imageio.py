@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_path
+from ._validate import as_grey, looks_rgb, to_unit_float
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -55,68 +56,14 @@ def _check_suffix(path: Path) -> str:
 
 
 def _looks_rgb(array: np.ndarray) -> bool:
-    """True for ``(H, W, 3|4)`` arrays, which hold colour channels rather than a stack."""
-    return array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4
+    """True for ``(..., H, W, 3|4)`` arrays, which hold colour channels rather than a stack."""
+    return looks_rgb(array)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
-    """Convert an ``(H, W, 3|4)`` RGB(A) image to greyscale luminance (Rec. 601 weights).
-
-    Parameters
-    ----------
-    image : ndarray
-        ``(H, W, 3)`` or ``(H, W, 4)`` colour image (alpha is ignored), or an image that is
-        already greyscale (returned unchanged).
-
-    Returns
-    -------
-    ndarray
-        ``(H, W)`` float32 luminance in the input's intensity units.
-    """
-    image = np.asarray(image)
-    if not _looks_rgb(image):
-        return image
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return (image[..., :3].astype(np.float32) @ weights).astype(np.float32)
-
-
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Return ``image`` as float32 in ``[0, 1]``.
-
-    Integer images are divided by their dtype's maximum (uint8 255 -> 1.0); float images
-    already inside ``[0, 1]`` are kept; other float images are min-max rescaled.
-
-    Parameters
-    ----------
-    image : ndarray
-        Any real-valued image.
-
-    Returns
-    -------
-    ndarray
-        float32 copy in ``[0, 1]``.
-    """
-    image = np.asarray(image)
-    if image.dtype == bool:
-        return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        if info.min < 0:
-            out = (image.astype(np.float64) - info.min) / (info.max - info.min)
-        else:
-            out = image.astype(np.float64) / info.max
-        return out.astype(np.float32)
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(f"expected a real-valued image, got dtype {image.dtype}")
-    out = image.astype(np.float32)
-    if not np.all(np.isfinite(out)):
-        raise ValueError("image contains NaN or infinite values")
-    low, high = float(out.min()), float(out.max())
-    if low >= 0.0 and high <= 1.0:
-        return out
-    if high == low:
-        return np.zeros_like(out)
-    return ((out - low) / (high - low)).astype(np.float32)
+    """Convert an ``(H, W, 3|4)`` RGB(A) image to grey: its one channel when the colour
+    channels are equal, else Rec. 601 luminance (float32); a grey image is returned as is."""
+    return as_grey(image, colour="luminance")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
@@ -169,7 +116,9 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
     path : str or path-like
         ``.tif``/``.tiff`` (one page or a multi-page stack), ``.png`` or ``.npy`` file.
     grey : bool
-        Convert a colour (RGB/RGBA) image to greyscale luminance instead of refusing it.
+        Convert a true colour (RGB/RGBA) image to greyscale luminance instead of refusing it.
+        Colour files whose R, G and B channels are equal (grey camera frames saved as RGB or
+        RGBA) are always read as grey, in their own dtype.
 
     Returns
     -------
@@ -220,13 +169,16 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{path}: expected a real-valued image, got dtype {array.dtype}")
     if is_rgb or (suffix != ".npy" and _looks_rgb(array)):
-        if not grey:
+        if _looks_rgb(array):
+            # equal R, G, B (a grey camera frame saved as RGB/RGBA) -> grey, always;
+            # true colour: luminance when asked for, else the colour rule's error
+            array = as_grey(array, name=str(path), colour="luminance" if grey else "error")
+        elif not grey:
             raise ValueError(
                 f"{path}: colour (RGB) image of shape {array.shape}; expected a greyscale "
                 "image or stack (convert it to grey; a 3-frame stack must be saved as "
                 "greyscale, e.g. tifffile.imwrite(..., photometric='minisblack'))"
             )
-        array = to_grey(array)
     if array.ndim < 2:
         raise ValueError(f"{path}: expected a 2-D image or a stack, got shape {array.shape}")
     return array

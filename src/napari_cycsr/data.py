@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ._validate import as_grey
+
 __all__ = [
     "NATURAL_IMAGES",
     "TARGET_KINDS",
@@ -73,11 +75,7 @@ def _as_stack(image: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4:
-        raise ValueError(
-            f"{name} has shape {arr.shape}, which looks like an RGB(A) image; convert it to "
-            "greyscale (expected (H, W) or a stack (T, H, W))"
-        )
+    arr = as_grey(arr, name=name)  # equal-channel RGB(A) -> grey; true colour refused
     if arr.ndim < 2:
         raise ValueError(f"{name} must be 2-D (H, W) or a stack (..., H, W), got {arr.shape}")
     stack = arr.reshape(-1, *arr.shape[-2:]).astype(np.float32)

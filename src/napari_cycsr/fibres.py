@@ -32,6 +32,7 @@ from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
 from ._atomic import atomic_path
+from ._validate import as_grey
 
 __all__ = ["FibreBundle", "bundle_fov", "estimate_spacing"]
 
@@ -66,7 +67,7 @@ def _as_real_array(data: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_frame(image: ArrayLike, name: str) -> np.ndarray:
-    arr = _as_real_array(image, name)
+    arr = as_grey(_as_real_array(image, name), name=name)
     if arr.ndim != 2:
         hint = (
             " (RGB/RGBA: convert to grey first)"
@@ -545,7 +546,7 @@ class FibreBundle:
         return v
 
     def _check_image(self, image: ArrayLike, name: str = "image") -> np.ndarray:
-        img = _as_real_array(image, name)
+        img = as_grey(_as_real_array(image, name), name=name)
         if img.ndim < 2 or img.shape[-2:] != self.shape:
             hint = ""
             if img.ndim >= 3 and img.shape[-1] in (3, 4) and img.shape[-3:-1] == self.shape:

@@ -46,6 +46,7 @@ from ._device import (
     resolve_precision,
     thread_scope,
 )
+from ._validate import as_grey, looks_rgb
 from .baselines import _nearest_fill_index
 from .fibres import FibreBundle
 from .models import SRModel
@@ -142,7 +143,10 @@ def check_image(image: Any, *, name: str = "image", check_finite: bool = True) -
         raise ValueError(f"{name} must have at least 2 dimensions (..., H, W), got shape {shape}")
     if any(s == 0 for s in shape):
         raise ValueError(f"{name} is empty: shape {shape} has a zero-length axis")
-    if len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4 and shape[-3] > 4:
+    if looks_rgb(shape) and not lazy:
+        image = as_grey(image, name=name)  # equal-channel RGB(A) -> grey; colour refused
+        shape = tuple(int(s) for s in image.shape)
+    elif looks_rgb(shape):
         raise ValueError(
             f"{name} of shape {shape} looks like an RGB(A) image (last axis of {shape[-1]}); "
             "super-resolution works on greyscale (..., H, W): convert to grey first (e.g. "

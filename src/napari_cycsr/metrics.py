@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._validate import as_grey, looks_rgb
+
 __all__ = [
     "COLUMNS",
     "GCF_GAMMA",
@@ -70,6 +72,14 @@ def _as_real(image: ArrayLike, name: str, expected: str) -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
+    if looks_rgb(arr):
+        try:
+            return as_grey(arr, name=name)
+        except ValueError:
+            raise ValueError(
+                f"{name} looks like an RGB(A) image (shape {arr.shape}) whose channels differ; "
+                f"expected a greyscale {expected}"
+            ) from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         raise ValueError(
             f"{name} looks like an RGB(A) image (shape {arr.shape}); expected a greyscale "

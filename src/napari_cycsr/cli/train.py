@@ -1,0 +1,286 @@
+"""``cycsr train``: train a super-resolution model on LR images (no HR pairs needed)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._imageio import find_images, read_image, to_unit_float
+from ._common import (
+    PROG,
+    CLIError,
+    Formatter,
+    as_frames,
+    device_option,
+    finish_distributed,
+    format_losses,
+    is_main_process,
+    key_value,
+    load_bundle,
+    loss_postfix,
+    non_negative_int,
+    positive_int,
+    progress_bar,
+    quiet_option,
+    read_values,
+    say,
+    stop_on_interrupt,
+    threads_option,
+)
+
+#: TrainConfig fields that `cycsr train --set` may not change (they have their own options
+#: or are set by the command itself).
+_SET_RESERVED = ("target", "device", "checkpoint_dir", "preset", "iterations", "batch_size",
+                 "patch", "seed")
+
+def _read_lr_frames(paths: Sequence[str]) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    for path in find_images(paths):
+        array = read_image(path)
+        frames.extend(np.asarray(f, dtype=np.float32) for f in as_frames(array))
+    return frames
+
+
+def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
+    images: list[np.ndarray] = []
+    for path in find_images(paths):
+        array = read_image(path, grey=True)
+        images.extend(to_unit_float(f) for f in as_frames(array))
+    return images
+
+
+def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The ``--set`` pairs of `cycsr train`, checked against the TrainConfig fields."""
+    import dataclasses
+
+    from ..training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in _SET_RESERVED:
+            option = "--" + key.replace("_", "-")
+            raise CLIError(f"--set {key}: use the {option} option instead")
+        if key not in fields:
+            allowed = ", ".join(sorted(fields - set(_SET_RESERVED)))
+            raise CLIError(f"--set {key}: unknown training setting; known: {allowed}")
+        if key == "betas" and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command to ``sub`` (the sub-parsers of ``cycsr``)."""
+    p = sub.add_parser(
+        "train",
+        parents=common,
+        formatter_class=Formatter,
+        help="train a super-resolution model on LR images (no HR pairs needed)",
+        description=(
+            "Train the super-resolution network on low-resolution (TLI) images of one fibre\n"
+            "bundle. The network learns to look like the target domain (an adversarial loss)\n"
+            "while its output, averaged over each fibre's Voronoi cell, must give back the\n"
+            "measured fibre values (the cycle consistency). Target domains: 'natural' (pictures\n"
+            "that ship with scikit-image), 'images' (your own high-resolution pictures, any\n"
+            "content, unpaired), 'downscaled' (your LR images downscaled x4) or 'paired'\n"
+            "(registered HR images, one per LR frame).\n"
+            "Ctrl-C stops cleanly and keeps a checkpoint that --resume continues from.\n"
+            "Runs unchanged under torchrun (DistributedDataParallel; rank 0 writes files)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors\n"
+            "  cycsr train lr_frames/ --fibres fibres.csv --target images \\\n"
+            "      --target-images histology/ --iterations 5000 --out model.safetensors\n"
+            "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
+            "      --resume model_checkpoints/checkpoint.safetensors\n"
+            "  torchrun --nproc_per_node 4 $(which cycsr) train lr.tif --fibres fibres.csv \\\n"
+            "      --out model.safetensors --device cuda"
+        ),
+    )
+    p.add_argument(
+        "lr", nargs="+", metavar="LR",
+        help="LR images, stacks or folders of them (TIFF/PNG/NPY), all of one bundle",
+    )  # fmt: skip
+    p.add_argument("--fibres", required=True, metavar="CSV", help="fibre positions (y,x CSV)")
+    p.add_argument(
+        "--values", metavar="NPY",
+        help="measured fibre values, (T, N) (default: sampled from the LR images)",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file (.safetensors)")
+    p.add_argument(
+        "--target", default="natural", choices=["natural", "images", "downscaled", "paired"],
+        help="target (high-resolution) domain",
+    )  # fmt: skip
+    p.add_argument(
+        "--target-images", nargs="+", metavar="HR",
+        help="HR images or folders for --target images / paired",
+    )  # fmt: skip
+    p.add_argument(
+        "--preset", choices=["default", "paper", "tiny"],
+        help="network size: default (CPU-friendly), paper (SRGAN size), tiny (tests) "
+        "(default: default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--iterations", type=positive_int, metavar="N",
+        help="total training iterations (default: 2000; with --resume: train on to N)",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=positive_int, metavar="B",
+        help="patches per step (default: 16; 54 for the paper preset)",
+    )  # fmt: skip
+    p.add_argument(
+        "--patch", type=positive_int, metavar="PX",
+        help="side of the training patches in pixels (default: 64, as the paper)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default: 0)")
+    p.add_argument(
+        "--set", type=key_value, action="append", metavar="KEY=VALUE",
+        help="any other training setting (napari_cycsr.TrainConfig field), JSON value; "
+        "repeatable, e.g. --set w_adv=1e-4 --set normalise_vec=true (docs/method.md)",
+    )  # fmt: skip
+    device_option(p)
+    threads_option(p)
+    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument(
+        "--checkpoint-dir", metavar="DIR",
+        help="folder of the checkpoint file (default: MODEL_checkpoints/ next to --out)",
+    )  # fmt: skip
+    quiet_option(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import TrainConfig, Trainer
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise CLIError(
+            f"{out}: a model file is written as safetensors; expected a .safetensors name"
+        )
+    lr_images = _read_lr_frames(args.lr)
+    shape = lr_images[0].shape
+    for i, image in enumerate(lr_images):
+        if image.shape != shape:
+            raise CLIError(
+                f"LR frame {i} is {image.shape[0]}x{image.shape[1]} but frame 0 is "
+                f"{shape[0]}x{shape[1]}; all frames of one bundle must have the same size"
+            )
+    bundle = load_bundle(args.fibres, shape)
+    values = None
+    if args.values is not None:
+        v = np.asarray(read_values(args.values), dtype=np.float32)
+        v = v.reshape(-1, v.shape[-1])
+        if v.shape != (len(lr_images), bundle.n_fibres):
+            raise CLIError(
+                f"{args.values}: fibre values of shape {v.shape}; expected "
+                f"({len(lr_images)}, {bundle.n_fibres}): one row per LR frame, one column per "
+                "fibre"
+            )
+        values = list(v)
+    target_images = None
+    if args.target in ("images", "paired"):
+        if not args.target_images:
+            raise CLIError(f"--target {args.target} needs --target-images FILE_OR_FOLDER ...")
+        target_images = _read_target_images(args.target_images)
+        if args.target == "paired" and len(target_images) != len(lr_images):
+            raise CLIError(
+                f"--target paired needs one HR image per LR frame: got {len(target_images)} "
+                f"HR and {len(lr_images)} LR frames"
+            )
+    elif args.target_images:
+        raise CLIError("--target-images is used only with --target images or paired")
+
+    if args.checkpoint_dir:
+        checkpoint_dir = Path(args.checkpoint_dir)
+    else:
+        checkpoint_dir = out.with_name(f"{out.stem}_checkpoints")
+    if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+        raise CLIError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder")
+    if is_main_process():
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    options = {
+        "preset": args.preset,
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "patch": args.patch,
+        "seed": args.seed,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    options.update(_training_settings(args.set or []))
+    frames = lr_images
+    bundles = [bundle] * len(frames)
+    if args.resume is not None:
+        resume = Path(args.resume)
+        if not resume.exists():
+            raise OSError(f"{resume}: no such checkpoint")
+        trainer = Trainer.resume(
+            resume,
+            frames,
+            bundles,
+            args.target,
+            values=values,
+            target_images=target_images,
+            device=args.device,
+            checkpoint_dir=checkpoint_dir,
+            **options,
+        )
+    else:
+        config = TrainConfig(
+            device=args.device, checkpoint_dir=str(checkpoint_dir), target=args.target, **options
+        )
+        trainer = Trainer(
+            frames, bundles, config=config, values=values, target_images=target_images
+        )
+    main_process = trainer.is_main
+    cfg = trainer.config
+    if main_process:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    say(
+        f"training on {len(frames)} LR frame(s) of {shape[0]}x{shape[1]} px, "
+        f"{bundle.n_fibres} fibres; target domain {cfg.target!r}, preset {cfg.preset!r}, "
+        f"batch {cfg.effective_batch_size}, device {trainer.device}"
+        + (f"; resumed at iteration {trainer.iteration}" if args.resume else "")
+    )
+    started = time.perf_counter()
+    last = None
+    bar = progress_bar(cfg.iterations, "train", disable=args.quiet or not main_process)
+    bar.update(trainer.iteration)
+    with stop_on_interrupt(trainer):
+        try:
+            for event in trainer.run():
+                last = event
+                bar.update(event.iteration - bar.n)
+                bar.set_postfix(loss_postfix(event.losses), refresh=False)
+        finally:
+            bar.close()
+    stopped = trainer.iteration < cfg.iterations  # the same answer on every rank
+    if main_process and stopped:
+        checkpoint = trainer.checkpoint_path
+        argv = [a for a in getattr(args, "argv", []) if not a.startswith("--resume=")]
+        if "--resume" in argv:
+            k = argv.index("--resume")
+            del argv[k : k + 2]
+        command = shlex.join([PROG, *argv, "--resume", str(checkpoint)])
+        print(
+            f"{PROG}: stopped at iteration {trainer.iteration} of {cfg.iterations}; "
+            f"checkpoint saved to {checkpoint}. Resume with: {command}",
+            file=sys.stderr,
+        )
+    elif main_process:
+        trainer.save(out)
+        elapsed = time.perf_counter() - started
+        losses = format_losses(getattr(last, "losses", {}))
+        print(f"trained to iteration {trainer.iteration} in {elapsed:.0f} s ({losses})")
+        print(f"wrote {out} (checkpoint for --resume: {trainer.checkpoint_path})")
+    finish_distributed()
+    return 130 if stopped else 0
