@@ -98,12 +98,16 @@ def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
     return 2.0 * n**3 / statistics.median(times) / 1e9
 
 
-def time_training(preset: str, iterations: int, sim) -> tuple[float, int]:  # noqa: ANN001
+def time_training(
+    preset: str, iterations: int, sim, precision: str = "fp32"  # noqa: ANN001
+) -> tuple[float, int]:
     """Median seconds per iteration (after the first) and the batch size used."""
     config = TrainConfig(
         preset=preset,
         iterations=iterations,
         device="cpu",
+        precision=precision,
+        threads=torch.get_num_threads(),  # the benchmark's --threads, not the load policy
         preview_every=0,
         checkpoint_every=0,
     )
@@ -225,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
     parser.add_argument("--iterations", type=int, default=None, help="per preset (default 8/6/3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+        help="precision of the timed runs (default fp32; bench_precision.py compares)",
+    )  # fmt: skip
     parser.add_argument("--quality", action="store_true", help="short quality check instead")
     parser.add_argument(
         "--settings", nargs="+", default=list(QUALITY_SETTINGS), choices=list(QUALITY_SETTINGS)
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for preset in args.presets:
         iterations = args.iterations or DEFAULT_ITERATIONS.get(preset, 4)
-        seconds, batch = time_training(preset, max(iterations, 2), sim)
+        seconds, batch = time_training(preset, max(iterations, 2), sim, args.precision)
         flops = iteration_flops(preset, batch, 64)
         rate = flops / seconds / 1e9
         print(

@@ -395,6 +395,9 @@ def test_bf16_training_keeps_weights_states_and_losses_float32(sim, monkeypatch,
     path = trainer.save(tmp_path / "bf16.safetensors")
     model = load_model(path)
     assert all(p.dtype == torch.float32 for p in model.generator.parameters())
+    train_config = model.metadata["train_config"]
+    assert "precision" not in train_config and "threads" not in train_config
+    assert "preset" in train_config
 
     fp32 = Trainer(sim.lr, sim.bundle, config=_config(precision="fp32", iterations=3),
                    values=sim.values)  # fmt: skip

@@ -67,6 +67,9 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 _CHECKPOINT_KIND = "napari-cycsr training state"
 _LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")
 _MAX_HISTORY_POINTS = 500
+#: TrainConfig fields that describe the machine's run, not the model: kept in checkpoints
+#: (for resuming), left out of the model metadata.
+_RUN_ONLY_FIELDS = ("precision", "threads")
 #: Smoothing of the training-time consistency layer, in fibre spacings (0.4: each step cuts
 #: the cycle error of TLI patches several-fold while keeping the correction smooth).
 _CONSISTENCY_SIGMA = 0.4
@@ -786,8 +789,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _metadata(self) -> dict[str, Any]:
+        # how this machine ran (precision, threads) is not part of the model: a model file
+        # is the same whatever the precision it was trained in (its weights are float32)
+        train_config = {
+            k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS
+        }
         return {
-            "train_config": self.config.to_dict(),
+            "train_config": train_config,
             "seed": self.config.seed,
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
@@ -885,7 +893,10 @@ class Trainer:
         """Continue a run from a checkpoint written by :meth:`save_checkpoint`.
 
         With the same data, the resumed run is bit-identical to an uninterrupted one on the
-        same device (weights, optimiser moments, RNG streams and iteration are restored).
+        same device, in the same precision and with the same number of CPU threads (set
+        ``threads`` for that: the automatic count follows the machine's load, and a
+        convolution's rounding can depend on how its work was split); weights, optimiser
+        moments, RNG streams and iteration are restored.
 
         Parameters
         ----------

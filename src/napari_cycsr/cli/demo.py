@@ -12,6 +12,7 @@ from ._common import (
     loss_postfix,
     non_negative_int,
     positive_int,
+    precision_option,
     progress_bar,
     quiet_option,
     say,
@@ -68,6 +69,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     device_option(p)
+    precision_option(p)
     threads_option(p)
     quiet_option(p)
     p.set_defaults(func=run)
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             progress=progress,
+            precision=args.precision,
+            threads=args.threads,
         )
     finally:
         for bar in bars.values():

@@ -16,6 +16,7 @@ from ._common import (
     load_bundle,
     non_negative_int,
     positive_int,
+    precision_option,
     progress_bar,
     quiet_option,
     read_values,
@@ -67,6 +68,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="back-projection steps of the consistency projection (default: %(default)s)",
     )  # fmt: skip
     device_option(p)
+    precision_option(p)
     threads_option(p)
     p.add_argument(
         "--tile", type=positive_int, metavar="N",
@@ -161,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 bundle=bundle if project else None,
                 values=values,
                 project_iterations=args.project_iterations,
+                precision=args.precision,
+                threads=args.threads,
             )
         finally:
             for bar in bars:

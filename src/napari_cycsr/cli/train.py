@@ -27,6 +27,7 @@ from ._common import (
     loss_postfix,
     non_negative_int,
     positive_int,
+    precision_option,
     progress_bar,
     quiet_option,
     read_values,
@@ -38,7 +39,7 @@ from ._common import (
 #: TrainConfig fields that `cycsr train --set` may not change (they have their own options
 #: or are set by the command itself).
 _SET_RESERVED = ("target", "device", "checkpoint_dir", "preset", "iterations", "batch_size",
-                 "patch", "seed")
+                 "patch", "seed", "precision", "threads")
 
 def _read_lr_frames(paths: Sequence[str]) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
@@ -148,6 +149,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "repeatable, e.g. --set w_adv=1e-4 --set normalise_vec=true (docs/method.md)",
     )  # fmt: skip
     device_option(p)
+    precision_option(p)
     threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
     p.add_argument(
@@ -217,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
     }
     options = {k: v for k, v in options.items() if v is not None}
     options.update(_training_settings(args.set or []))
+    # this machine's choices, also when resuming a run started elsewhere
+    options.update(precision=args.precision, threads=args.threads)
     frames = lr_images
     bundles = [bundle] * len(frames)
     if args.resume is not None:
@@ -248,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     say(
         f"training on {len(frames)} LR frame(s) of {shape[0]}x{shape[1]} px, "
         f"{bundle.n_fibres} fibres; target domain {cfg.target!r}, preset {cfg.preset!r}, "
-        f"batch {cfg.effective_batch_size}, device {trainer.device}"
+        f"batch {cfg.effective_batch_size}, device {trainer.device}, {trainer.precision}"
         + (f"; resumed at iteration {trainer.iteration}" if args.resume else "")
     )
     started = time.perf_counter()
