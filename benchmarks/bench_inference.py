@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         flops = generator_flops(model, size, size)
         n = min(repeats, 1 if args.quick else 3) if preset == "paper" else repeats  # slow
         run = {"device": "cpu", "precision": args.precision, "threads": torch.get_num_threads()}
-        seconds = median_time(lambda m=model: super_resolve(m, frame, **run), n)
+        seconds = median_time(lambda m=model, r=run: super_resolve(m, frame, **r), n)
         achieved = flops / seconds / 1e9
         print(
             f"{preset:>8} {config.channels:>3} {config.blocks:>6} {receptive_radius(model):>6} "
