@@ -8,13 +8,13 @@ figure is also given as a percentage of the peak of its precision.
 
 Quality (``--quality``):
 
-* inference parity: one model trained in float32 on the benchmark training images
-  (``benchmarks/run_experiments.py`` data, default mode) super-resolves every held-out test
-  crop in float32 and in bfloat16; the table gives the PSNR of both against the true image
-  and their difference (aim: within 0.05 dB);
-* training parity: the same short training run in float32 and in bfloat16 for several
-  seeds; final-stretch ``l_vec`` and the test PSNR of every run, so that the fp32-bf16 gap
-  can be compared with the spread between seeds.
+* inference parity: one model (``--infer-preset``, default "default") trained in float32
+  on the benchmark training images (``benchmarks/run_experiments.py`` data, default mode)
+  super-resolves every held-out test crop in float32 and in bfloat16; the table gives the
+  PSNR of both against the true image and their difference (aim: within 0.05 dB);
+* training parity: the same short training run (``--preset``, default "tiny") in float32
+  and in bfloat16 for several seeds; the ``l_vec`` curve, its last fifth and the test PSNR
+  of every run, so that the fp32-bf16 gap can be compared with the spread between seeds.
 
 bfloat16 is computed natively only by CPUs with AMX or AVX-512 BF16; elsewhere torch
 emulates it (correct numbers, many times slower). The script says which applies; quality
@@ -24,7 +24,7 @@ accumulation), speed figures are not representative of bfloat16 hardware.
 Run from the repository root::
 
     python benchmarks/bench_precision.py --speed --presets tiny default
-    python benchmarks/bench_precision.py --quality --seeds 0 1 2 --iterations 60
+    python benchmarks/bench_precision.py --quality --seeds 0 1 2 --iterations 150
 """
 
 from __future__ import annotations
@@ -133,7 +133,10 @@ def speed(presets: list[str], iterations: int, repeats: int) -> None:
             )
 
 
-def quality(seeds: list[int], iterations: int, preset: str, batch: int, patch: int) -> None:
+def quality(
+    seeds: list[int], iterations: int, preset: str, infer_preset: str, infer_iterations: int,
+    batch: int, patch: int,
+) -> None:  # fmt: skip
     from napari_cycsr.metrics import psnr
     from run_experiments import MODES, build_data
 
@@ -142,61 +145,65 @@ def quality(seeds: list[int], iterations: int, preset: str, batch: int, patch: i
     bundles = [s.bundle for s in data.train]
     values = [s.values for s in data.train]
     print(
-        f"training images {len(data.train)}, test crops {len(data.test)}; {preset} preset, "
-        f"{iterations} iterations, batch {batch}, patch {patch}, natural-image target"
+        f"training images {len(data.train)}, test crops {len(data.test)}; batch {batch}, "
+        f"patch {patch}, natural-image target"
     )
+
+    def train(preset_: str, n: int, seed: int, precision: str) -> tuple[SRModel, list, float]:
+        config = TrainConfig(
+            preset=preset_, iterations=n, batch_size=batch, patch=patch, seed=seed,
+            device="cpu", precision=precision, threads=torch.get_num_threads(),
+            preview_every=0, checkpoint_every=0,
+        )  # fmt: skip
+        trainer = Trainer(lr, bundles, "images", config, values=values,
+                          target_images=data.natural)  # fmt: skip
+        start = time.perf_counter()
+        events = list(trainer.run())
+        return trainer.model, events, time.perf_counter() - start
 
     def test_psnr(model: SRModel, precision: str) -> list[float]:
         out = []
         for sim in data.test:
-            sr = super_resolve(model, sim.lr, device="cpu", mask=sim.mask, precision=precision)
+            sr = super_resolve(model, sim.lr, device="cpu", mask=sim.mask, precision=precision,
+                               threads=torch.get_num_threads())  # fmt: skip
             out.append(psnr(sr, sim.hr, mask=sim.mask, data_range=1.0))
         return out
 
     tli = [psnr(s.lr, s.hr, mask=s.mask, data_range=1.0) for s in data.test]
-    runs: dict[str, list[dict]] = {p: [] for p in PRECISIONS}
-    first_model = None
-    for seed in seeds:
-        for precision in PRECISIONS:
-            config = TrainConfig(
-                preset=preset, iterations=iterations, batch_size=batch, patch=patch,
-                seed=seed, device="cpu", precision=precision, preview_every=0,
-                checkpoint_every=0,
-            )  # fmt: skip
-            trainer = Trainer(lr, bundles, "images", config, values=values,
-                              target_images=data.natural)  # fmt: skip
-            start = time.perf_counter()
-            events = list(trainer.run())
-            seconds = time.perf_counter() - start
-            model = trainer.model
-            if first_model is None:
-                first_model = model  # fp32, first seed: used for the inference parity
-            tail = [e.losses["l_vec"] for e in events[-max(1, iterations // 5) :]]
-            scores = test_psnr(model, "fp32")
-            runs[precision].append(
-                {
-                    "seed": seed,
-                    "l_vec": float(np.mean(tail)),
-                    "psnr": float(np.mean(scores)),
-                    "seconds": seconds,
-                }
-            )
-            print(
-                f"  seed {seed} {precision}: final l_vec {np.mean(tail):.3e}, test PSNR "
-                f"{np.mean(scores):.3f} dB (TLI {np.mean(tli):.3f}), {seconds:.0f} s",
-                flush=True,
-            )  # fmt: skip
+    print(f"TLI input: {np.mean(tli):.3f} dB")
 
-    print(f"\ninference parity (model: seed {seeds[0]}, fp32-trained)")
-    p32, p16 = test_psnr(first_model, "fp32"), test_psnr(first_model, "bf16")
+    # inference parity: one float32-trained model, its output in float32 and in bfloat16
+    model, _, seconds = train(infer_preset, infer_iterations, seeds[0], "fp32")
+    print(f"\ninference parity: {infer_preset} preset, {infer_iterations} iterations in fp32 "
+          f"(seed {seeds[0]}, {seconds:.0f} s)")  # fmt: skip
+    p32, p16 = test_psnr(model, "fp32"), test_psnr(model, "bf16")
     diff = np.array(p16) - np.array(p32)
     for name, a, b in zip(data.test_names, p32, p16):
-        print(f"  {name:<10} fp32 {a:.3f} dB  bf16 {b:.3f} dB  diff {b - a:+.4f}")
+        print(f"  {name:<10} fp32 {a:.3f} dB  bf16 {b:.3f} dB  difference {b - a:+.4f} dB")
     print(
         f"  mean: fp32 {np.mean(p32):.4f} dB, bf16 {np.mean(p16):.4f} dB, difference "
         f"{diff.mean():+.4f} dB (largest |difference| {np.abs(diff).max():.4f} dB)"
     )
-    print("\ntraining parity (mean +- sd over seeds)")
+
+    # training parity: the same run in both precisions, several seeds
+    print(f"\ntraining parity: {preset} preset, {iterations} iterations per run")
+    runs: dict[str, list[dict]] = {p: [] for p in PRECISIONS}
+    for seed in seeds:
+        for precision in PRECISIONS:
+            model, events, seconds = train(preset, iterations, seed, precision)
+            curve = np.array([e.losses["l_vec"] for e in events])
+            tail = curve[-max(1, iterations // 5) :]
+            scores = test_psnr(model, "fp32")
+            runs[precision].append(
+                {"seed": seed, "l_vec": float(tail.mean()), "psnr": float(np.mean(scores)),
+                 "curve": curve}
+            )  # fmt: skip
+            print(
+                f"  seed {seed} {precision}: last-fifth l_vec {tail.mean():.4e}, test PSNR "
+                f"{np.mean(scores):.3f} dB, {seconds:.0f} s",
+                flush=True,
+            )
+    print("  mean +- sd over seeds; bf16 - fp32 per seed:")
     for key in ("l_vec", "psnr"):
         line = f"  {key:<6}"
         for precision in PRECISIONS:
@@ -204,8 +211,17 @@ def quality(seeds: list[int], iterations: int, preset: str, batch: int, patch: i
             sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
             line += f"  {precision} {np.mean(vals):.4g} +- {sd:.2g}"
         gaps = [b[key] - a[key] for a, b in zip(runs["fp32"], runs["bf16"])]
-        line += f"  | bf16 - fp32 per seed: {', '.join(f'{g:+.3g}' for g in gaps)}"
+        line += f"  | {', '.join(f'{g:+.3g}' for g in gaps)}"
         print(line)
+    # the curves: l_vec averaged over windows of a tenth of the run
+    edges = np.unique(np.linspace(0, iterations, 11).astype(int))
+    print("  l_vec curve (window means; fp32 seeds min..max | bf16 seeds min..max):")
+    for a, b in zip(edges[:-1], edges[1:]):
+        cells = []
+        for precision in PRECISIONS:
+            means = [float(r["curve"][a:b].mean()) for r in runs[precision]]
+            cells.append(f"{min(means):.3e}..{max(means):.3e}")
+        print(f"    it {a + 1:>4}-{b:<4} fp32 {cells[0]} | bf16 {cells[1]}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="speed: inference repeats")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--preset", default="default", help="quality: network preset")
+    parser.add_argument("--preset", default="tiny", help="quality: preset of the training runs")
+    parser.add_argument("--infer-preset", default="default",
+                        help="quality: preset of the model of the inference parity")
+    parser.add_argument("--infer-iterations", type=int, default=150,
+                        help="quality: its training iterations (fp32)")
     parser.add_argument("--batch", type=int, default=8, help="quality: batch size")
     parser.add_argument("--patch", type=int, default=64, help="quality: patch side")
     args = parser.parse_args(argv)  # fmt: skip
@@ -238,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.speed or not args.quality:
         speed(args.presets, args.iterations or 4, args.repeats)
     if args.quality:
-        quality(args.seeds, args.iterations or 60, args.preset, args.batch, args.patch)
+        quality(args.seeds, args.iterations or 150, args.preset, args.infer_preset,
+                args.infer_iterations, args.batch, args.patch)  # fmt: skip
 
 
 if __name__ == "__main__":
