@@ -82,12 +82,15 @@ def test_cycsr_threads_environment_overrides(monkeypatch, fresh_caches):
 def test_thread_scope_sets_and_restores(monkeypatch, fresh_caches):
     before = torch.get_num_threads()
     monkeypatch.setattr(_device, "auto_threads", lambda: 1)
-    with thread_scope(None) as n:
-        assert n == 1 and torch.get_num_threads() == 1
+    with thread_scope(None) as scope:
+        assert scope.threads == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with thread_scope(3) as n:
-        assert n == 3 and torch.get_num_threads() == 3
+    with thread_scope(3) as scope:
+        assert scope.threads == 3 and torch.get_num_threads() == 3
+        assert scope.update() == 3  # an explicit count is kept
     assert torch.get_num_threads() == before
+    with thread_scope(None, torch.device("cuda", 0)) as scope:  # not on a GPU
+        assert scope.threads == before
     with pytest.raises(ValueError, match="threads"):
         with thread_scope(0):
             pass
@@ -100,11 +103,50 @@ def test_others_busy_cpus_subtracts_our_own_cpu_time(monkeypatch):
     # machine: 4 CPUs; in the window 2 of 4 CPU-windows were busy, 0.5 of it ours
     jiffies = iter([(1000, 4000), (1200, 4400)])
     own = iter([10.0, 10.05])
+    clock = iter([100.0, 100.1])
     monkeypatch.setattr(_device, "_read_cpu_jiffies", lambda: next(jiffies))
     monkeypatch.setattr(_device, "_own_cpu_seconds", lambda: next(own))
+    monkeypatch.setattr(_device.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(_device.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(_device.time, "sleep", lambda s: None)
     assert _device.others_busy_cpus(window=0.1) == pytest.approx(2.0 - 0.5)
+
+
+def test_thread_scope_follows_the_load_while_it_runs(monkeypatch, fresh_caches):
+    """A long run gives a core back when another job starts, and takes it again after."""
+    monkeypatch.setattr(_device, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_device, "openmp_passive", lambda: True)
+    monkeypatch.setattr(_device, "auto_threads", lambda: 2)
+    now = [0.0]
+    monkeypatch.setattr(_device.time, "monotonic", lambda: now[0])
+    # machine busy fraction and own CPU time per reading: (busy, total, own)
+    state = {"busy": 0, "total": 0, "own": 0.0}
+    monkeypatch.setattr(_device, "_read_cpu_jiffies", lambda: (state["busy"], state["total"]))
+    monkeypatch.setattr(_device, "_own_cpu_seconds", lambda: state["own"])
+    monkeypatch.setattr(_device.os, "cpu_count", lambda: 2)
+
+    def advance(seconds, others_cpus, own_cpus):
+        now[0] += seconds
+        state["total"] += int(200 * seconds)  # 2 CPUs x 100 jiffies per second
+        state["busy"] += int(100 * seconds * (others_cpus + own_cpus))
+        state["own"] += own_cpus * seconds
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with thread_scope(None, interval=30) as scope:
+            assert scope.threads == 2
+            advance(10, 0.0, 2.0)
+            assert scope.update() == 2  # too early to look again
+            advance(50, 0.7, 1.3)  # another job starts and takes its share (0.6 on average)
+            assert scope.update() == 1 and torch.get_num_threads() == 1
+            advance(40, 1.0, 1.0)
+            assert scope.update() == 1
+            advance(40, 0.0, 1.0)  # the other job has ended
+            assert scope.update() == 2 and torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_others_busy_cpus_falls_back_to_the_load_average(monkeypatch):

@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRECISIONS",
     "PRECISION_HELP",
+    "ThreadScope",
     "autocast",
     "available_devices",
     "choose_threads",
@@ -459,6 +459,26 @@ def _own_cpu_seconds() -> float:
     return times.user + times.system
 
 
+def _reading() -> tuple[int, int, float, float] | None:
+    """(machine busy jiffies, machine total jiffies, own CPU seconds, wall seconds), or None."""
+    jiffies = _read_cpu_jiffies()
+    if jiffies is None:
+        return None
+    return jiffies[0], jiffies[1], _own_cpu_seconds(), time.monotonic()
+
+
+def _others_between(
+    first: tuple[int, int, float, float], second: tuple[int, int, float, float]
+) -> float | None:
+    """CPUs other processes kept busy, on average, between two :func:`_reading` s."""
+    if second[1] <= first[1] or second[3] <= first[3]:
+        return None
+    busy_fraction = (second[0] - first[0]) / (second[1] - first[1])
+    n_cpus = os.cpu_count() or 1  # /proc/stat counts every CPU of the machine
+    own = (second[2] - first[2]) / (second[3] - first[3])
+    return max(0.0, busy_fraction * n_cpus - own)
+
+
 def others_busy_cpus(window: float = _LOAD_WINDOW) -> float | None:
     """How many CPUs other processes keep busy right now (sampled over ``window`` seconds).
 
@@ -466,7 +486,7 @@ def others_busy_cpus(window: float = _LOAD_WINDOW) -> float | None:
     this process's own CPU time in that window. Returns None where ``/proc/stat`` does not
     exist (macOS, Windows): then the 1-minute load average is used, if the OS has one.
     """
-    first = _read_cpu_jiffies()
+    first = _reading()
     if first is None:
         getter = getattr(os, "getloadavg", None)
         if getter is None:
@@ -475,15 +495,9 @@ def others_busy_cpus(window: float = _LOAD_WINDOW) -> float | None:
             return float(getter()[0])
         except OSError:
             return None
-    own_first = _own_cpu_seconds()
     time.sleep(window)
-    second = _read_cpu_jiffies()
-    own = _own_cpu_seconds() - own_first
-    if second is None or second[1] <= first[1]:
-        return None
-    busy_fraction = (second[0] - first[0]) / (second[1] - first[1])
-    n_cpus = os.cpu_count() or 1  # /proc/stat counts every CPU of the machine
-    return max(0.0, busy_fraction * n_cpus - own / window)
+    second = _reading()
+    return None if second is None else _others_between(first, second)
 
 
 def choose_threads(
@@ -563,24 +577,78 @@ def check_threads(threads: Any) -> int | None:
     return int(threads)
 
 
-@contextlib.contextmanager
-def thread_scope(threads: int | None, device: torch.device | None = None) -> Iterator[int]:
-    """Run the block with ``threads`` torch threads (None: :func:`auto_threads`), then restore.
+class ThreadScope:
+    """torch's CPU threads for one piece of work, re-chosen while it runs; restored after.
 
-    On a GPU the CPU thread count is left alone. Yields the thread count in effect.
+    Use :func:`thread_scope`. With ``threads=None`` the count starts at :func:`auto_threads`
+    and :meth:`update` (called between two steps of the work) chooses again every
+    ``interval`` seconds from the CPU time other processes used since the last look, which
+    costs no waiting: a long training gives a core back when another job starts and takes
+    it again when the job ends. An explicit count is kept as it is. On a GPU the CPU thread
+    count is left alone.
     """
-    import torch
 
-    threads = check_threads(threads)
-    if device is not None and device.type != "cpu":
-        yield torch.get_num_threads()
-        return
-    wanted = auto_threads() if threads is None else threads
-    before = torch.get_num_threads()
-    if wanted != before:
-        torch.set_num_threads(wanted)
-    try:
-        yield wanted
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    def __init__(
+        self, threads: int | None, device: torch.device | None = None, *, interval: float = 30.0
+    ) -> None:
+        self.requested = check_threads(threads)
+        self.active = device is None or device.type == "cpu"
+        self.interval = float(interval)
+        self.threads = 0
+        self._before = 0
+        self._mark: tuple[int, int, float, float] | None = None
+
+    def __enter__(self) -> ThreadScope:
+        import torch
+
+        self._before = torch.get_num_threads()
+        if not self.active:
+            self.threads = self._before
+            return self
+        self.threads = auto_threads() if self.requested is None else self.requested
+        if self.threads != self._before:
+            torch.set_num_threads(self.threads)
+        self._mark = _reading()
+        return self
+
+    def update(self) -> int:
+        """Choose the thread count again if ``interval`` has passed; returns the count."""
+        automatic = self.requested is None and not os.environ.get("CYCSR_THREADS", "").strip()
+        if not (self.active and automatic and self._mark is not None):
+            return self.threads
+        if time.monotonic() - self._mark[3] < self.interval:
+            return self.threads
+        reading = _reading()
+        others = None if reading is None else _others_between(self._mark, reading)
+        self._mark = reading
+        if others is None:
+            return self.threads
+        with _lock:
+            _load_cache["others"] = (time.monotonic(), others)
+        wanted = choose_threads(cpu_count(), others, self._before, passive=openmp_passive())
+        if wanted != self.threads:
+            import torch
+
+            torch.set_num_threads(wanted)
+            self.threads = wanted
+        return self.threads
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.active and torch.get_num_threads() != self._before:
+            torch.set_num_threads(self._before)
+
+
+def thread_scope(
+    threads: int | None, device: torch.device | None = None, *, interval: float = 30.0
+) -> ThreadScope:
+    """Run a block with ``threads`` torch threads (None: automatic), restored after.
+
+    Examples
+    --------
+    >>> with thread_scope(1) as scope:
+    ...     scope.threads
+    1
+    """
+    return ThreadScope(threads, device, interval=interval)

@@ -630,8 +630,17 @@ def _with_threads(
     work: GeneratorType[Progress, None, Any], threads: int | None, device: torch.device
 ) -> GeneratorType[Progress, None, Any]:
     """``work`` run with ``threads`` torch threads (None: automatic), restored after."""
-    with thread_scope(threads, device):
-        return (yield from work)
+    with thread_scope(threads, device) as scope:
+        try:
+            while True:
+                try:
+                    event = next(work)
+                except StopIteration as stop:
+                    return stop.value
+                yield event
+                scope.update()  # fewer threads when other jobs take the cores
+        finally:
+            work.close()  # stopped early: end the work now, not at garbage collection
 
 
 def super_resolve(

@@ -597,7 +597,7 @@ class Trainer:
         in_step = False
         self._g.train()
         self._d.train()
-        with thread_scope(cfg.threads, self.device):
+        with thread_scope(cfg.threads, self.device) as threads:
             try:
                 while self.iteration < cfg.iterations:
                     started = time.perf_counter()
@@ -635,6 +635,7 @@ class Trainer:
                         )
                     if stopping:
                         break
+                    threads.update()  # fewer threads when other jobs take the cores
             finally:
                 self._running = False
                 # closed / interrupted between iterations: keep the last completed one (a failure
