@@ -236,7 +236,7 @@ def threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, metavar="N",
         help="CPU threads torch may use (default: the CPUs that other processes leave free, "
-        "looked at when the work starts: all cores on an idle machine, fewer on a busy one)",
+        "looked at as the work runs: all cores on an idle machine, fewer on a busy one)",
     )  # fmt: skip
 
 
