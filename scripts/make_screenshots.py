@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import os
 import statistics
 import sys
 import time
@@ -257,7 +258,8 @@ def synthetic_workflow(viewer, iterations: int, tmp: Path) -> dict:
     undock(viewer, dock_widget)
 
     dock_widget, widget = dock(viewer, "Evaluate", width=640)
-    widget.sr.value = viewer.layers["pCLE LR (TLI) [SR]"]
+    (sr_layer,) = [ly for ly in viewer.layers if ly.name.startswith("pCLE LR (TLI) [SR")]
+    widget.sr.value = sr_layer
     widget.input.value = lr
     widget.reference.value = viewer.layers["ground truth HR"]
     widget.fibres.value = fibres
@@ -265,8 +267,72 @@ def synthetic_workflow(viewer, iterations: int, tmp: Path) -> dict:
     wait_for(lambda: widget.worker is None)
     shot(viewer, "evaluate.png")
     table = widget.copy_csv()
+    widget.reference.value = None
+    widget.metric.value = "sharpness"
+    widget.evaluate_button.native.click()
+    wait_for(lambda: widget.worker is None)
+    shot(viewer, "evaluate_no_reference.png")
+    table_no_reference = widget.copy_csv()
     undock(viewer, dock_widget)
-    return {"train": train, "super_resolve_main_thread_gaps": sr_gaps, "evaluate_csv": table}
+    rate = rate_study(viewer, lr, tmp)
+    return {
+        "train": train, "super_resolve_main_thread_gaps": sr_gaps, "evaluate_csv": table,
+        "evaluate_no_reference_csv": table_no_reference, "rate": rate,
+    }  # fmt: skip
+
+
+def rate_study(viewer, lr, tmp: Path) -> dict:
+    """The Rate widget: a blinded study of three results, two cases answered, the summary."""
+    import napari
+
+    from napari_cycsr import sharpen
+
+    print("rate study ...")
+    stack = np.stack([lr.data, lr.data[::-1]])  # two cases: the image and its mirror
+    viewer.add_image(stack, name="input (2 cases)", visible=False)
+    viewer.add_image(np.stack([viewer.layers["ground truth HR"].data] * 2), name="reference",
+                     visible=False)  # fmt: skip
+    (sr,) = [ly for ly in viewer.layers if ly.metadata.get("cycsr_source") == "pCLE LR (TLI)"
+             and ly.name.startswith("pCLE LR (TLI) [SR")]  # fmt: skip
+    results = {}
+    results["CycSR"] = np.stack([sr.data, sr.data[::-1]])
+    sharp = sharpen(lr.data)
+    results["sharpening"] = np.stack([sharp, sharp[::-1]])
+    results["TLI"] = stack
+    for name, data in results.items():
+        viewer.add_image(data.astype(np.float32), name=name, visible=False)
+    dock_widget, widget = dock(viewer, "Rate", width=560)
+    widget.input.value = viewer.layers["input (2 cases)"]
+    widget.reference.value = viewer.layers["reference"]
+    widget.results.value = [viewer.layers[n] for n in ("TLI", "sharpening", "CycSR")]
+    widget.rater.value = "demo rater"
+    widget.answers_file.value = tmp / "answers.csv"
+    study_viewers = []
+
+    def factory():
+        study = napari.Viewer(show=True, title="CycSR rating study")
+        study.window._qt_window.resize(1500, 900)
+        study_viewers.append(study)
+        return study
+
+    widget.viewer_factory = factory
+    widget.start_button.native.click()
+    process(1.0)
+    study = study_viewers[-1]
+    form = widget.form
+    shot(study, "rate_study.png")
+    given = {"TLI": 3, "sharpening": 2, "CycSR": 4}  # illustrative answers for the screenshot
+    while form.case is not None:
+        for slot, method in form.case.slots.items():
+            for menu in form.scores[slot].values():
+                menu.value = given[method]
+        form.save_button.native.click()
+        process(0.3)
+    study.close()
+    text = widget.show_summary()
+    shot(viewer, "rate_summary.png")
+    undock(viewer, dock_widget)
+    return {"summary": text}
 
 
 def real_workflow(viewer, iterations: int, tmp: Path) -> dict:
@@ -282,20 +348,31 @@ def real_workflow(viewer, iterations: int, tmp: Path) -> dict:
     widget.background.value = viewer.layers["tissue_paper_back"]
     out = {}
     start = time.perf_counter()
-    widget.detect_button.native.click()
-    wait_for(lambda: widget.worker is None)
+    with GapMeter() as meter:
+        widget.detect_button.native.click()
+        wait_for(lambda: widget.worker is None)
+        render(viewer)
     out["detect_s"] = round(time.perf_counter() - start, 2)
+    out["detect_main_thread_gaps"] = meter.summary()
     out["detect_status"] = widget.status.value
     start = time.perf_counter()
-    widget.voronoi_button.native.click()
-    wait_for(lambda: widget.worker is None)
+    with GapMeter() as meter:
+        widget.voronoi_button.native.click()
+        wait_for(lambda: widget.worker is None)
+        render(viewer)
     out["voronoi_s"] = round(time.perf_counter() - start, 2)
+    out["voronoi_main_thread_gaps"] = meter.summary()
     viewer.layers["tissue_paper fibres"].size = 1.5
     viewer.scene.camera.zoom = 14
     viewer.scene.camera.center = (0, 480, 640)
     shot(viewer, "real_detect_voronoi.png")
-    widget.reconstruct_button.native.click()
-    wait_for(lambda: widget.worker is None)
+    start = time.perf_counter()
+    with GapMeter() as meter:
+        widget.reconstruct_button.native.click()
+        wait_for(lambda: widget.worker is None)
+        render(viewer)
+    out["reconstruct_s"] = round(time.perf_counter() - start, 2)
+    out["reconstruct_main_thread_gaps"] = meter.summary()
     viewer.layers["tissue_paper fibres cells"].visible = False
     viewer.layers["tissue_paper fibres"].visible = False
     raw_layer.visible = False
@@ -335,7 +412,7 @@ def real_workflow(viewer, iterations: int, tmp: Path) -> dict:
 
 def console_pattern(viewer, model_path: Path) -> str:
     """The scripting pattern of the tutorial, run as written there."""
-    from napari_cycsr import FibreBundle, load_model, super_resolve
+    from napari_cycsr import FibreBundle, load_model, models_in_session, super_resolve
 
     raw = viewer.layers["tissue_paper"].data
     background = viewer.layers["tissue_paper_back"].data
@@ -343,10 +420,13 @@ def console_pattern(viewer, model_path: Path) -> str:
     values = bundle.core_values(raw, background=background)
     tli = bundle.reconstruct(values)
     viewer.add_image(tli, name="TLI (script)")
+    viewer.add_points(bundle.centres, name="fibres (script)", size=bundle.spacing / 2)
+
     model = load_model(model_path)
     sr = super_resolve(model, tli, mask=bundle.fov_mask)
     viewer.add_image(sr, name="SR (script)")
-    return f"{bundle!r}; SR {sr.shape} {sr.dtype}"
+    trained = models_in_session()                                # the Train widget's models
+    return f"{bundle!r}; SR {sr.shape} {sr.dtype}; session models {list(trained)}"
 
 
 def main() -> None:
@@ -372,6 +452,8 @@ def main() -> None:
         "scripts/make_screenshots.py " + " ".join(sys.argv[1:])
     }
     with tempfile.TemporaryDirectory(prefix="cycsr-shots-") as tmp:
+        # the models trained here go to a scratch models folder, not the user's
+        os.environ["NAPARI_CYCSR_MODELS"] = str(Path(tmp) / "models")
         if not args.skip_30k:  # first: forced draws after many layer changes crash llvmpipe
             results["fibres_30k"] = measure_30k(viewer, args.repeats)
         if not args.skip_synthetic:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-#: Real fibre-bundle frames (PyFibreBundle test data), outside the repository.
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pyfibrebundle"
+#: Real fibre-bundle frames (PyFibreBundle test data), outside the repository: beside the
+#: checkout in ``../shared/data/pyfibrebundle``, or where ``NAPARI_CYCSR_TEST_DATA`` points.
+SHARED_DATA = Path(
+    os.environ.get("NAPARI_CYCSR_TEST_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pyfibrebundle"
+)
+
+
+@pytest.fixture(autouse=True)
+def models_folder(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty models folder (never the user's real one)."""
+    folder = tmp_path_factory.mktemp("models")
+    monkeypatch.setenv("NAPARI_CYCSR_MODELS", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,14 @@ from PIL import Image
 from napari_cycsr.cli import build_parser, main
 from napari_cycsr.simulate import hexagonal_lattice
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
-COMMANDS = ["demo", "simulate", "detect", "reconstruct", "train", "super-resolve", "evaluate"]
+DATA = Path(
+    os.environ.get("NAPARI_CYCSR_TEST_DATA")
+    or Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+)
+COMMANDS = [
+    "demo", "simulate", "detect", "reconstruct", "train", "super-resolve", "evaluate",
+    "rate-summary", "register", "fuse",
+]  # fmt: skip
 
 
 def raw_frame(shape=(128, 128), spacing=6.0, seed=0, brightness=None) -> tuple[np.ndarray, int]:
@@ -89,7 +96,8 @@ def test_usage_errors_exit_2(capsys):
 
 def _one_line_error(capsys) -> str:
     captured = capsys.readouterr()
-    err = captured.err.strip()
+    lines = captured.err.strip().splitlines()
+    err = "\n".join(line for line in lines if not line.startswith("cycsr: warning: "))
     assert err.startswith("cycsr: error: ")
     assert "\n" not in err
     assert "Traceback" not in captured.err
@@ -591,3 +599,119 @@ def test_precision_errors(tmp_path, sim_dir, tiny_model, capsys):
     train = ["train", lr, "--fibres", str(sim_dir / "fibres.csv"), "--out", model]
     assert main([*train, "--set", "precision=fp32"]) == 1
     assert "use the --precision option" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------- issue 11
+
+
+def test_simulate_help_states_the_default_it_uses(tmp_path, capsys):
+    """--help's default spacing is the lattice spacing the command then reports."""
+    import re
+
+    from napari_cycsr.simulate import DEFAULT_SPACING
+
+    assert main(["simulate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    stated = float(re.search(r"spacing of the hexagonal fibre lattice in pixels \(default: "
+                             r"([0-9.]+)", text).group(1))  # fmt: skip
+    assert stated == pytest.approx(DEFAULT_SPACING, abs=0.005)
+    median = float(re.search(r"about ([0-9.]+) px by default", text).group(1))
+    assert main(["simulate", "--builtin", "camera", "--size", "96", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    lattice = float(re.search(r"lattice spacing ([0-9.]+) px", printed).group(1))
+    neighbours = float(re.search(r"neighbouring fibres ([0-9.]+) px", printed).group(1))
+    assert lattice == pytest.approx(stated, abs=0.005)
+    assert neighbours == pytest.approx(median, abs=0.1)
+    assert main(["simulate", "--builtin", "camera", "--size", "96", "--spacing", "4",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert "lattice spacing 4.00 px" in capsys.readouterr().out
+
+
+def test_evaluate_scores_only_the_field_of_view_and_says_so(tmp_path, sim_dir, capsys):
+    """An SR image with garbage outside the FOV: without the FOV it would decide the ranking."""
+    hr = tifffile.imread(sim_dir / "hr.tif")
+    lr = tifffile.imread(sim_dir / "lr.tif")
+    outside = lr == 0
+    sr = np.where(outside, 0.9, hr).astype(np.float32)  # perfect inside, bright ring outside
+    np.save(tmp_path / "sr.npy", sr)
+    args = ["evaluate", str(sim_dir / "lr.tif"), str(tmp_path / "sr.npy"),
+            "--reference", str(sim_dir / "hr.tif"), "--lr", str(sim_dir / "lr.tif")]  # fmt: skip
+    assert main([*args, "--csv", str(tmp_path / "fov.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "field of view found from the flat surround of lr.tif" in text
+    inside = read_csv_rows(tmp_path / "fov.csv")
+    assert float(inside[1]["psnr"]) > float(inside[0]["psnr"]) + 3  # SR near perfect in the FOV
+    assert main([*args, "--whole-frame", "--csv", str(tmp_path / "all.csv")]) == 0
+    assert "every pixel (--whole-frame)" in capsys.readouterr().out
+    whole = read_csv_rows(tmp_path / "all.csv")
+    assert float(whole[1]["psnr"]) < float(inside[1]["psnr"]) - 3
+    # --fibres gives the field of view and says so
+    assert main([*args, "--fibres", str(sim_dir / "fibres.csv")]) == 0
+    assert "field of view of the fibres in" in capsys.readouterr().out
+
+
+def test_evaluate_without_a_reference(tmp_path, sim_dir, capsys):
+    from scipy import ndimage
+
+    lr = tifffile.imread(sim_dir / "lr.tif")
+    np.save(tmp_path / "sharp.npy", lr + 0.5 * (lr - ndimage.gaussian_filter(lr, 1.0)))
+    args = ["evaluate", str(sim_dir / "lr.tif"), str(tmp_path / "sharp.npy"),
+            "--lr", str(sim_dir / "lr.tif"), "--csv", str(tmp_path / "m.csv")]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "no --reference" in text
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    assert "ssim" not in header and "gcf" in header and "sharpness" in header
+    rows = read_csv_rows(tmp_path / "m.csv")
+    assert float(rows[1]["sharpness"]) > float(rows[0]["sharpness"]) > 0
+    assert float(rows[1]["dgcf_lr"]) > 0
+
+
+def test_rate_summary(tmp_path, capsys):
+    from napari_cycsr.rating import QUESTIONS, RatingSession
+
+    path = tmp_path / "answers.csv"
+    for rater in ("ann", "bob"):
+        session = RatingSession(path, ["TLI", "CycSR"], ["1", "2", "3"], rater=rater)
+        while (case := session.next_case()) is not None:
+            scores = {"TLI": 2, "CycSR": 4}
+            session.answer(case, {s: dict.fromkeys(QUESTIONS, scores[m])
+                                  for s, m in case.slots.items()})  # fmt: skip
+    assert main(["rate-summary", str(path), "--methods", "TLI,CycSR",
+                 "--plot", str(tmp_path / "fig6.png")]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "| TLI | 6 | 2.00 ± 0.00 |" in text and "| CycSR | 6 | 4.00 ± 0.00 |" in text
+    assert text.index("| TLI |") < text.index("| CycSR |")
+    assert "Wilcoxon" in text and (tmp_path / "fig6.png").stat().st_size > 1000
+    assert main(["rate-summary", str(path), "--methods", "TLI,Wiener"]) == 1
+    assert "Wiener" in _one_line_error(capsys)
+    assert main(["rate-summary", str(tmp_path / "none.csv")]) == 1
+    _one_line_error(capsys)
+    (tmp_path / "bad.csv").write_text("rater,case,method,Q1\n")
+    assert main(["rate-summary", str(tmp_path / "bad.csv")]) == 1
+    assert "missing column" in _one_line_error(capsys)
+
+
+def test_demo_refuses_to_replace_an_earlier_result(tmp_path, capsys):
+    out = tmp_path / "demo_out"
+    out.mkdir()
+    (out / "demo.png").write_bytes(b"the 38-minute run")
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 1
+    assert "--overwrite" in _one_line_error(capsys)
+    assert (out / "demo.png").read_bytes() == b"the 38-minute run"
+
+
+def test_demo_hint_says_how_to_get_a_qt_backend(monkeypatch):
+    import importlib.util
+
+    from napari_cycsr.cli.demo import napari_hint
+
+    assert napari_hint("a.tif", "b.tif").endswith("napari a.tif b.tif")
+    real = importlib.util.find_spec
+
+    def no_qt(name, *args):
+        return None if name.startswith(("PyQt", "PySide")) else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_qt)
+    hint = napari_hint("a.tif")
+    assert 'pip install "napari[pyqt6]"' in hint and "napari a.tif" in hint

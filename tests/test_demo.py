@@ -115,3 +115,15 @@ def test_demo_bad_settings_fail_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
     with pytest.raises(ValueError, match="iterations"):
         run_demo(tmp_path / "e", iterations=0)
+
+
+def test_demo_never_replaces_an_earlier_result(tmp_path, one_thread):
+    out = tmp_path / "demo_out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"38 minutes of training")
+    with pytest.raises(FileExistsError, match="earlier demo.*--overwrite"):
+        run_demo(out, device="cpu", **TINY)
+    assert (out / "model.safetensors").read_bytes() == b"38 minutes of training"
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    result = run_demo(out, device="cpu", overwrite=True, **TINY)
+    assert result.model_path.read_bytes() != b"38 minutes of training"

@@ -19,7 +19,10 @@ from napari_cycsr._imageio import (
     write_text,
 )
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+DATA = Path(
+    os.environ.get("NAPARI_CYCSR_TEST_DATA")
+    or Path(__file__).parents[1] / ".." / "shared" / "data" / "pyfibrebundle"
+)
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".npy"])
@@ -137,3 +140,89 @@ def test_reads_the_real_lzw_frames():
     frame = read_image(DATA / "usaf1.tif")
     assert frame.shape == (960, 1280) and frame.dtype == np.uint8
     assert frame.max() > 100
+
+
+# --------------------------------------------------------------------------------------------
+# damaged and lying files (issue 12): refused before decoding, with one clear line
+# --------------------------------------------------------------------------------------------
+
+
+def _png_claiming(path: Path, height: int, width: int) -> Path:
+    """A tiny PNG whose header claims (height, width) 8-bit grey but holds a few rows."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width + 1) * 2)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+    path.write_bytes(data + chunk(b"IEND", b""))
+    return path
+
+
+def test_png_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
+    import tracemalloc
+
+    path = _png_claiming(tmp_path / "lie.png", 12000, 12000)
+    assert path.stat().st_size < 400
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"lie\.png.*12000x12000.*file of \d+ bytes"):
+        read_image(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000
+
+
+def test_png_claiming_more_rows_than_it_holds_is_refused(tmp_path):
+    path = _png_claiming(tmp_path / "short.png", 300, 300)
+    with pytest.raises((OSError, ValueError), match=r"short\.png.*(truncated|damaged)"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("size", [0, 5, 60, 127])
+def test_empty_or_truncated_npy_is_a_clear_error(tmp_path, size):
+    full = tmp_path / "full.npy"
+    np.save(full, np.arange(64 * 64, dtype=np.float32).reshape(64, 64))
+    path = tmp_path / "cut.npy"
+    path.write_bytes(full.read_bytes()[:size])
+    with pytest.raises(ValueError, match=r"cut\.npy.*(empty|truncated|not a \.npy)"):
+        read_image(path)
+
+
+def test_npy_with_missing_data_bytes_is_refused_before_loading(tmp_path):
+    full = tmp_path / "full.npy"
+    np.save(full, np.zeros((64, 64), np.float32))
+    path = tmp_path / "cut.npy"
+    path.write_bytes(full.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"truncated.*\(64, 64\).*float32"):
+        read_image(path)
+
+
+def test_truncated_tiff_is_a_clear_error(tmp_path):
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, np.arange(128 * 128, dtype=np.uint16).reshape(128, 128))
+    path = tmp_path / "cut.tif"
+    path.write_bytes(full.read_bytes()[: 128 * 64])
+    with pytest.raises((OSError, ValueError), match=r"cut\.tif.*(truncated|damaged|cannot read)"):
+        read_image(path)
+
+
+def test_pixel_cap_is_enforced_and_can_be_raised(tmp_path, monkeypatch):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((50, 40), np.uint8))
+    with pytest.raises(ValueError, match=r"2000 pixels.*more than the limit of 1000.*max_pixels"):
+        read_image(path, max_pixels=1000)
+    assert read_image(path, max_pixels=2000).shape == (50, 40)
+    monkeypatch.setenv("NAPARI_CYCSR_MAX_PIXELS", "1000")
+    with pytest.raises(ValueError, match="NAPARI_CYCSR_MAX_PIXELS"):
+        read_image(path)
+    png = tmp_path / "a.png"
+    write_image(png, np.zeros((50, 40), np.uint8))
+    with pytest.raises(ValueError, match="more than the limit"):
+        read_image(png)
+    monkeypatch.setenv("NAPARI_CYCSR_MAX_PIXELS", "many")
+    with pytest.raises(ValueError, match="NAPARI_CYCSR_MAX_PIXELS must be a whole number"):
+        read_image(path)

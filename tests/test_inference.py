@@ -196,6 +196,14 @@ def test_input_and_model_unchanged():
         assert torch.equal(value, before[key]), key  # BN statistics not updated
 
 
+def test_bool_images_are_zero_one_like_everywhere(model):
+    """The one image rule (_validate.as_image): bool reads as 0/1, as in metrics and data."""
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[4:12, 4:12] = True
+    out = super_resolve(model, mask, device="cpu")
+    np.testing.assert_allclose(out, super_resolve(model, mask.astype(np.uint8), device="cpu"))
+
+
 @pytest.mark.parametrize(
     "bad, error, message",
     [
@@ -207,7 +215,6 @@ def test_input_and_model_unchanged():
         (np.array([[1.0, np.nan], [0, 0]]), ValueError, "NaN"),
         (np.array([[1.0, np.inf], [0, 0]]), ValueError, "NaN or infinite"),
         (np.array([[1.0, -np.inf], [0, 0]]), ValueError, "NaN or infinite"),
-        (np.zeros((4, 4), dtype=bool), TypeError, "dtype bool"),
         (np.zeros((4, 4), dtype=complex), TypeError, "dtype complex"),
         (np.zeros((4, 4), dtype=object), TypeError, "dtype object"),
         ("image.tif", TypeError, "dtype"),
@@ -241,8 +248,10 @@ def test_bad_arguments_are_refused(model):
         super_resolve(model, image, overlap=2.5)
     with pytest.raises(ValueError, match="mask"):
         super_resolve(model, image, mask=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        super_resolve(model, image, mask=np.full((20, 20), 0.5))  # an image, not a mask
     with pytest.raises(TypeError, match="mask"):
-        super_resolve(model, image, mask=np.ones((20, 20)))
+        super_resolve(model, image, mask=np.full((20, 20), "x"))
     with pytest.raises(ValueError, match="unknown device"):
         super_resolve(model, image, device="tpu")
     with pytest.raises(TypeError, match="progress"):

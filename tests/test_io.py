@@ -287,3 +287,101 @@ def test_flatten_copies_and_rejects_unknown_values():
         flatten_state_dict("a.", {"f": object()})
     with pytest.raises(ValueError, match="no tensor"):
         unflatten_state_dict({}, {"__tensor__": "missing"})
+
+
+# --------------------------------------------------------------------------------------------
+# hostile or damaged model files (issue 12): checked before anything is allocated
+# --------------------------------------------------------------------------------------------
+
+
+def _peak_traced_bytes(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except ValueError:
+        pass
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (dict(channels=4096, blocks=64), r"channels must be an integer in \[1, \d+\]"),
+        (dict(blocks=1_000_000), r"blocks must be an integer in \[1, \d+\]"),
+        (dict(channels=True), "channels must be an integer"),
+        (dict(residual="yes"), "residual must be true or false"),
+        (dict(channels=16), "shape mismatch"),
+    ],
+)
+def test_declared_sizes_are_checked_before_building(tmp_path, edit, match):
+    path = save_model(_random_model(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda d: d["network"].update(edit))
+    with pytest.raises(ValueError, match=match) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+    # nothing big was allocated: well under what even the smallest refused network needs
+    assert _peak_traced_bytes(lambda: load_model(path)) < 20_000_000
+
+
+def test_a_file_that_claims_a_bigger_network_than_its_tensors_is_refused_early(tmp_path):
+    """channels=512, blocks=128 is allowed in principle (2.4 GB); the tensors say otherwise."""
+    path = save_model(_random_model(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda d: d["network"].update(channels=512, blocks=128))
+    with pytest.raises(ValueError, match="do not match the network config"):
+        load_model(path)
+    assert _peak_traced_bytes(lambda: load_model(path)) < 20_000_000
+
+
+def test_nan_or_inf_weights_are_refused_naming_the_file(tmp_path):
+    model = _random_model()
+    with torch.no_grad():
+        model.generator.head[0].weight[0, 0, 0, 0] = float("nan")
+    path = save_model(model, tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match=r"nan\.safetensors.*NaN or infinite.*head\.0\.weight"):
+        load_model(path)
+    with torch.no_grad():
+        model.generator.head[0].weight[0, 0, 0, 0] = float("inf")
+    path = save_model(model, tmp_path / "inf.safetensors")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("low, high", [(-1e308, 1e308), (0.0, 1e300), (-1e40, 0.0)])
+def test_absurd_normalisation_is_refused_at_load(tmp_path, low, high):
+    path = save_model(_random_model(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda d: d.update(normalisation={"low": low, "high": high}))
+    with pytest.raises(ValueError, match=r"m\.safetensors.*normalisation"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("spacing", [0, -2.0, "abc", True, [3]])
+def test_bad_fibre_spacing_is_refused_at_load(tmp_path, spacing):
+    path = save_model(_random_model(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda d: d["metadata"].update(fibre_spacing=spacing))
+    with pytest.raises(ValueError, match="fibre_spacing must be a positive number"):
+        load_model(path)
+
+
+def test_check_model_spacing_says_what_is_wrong():
+    from napari_cycsr.inference import check_model_spacing
+
+    model = _random_model()
+    model.metadata["fibre_spacing"] = "abc"
+    with pytest.raises(ValueError, match="fibre_spacing must be a positive number"):
+        check_model_spacing(model, 3.0)
+    model.metadata["fibre_spacing"] = 0
+    with pytest.raises(ValueError, match="fibre_spacing must be a positive number"):
+        check_model_spacing(model, 3.0)
+
+
+def test_network_config_refuses_bools():
+    from napari_cycsr.models import NetworkConfig
+
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        NetworkConfig(channels=True)
+    with pytest.raises(ValueError, match="scale must be 1, 2 or 4"):
+        NetworkConfig(scale=True)

@@ -20,11 +20,14 @@ def manifest():
 def test_manifest_validates(manifest):
     assert manifest.name == "napari-cycsr"
     widget_names = {w.display_name for w in manifest.contributions.widgets}
-    assert widget_names == {"Fibres", "Train", "Super-resolve", "Evaluate"}
+    assert widget_names == {"Fibres", "Train", "Super-resolve", "Evaluate", "Rate", "Video"}
     assert {s.key for s in manifest.contributions.sample_data} == {
         "synthetic_pcle",
         "raw_bundle_frame",
+        "synthetic_pcle_video",
     }
+    (reader,) = manifest.contributions.readers
+    assert reader.accepts_directories and "*.mp4" in reader.filename_patterns
 
 
 def test_every_command_resolves(manifest):

@@ -484,3 +484,40 @@ def test_tot_cs_fixed_reproduces_paper_table1_ranking():
     d = [0.01, 0.38, -0.13, 0.66]
     assert list(np.argsort(-tot_cs(s, d, method="fixed"))) == [3, 1, 0, 2]
     assert list(np.argsort(-tot_cs(s, d))) != [3, 1, 0, 2]
+
+
+# --- no-reference sharpness and the field of view of reconstructed images (issue 11) ---------
+
+
+def test_sharpness_ranks_blur_and_ignores_the_fov_edge():
+    from scipy import ndimage
+
+    from napari_cycsr.metrics import evaluate, sharpness
+
+    rng = np.random.default_rng(0)
+    image = ndimage.gaussian_filter(rng.random((64, 64)), 1.0)
+    blurred = ndimage.gaussian_filter(image, 2.0)
+    assert sharpness(image, data_range=1.0) > 2 * sharpness(blurred, data_range=1.0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 25**2
+    flat = np.where(disc, 0.5, 0.0)
+    # the step at the FOV's edge is not detail: a flat disc has no sharpness inside its mask
+    assert sharpness(flat, mask=disc, data_range=1.0) == 0
+    assert sharpness(flat, data_range=1.0) > 0
+    assert math.isnan(sharpness(np.zeros((8, 8))))
+    rows = evaluate({"a": image, "b": blurred}, with_sharpness=True)
+    assert list(rows[0])[-1] == "sharpness" and rows[0]["sharpness"] > rows[1]["sharpness"]
+    assert "sharpness" not in evaluate({"a": image})[0]
+
+
+def test_image_fov_of_a_tli_image(small_sim):
+    from napari_cycsr.metrics import image_fov
+
+    fov = image_fov(small_sim.lr)
+    truth = small_sim.bundle.fov_mask
+    assert fov is not None and fov.shape == truth.shape
+    assert (fov & truth).sum() / (fov | truth).sum() > 0.9  # nearly the bundle's own FOV
+    assert image_fov(small_sim.hr) is None  # no flat surround: no FOV found
+    dark = small_sim.lr.copy()
+    dark[20:30, 20:30] = 0  # dark detail inside does not carve the FOV
+    assert image_fov(dark)[25, 25]

@@ -293,6 +293,44 @@ def test_resume_can_extend_but_not_change_the_network(sim, tmp_path):
         Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values, preset="default")
 
 
+def _edit_checkpoint_meta(path: Path, edit) -> None:
+    """Rewrite the JSON ``meta`` of a checkpoint in place (keeping its tensors)."""
+    import struct
+
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    document = json.loads(header["__metadata__"]["napari_cycsr"])
+    edit(document["meta"])
+    header["__metadata__"]["napari_cycsr"] = json.dumps(document)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: m.pop("discriminator"), "has no 'discriminator' state"),
+        (lambda m: m.pop("optimizer_g"), "has no 'optimizer_g' state"),
+        (lambda m: m.update(iteration=-5), "iteration must be a whole number >= 0, got -5"),
+        (lambda m: m.update(iteration="7"), "iteration must be a whole number >= 0"),
+        (lambda m: m.update(preview_crop=[1, 2]), "preview_crop"),
+        (lambda m: m.update(config=[]), "config"),
+    ],
+)
+def test_damaged_checkpoint_is_refused_naming_the_file(sim, tmp_path, edit, match):
+    trainer = Trainer(
+        sim.lr, sim.bundle, config=_config(iterations=1), values=sim.values, checkpoint=tmp_path
+    )
+    list(trainer.run())
+    path = tmp_path / "checkpoint.safetensors"
+    _edit_checkpoint_meta(path, edit)
+    with pytest.raises(ValueError, match=match) as info:
+        Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    assert "checkpoint.safetensors" in str(info.value)
+
+
 def test_save_writes_a_model_file_with_metadata(sim, tmp_path):
     trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=2), values=sim.values)
     list(trainer.run())
@@ -322,6 +360,22 @@ def test_train_convenience(sim):
     assert model.metadata["iteration"] == 2
     with pytest.raises(TypeError, match="unknown"):
         train(sim.lr, sim.bundle, learning_rate=1.0)
+
+
+def test_train_shows_progress_unless_asked_not_to(sim, capsys):
+    """cs.train prints a progress bar (iterations, losses, time left) by default."""
+    settings = {"values": sim.values, "preset": "tiny", "iterations": 3, "batch_size": 2,
+                "patch": 32, "device": "cpu", "preview_every": 0}  # fmt: skip
+    train(sim.lr, sim.bundle, **settings)
+    shown = capsys.readouterr().err
+    assert "train" in shown and "3/3" in shown and "l_vec=" in shown
+    train(sim.lr, sim.bundle, progress=False, **settings)
+    assert capsys.readouterr().err == ""
+    events = []
+    train(sim.lr, sim.bundle, progress=events.append, **settings)
+    assert [e.iteration for e in events] == [1, 2, 3] and capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be"):
+        train(sim.lr, sim.bundle, progress="yes", **settings)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -88,7 +88,29 @@ def test_api_accepts_equal_channel_rgba_everywhere():
     np.testing.assert_allclose(bundle.core_values(rgba), bundle.core_values(lr8))
     assert gcf(rgba) == pytest.approx(gcf(lr8))
     assert psnr(rgba, lr8, data_range=255) == np.inf
-    raw = rng.random((96, 96))
+    # a raw frame of cores (noise alone is refused: "no fibre bundle found")
+    from napari_cycsr.simulate import hexagonal_lattice
+
+    yy, xx = np.mgrid[:96, :96]
+    raw = np.zeros((96, 96))
+    for cy, cx in hexagonal_lattice((96, 96), 4.0, seed=2):
+        raw += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0)
+    raw = np.clip(raw / raw.max() + 0.02 * rng.random((96, 96)), 0, 1)
     detected_grey = FibreBundle.detect(np.round(raw * 255).astype(np.uint8), spacing=4.0)
     detected_rgba = FibreBundle.detect(_rgba(np.round(raw * 255).astype(np.uint8)), spacing=4.0)
     np.testing.assert_array_equal(detected_grey.centres, detected_rgba.centres)
+
+
+def test_widget_layers_follow_the_colour_rule(grey_frame):
+    """The widgets apply the same rule: an equal-channel RGB layer is grey, colour refused."""
+    from napari.layers import Image as ImageLayer
+
+    from napari_cycsr._widgets._common import image_data_2d, require_layer
+
+    layer = ImageLayer(_rgba(grey_frame)[..., :3], rgb=True, name="camera")
+    assert require_layer(layer, "the image") is layer
+    np.testing.assert_array_equal(image_data_2d(layer), grey_frame)
+    colour = _rgba(grey_frame)[..., :3].copy()
+    colour[0, 0, 1] ^= 1
+    with pytest.raises(ValueError, match="channels differ"):
+        require_layer(ImageLayer(colour, rgb=True, name="photo"), "the image")

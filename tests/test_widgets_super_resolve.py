@@ -43,7 +43,7 @@ def test_registered_model_on_stack_keeps_spatial(make_napari_viewer, qtbot, erro
     widget.device.value = "cpu"
     _run(qtbot, widget)
     assert errors == []
-    sr = viewer.layers["video [SR]"]
+    sr = viewer.layers["video [SR my model]"]
     assert sr.data.shape == (3, 40, 48) and sr.data.dtype == np.float32
     assert np.abs(sr.data).max() > 0
     assert tuple(sr.scale) == (1.0, 0.5, 0.5) and tuple(sr.translate) == (0, 4.0, 2.0)
@@ -62,7 +62,7 @@ def test_model_file_scale_two(make_napari_viewer, qtbot, errors, registry, tmp_p
     widget.tile.value = 0
     _run(qtbot, widget)
     assert errors == []
-    sr = viewer.layers["lr [SR]"]
+    sr = viewer.layers["lr [SR x2]"]
     assert sr.data.shape == (64, 64)
     np.testing.assert_allclose(sr.scale, (1.0, 1.0))
     # pixel centres of the finer grid straddle the input pixel: shifted by -0.25 input px
@@ -79,7 +79,7 @@ def test_dask_input_stays_lazy(make_napari_viewer, qtbot, errors, registry):
     widget.image.value = layer
     _run(qtbot, widget)
     assert errors == []
-    out = viewer.layers["lazy [SR]"].data
+    out = viewer.layers["lazy [SR m]"].data
     assert isinstance(out, da.Array) and out.shape == (4, 32, 32)
 
 
@@ -93,7 +93,8 @@ def test_cancel_adds_no_layer(make_napari_viewer, qtbot, errors, registry):
     assert widget.cancel_button.enabled
     widget.cancel_button.native.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
-    assert "long [SR]" not in viewer.layers
+    assert not any(layer.name.startswith("long [SR") for layer in viewer.layers)
+    assert widget.status.value.startswith("cancelled")
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
@@ -106,7 +107,7 @@ def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry, tm
     rgb = viewer.add_image(np.indices((16, 16, 3)).sum(0).astype(np.uint8), rgb=True, name="rgb")
     widget.image.value = rgb
     widget.run_button.native.click()
-    assert "RGB" in errors[-1]
+    assert "colour image" in errors[-1] and "Convert to grey" in errors[-1]
 
     grey = viewer.add_image(np.random.default_rng(0).random((48, 48)), name="grey")
     widget.image.value = grey
@@ -145,11 +146,11 @@ def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry)
     assert widget.consistency.value and widget.consistency.enabled  # on by default
     _run(qtbot, widget)
     assert errors == []
-    projected = np.asarray(viewer.layers["tli [SR]"].data)
+    projected = np.asarray(viewer.layers["tli [SR m + projection]"].data)
     widget.consistency.value = False
     _run(qtbot, widget)
     assert errors == []
-    plain = np.asarray(viewer.layers["tli [SR] [1]"].data)
+    plain = np.asarray(viewer.layers["tli [SR m]"].data)
     b, v = sim.bundle, sim.values
     assert cycle_error(projected, b, v) < cycle_error(plain, b, v) / 5
     assert np.all(projected[~b.fov_mask] == 0) and np.all(plain[~b.fov_mask] == 0)
@@ -180,4 +181,119 @@ def test_precision_menu_is_passed_to_inference(
     widget.precision.value = "fp32"
     _run(qtbot, widget)
     assert errors == [] and seen == ["fp32"]
-    assert viewer.layers["lr [SR]"].data.shape == (24, 24)
+    assert viewer.layers["lr [SR m]"].data.shape == (24, 24)
+
+
+# --- issue 11: batch, models folder, grey RGB, names ------------------------------------------
+
+
+def test_several_layers_and_rgba_in_one_run(make_napari_viewer, qtbot, errors, registry, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(3)
+    grey = rng.random((32, 40)).astype(np.float32)
+    rgba = np.zeros((32, 40, 4), np.uint8)
+    rgba[..., :3] = (grey * 255).astype(np.uint8)[..., None]
+    rgba[..., 3] = 255
+    a = viewer.add_image(grey, name="a", scale=(2, 2))
+    b = viewer.add_image(rgba, rgb=True, name="b camera")
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    widget.source.value = "layers"
+    widget.layers.value = [a, b]
+    widget.device.value = "cpu"
+    widget.out_folder.value = tmp_path / "results"
+    _run(qtbot, widget)
+    assert errors == []
+    assert widget.status.value.startswith("finished: 2 layer(s)")
+    out_a, out_b = viewer.layers["a [SR m]"], viewer.layers["b camera [SR m]"]
+    assert out_a.data.shape == out_b.data.shape == (32, 40)
+    assert tuple(out_a.scale) == (2, 2) and out_a.metadata["cycsr_source"] == "a"
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert written == ["a_sr.tif", "b camera_sr.tif"]
+    np.testing.assert_array_equal(b.data[..., 3], 255)  # the input is untouched
+
+
+def test_folder_batch_never_overwrites(make_napari_viewer, qtbot, errors, registry, tmp_path):
+    from napari_cycsr._imageio import read_image, write_image
+
+    viewer = make_napari_viewer()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("f1.tif", "f2.tif", "f3.npy"):
+        write_image(folder / name, rng.random((24, 24)).astype(np.float32))
+    write_image(folder / "f2_sr.tif", np.zeros((24, 24), np.float32))  # an earlier result
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = folder
+    widget.device.value = "cpu"
+    _run(qtbot, widget)
+    assert errors == []
+    assert widget.status.value.startswith("finished: 3 file(s) written")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["f1.tif", "f1_sr.tif", "f2.tif", "f2_sr-2.tif", "f2_sr.tif", "f3.npy",
+                     "f3_sr.npy"]  # fmt: skip
+    for name, content in before.items():
+        assert (folder / name).read_bytes() == content  # inputs and earlier results kept
+    assert read_image(folder / "f1_sr.tif").shape == (24, 24)
+    assert [layer.name for layer in viewer.layers] == []  # files, not layers
+
+    # into a chosen folder; the fibres must fit every image of the folder
+    out = tmp_path / "out"
+    widget.out_folder.value = out
+    viewer.add_points(np.array([[2.0, 2], [2, 40], [40, 2], [40, 40]]), name="big fibres")
+    widget.fibres.value = viewer.layers["big fibres"]
+    widget.run_button.native.click()
+    assert "belong to a 41x41 image" in errors[-1] and not out.exists()
+    widget.fibres.value = None
+    _run(qtbot, widget)
+    assert sorted(p.name for p in out.iterdir()) == ["f1_sr.tif", "f2_sr.tif", "f3_sr.npy"]
+
+
+def test_folder_batch_cancel_keeps_finished_files(make_napari_viewer, qtbot, errors, registry,
+                                                  tmp_path):  # fmt: skip
+    from napari_cycsr._imageio import write_image
+
+    viewer = make_napari_viewer()
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for i in range(6):
+        write_image(folder / f"v{i}.tif", np.zeros((30, 64, 64), np.float32))
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = folder
+    widget.out_folder.value = tmp_path / "out"
+    widget.run_button.native.click()
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert errors == []
+    assert widget.status.value.startswith("cancelled")
+    written = list((tmp_path / "out").glob("*.tif")) if (tmp_path / "out").exists() else []
+    assert len(written) < 6
+    assert not list((tmp_path / "out").glob(".*")) if (tmp_path / "out").exists() else True
+
+
+def test_models_folder_is_listed_with_details(make_napari_viewer, qtbot, errors, registry,
+                                              models_folder):  # fmt: skip
+    from napari_cycsr.models_store import save_to_folder
+
+    model = _model(fibre_spacing=2.5, iteration=120, train_config={"preset": "tiny", "scale": 1,
+                   "target": "natural"}, training_data=["sample (256x256)"])  # fmt: skip
+    path = save_to_folder(model, "from last week")
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.random.default_rng(0).random((32, 32), np.float32), name="x")
+    widget = _dock(viewer)
+    labels = [widget.model.native.itemText(i) for i in range(widget.model.native.count())]
+    assert labels == [f"from last week [saved: {path.name}]", FROM_FILE]
+    assert widget.model.value == path
+    details = widget.details.value
+    for part in ("preset tiny", "x1", "fibres 2.50 px apart", "trained on sample (256x256)",
+                 "120 iterations"):  # fmt: skip
+        assert part in details
+    widget.image.value = layer
+    widget.device.value = "cpu"
+    _run(qtbot, widget)
+    assert errors == [] and "x [SR from_last_week]" in viewer.layers

@@ -64,6 +64,7 @@ def test_train_stop_and_reload(setup, qtbot, errors, registry, tmp_path):
     assert (tmp_path / "model.checkpoint.safetensors").is_file()
     assert (tmp_path / "model.safetensors").is_file()
     assert registry.names() and widget.save_button.enabled
+    assert widget.status.value.startswith(f"stopped at iteration {stopped_at} of 10000")
     assert widget.start_button.enabled and not widget.stop_button.enabled
 
     # the saved model reloads in the Super-resolve widget
@@ -74,7 +75,7 @@ def test_train_stop_and_reload(setup, qtbot, errors, registry, tmp_path):
     sr_widget.run_button.native.click()
     qtbot.waitUntil(lambda: sr_widget.worker is None, timeout=30_000)
     assert errors == []
-    sr = viewer.layers["pCLE LR (TLI) [SR]"].data
+    sr = viewer.layers["pCLE LR (TLI) [SR model]"].data
     assert sr.shape == (256, 256) and np.abs(sr).max() > 0
 
 
@@ -92,6 +93,7 @@ def test_finish_then_resume_longer(setup, qtbot, errors, registry, tmp_path):
     assert errors == []
     assert widget.trainer.iteration == 4
     assert widget.plot.iterations == [1, 2, 3, 4]
+    assert widget.status.value.startswith("finished 4 iterations")
 
 
 def test_bad_input_shows_message(make_napari_viewer, qtbot, errors, registry):
@@ -119,14 +121,23 @@ def test_error_in_worker_is_reported(setup, qtbot, errors, registry):
     widget.start_button.native.click()  # no HR layers chosen: refused at the door
     assert "needs HR layers" in errors[-1]
 
-    # a paired target of the wrong size fails inside the worker: message, widget usable
+    # a paired target of the wrong size is refused before any work starts
     viewer.add_image(np.zeros((50, 50), dtype=np.float32), name="wrong HR")
     widget.target.value = "paired"
     widget.target_layers.value = [viewer.layers["wrong HR"]]
     widget.form.iterations.value = 2
     widget.start_button.native.click()
+    assert "paired HR layer 'wrong HR' is 50x50; it must be 256x256" in errors[-1]
+    assert widget.worker is None
+
+    # HR images the target sampler cannot use fail inside the worker: message, widget usable
+    viewer.add_image(np.zeros((300, 300), dtype=np.float32), name="flat HR")
+    widget.target.value = "images"
+    widget.target_layers.value = [viewer.layers["flat HR"]]
+    widget.start_button.native.click()
     _wait(qtbot, widget)
     assert errors[-1].startswith("Training failed:")
+    assert widget.status.value.startswith("Training failed:")
     assert widget.start_button.enabled and not widget.stop_button.enabled
     assert PREVIEW_NAME not in viewer.layers
 
@@ -151,3 +162,109 @@ def test_train_form_precision_menu(qtbot):
     assert "AMX" in form.precision.tooltip
     form.precision.value = "fp32"
     assert form.config().precision == "fp32"
+
+
+# --- issue 11 ---------------------------------------------------------------------------------
+
+
+def _quick(widget, iterations):
+    form = widget.form
+    form.preset.value, form.batch_size.value, form.patch.value = "tiny", 2, 32
+    form.device.value, form.preview_every.value = "cpu", 0
+    form.iterations.value = iterations
+
+
+def test_finished_run_is_named_kept_and_listed(setup, qtbot, errors, registry, models_folder):
+    """A normal finish says "finished"; the model is named after what made it, reachable from
+    the console (models_in_session) and kept in the models folder with its details."""
+    import napari_cycsr
+    from napari_cycsr.models_store import saved_models
+
+    viewer, widget = setup
+    _quick(widget, 3)
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    assert widget.status.value.startswith("finished 3 iterations")
+    name = "tiny x1, 3 it on pCLE LR (TLI)"
+    assert list(napari_cycsr.models_in_session()) == [name]
+    (saved,) = saved_models(models_folder)
+    assert saved.name == name and saved.path.parent == models_folder
+    for part in ("preset tiny", "x1", "px apart", "trained on pCLE LR (TLI) (256x256)",
+                 "target natural", "3 iterations"):  # fmt: skip
+        assert part in saved.details
+    # a second run never replaces the first one's name
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert list(napari_cycsr.models_in_session()) == [f"{name} (2)", name]
+    assert len(saved_models(models_folder)) == 2
+
+    # the Super-resolve widget lists the session's and the folder's models, with details
+    _, sr_widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Super-resolve")
+    labels = [sr_widget.model.native.itemText(i) for i in range(sr_widget.model.native.count())]
+    assert labels[:2] == [f"{name} (2)", name]
+    assert sum("[saved: " in label for label in labels) == 2
+    sr_widget.model.value = saved.path
+    assert "3 iterations" in sr_widget.details.value
+
+
+def test_mismatched_layers_are_refused_before_any_work(setup, qtbot, errors, registry):
+    viewer, widget = setup
+    _quick(widget, 2)
+    # fibres of the 256 x 256 sample with a 384 x 384 frame
+    big = viewer.add_image(np.random.default_rng(0).random((384, 384), np.float32), name="big")
+    widget.lr_layers.value = [big]
+    widget.start_button.native.click()
+    assert "were found on a 256x256 image but 'big' is 384x384" in errors[-1]
+    # LR layers of different sizes with one fibres layer
+    widget.lr_layers.value = [viewer.layers["pCLE LR (TLI)"], big]
+    widget.start_button.native.click()
+    assert "different sizes" in errors[-1] and "384x384" in errors[-1]
+    assert widget.worker is None and "CycSR preview" not in viewer.layers
+
+
+def test_closing_the_dock_stops_training_and_blocks_a_second_run(
+    make_napari_viewer, qtbot, errors, registry, tmp_path
+):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cycsr", "synthetic_pcle")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    _quick(widget, 100_000)
+    widget.model_path.value = tmp_path / "m.safetensors"
+    widget.start_button.native.click()
+    qtbot.waitUntil(lambda: widget.trainer is not None and widget.trainer.iteration >= 1,
+                    timeout=60_000)  # fmt: skip
+    runner = widget.runner
+    viewer.window.remove_dock_widget(dock)  # the user closes the panel
+    assert runner.cancelled
+    # a reopened Train panel cannot start a second run while the first one stops
+    _, again = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    if runner.busy:
+        _quick(again, 2)
+        again.start_button.native.click()
+        assert "still stopping" in errors[-1]
+    qtbot.waitUntil(lambda: not runner.busy, timeout=60_000)
+    assert widget.trainer.iteration < 100_000
+    assert (tmp_path / "m.checkpoint.safetensors").is_file()
+    assert (tmp_path / "m.safetensors").is_file()  # nothing lost
+    assert [e for e in errors if "still stopping" not in e] == []
+
+
+def test_closing_the_viewer_while_training_raises_nothing(make_napari_viewer, qtbot, registry):
+    """Closing the viewer mid-run: the worker stops and touches no deleted Qt object (pytest-qt
+    fails the test on any exception raised in a Qt callback)."""
+    from qtpy.QtCore import QThreadPool
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cycsr", "synthetic_pcle")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    _quick(widget, 100_000)
+    widget.form.preview_every.value = 1
+    widget.start_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.plot.iterations) >= 2, timeout=60_000)
+    runner = widget.runner
+    viewer.close()
+    assert QThreadPool.globalInstance().waitForDone(60_000)
+    qtbot.wait(200)  # deliver the worker's last signals
+    assert not runner.alive
+    assert widget.trainer.iteration < 100_000

@@ -35,6 +35,18 @@ _EXPORTS: dict[str, str] = {
     "simulate_pcle": "simulate",
     "hexagonal_lattice": "simulate",
     "PCLESimulation": "simulate",
+    "simulate_pcle_video": "simulate",
+    "PCLEVideo": "simulate",
+    # video: reading, registration, fusion (HR^)
+    "read_video": "video",
+    "register": "video",
+    "Registration": "video",
+    "fuse": "video",
+    "fuse_video": "video",
+    "mosaic": "video",
+    "leave_one_out": "video",
+    "estimate_lattice": "video",
+    "estimate_gains": "video",
     # metrics and baselines
     "gcf": "metrics",
     "delta_gcf": "metrics",
@@ -69,6 +81,12 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "io",
     "load_model": "io",
     "save_model": "io",
+    # models kept in this session and in the models folder
+    "models_in_session": "models_store",
+    "models_folder": "models_store",
+    "saved_models": "models_store",
+    # the paper's MOS study
+    "RatingSession": "rating",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

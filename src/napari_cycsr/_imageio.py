@@ -1,9 +1,12 @@
 """Reading and writing images and stacks for the command line tool and the demo.
 
 Formats: TIFF (``.tif``/``.tiff``, single images and multi-page stacks), PNG (2-D) and NumPy
-``.npy`` files. TIFFs are read with :mod:`tifffile` and, when it cannot decode a file (for
-example an LZW TIFF without :mod:`imagecodecs`), with Pillow. ``.npy`` files are loaded with
-``allow_pickle=False``: a file holding Python objects is refused instead of being unpickled.
+``.npy`` files; for reading also videos (AVI, MP4 ... through PyAV, the ``video`` extra) and
+folders of frames (a ``(T, H, W)`` stack in natural order), both by
+:func:`napari_cycsr.video.read_video`. TIFFs are read with :mod:`tifffile` and, when it
+cannot decode a file (for example an LZW TIFF without :mod:`imagecodecs`), with Pillow.
+``.npy`` files are loaded with ``allow_pickle=False``: a file holding Python objects is
+refused instead of being unpickled.
 
 Every write is atomic: the data go to a temporary file in the destination folder, which is
 then renamed over the destination, so a reader never sees a half-written file and an
@@ -25,6 +28,9 @@ from ._validate import as_grey, looks_rgb, to_unit_float
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "READ_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "atomic_path",
     "find_images",
     "read_image",
@@ -38,7 +44,24 @@ __all__ = [
 #: File name endings this module reads and writes (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
 
+#: Default largest number of pixels (array elements) one file may decode to: 2**30, about
+#: 4 GiB as float32. Raise it per call (``read_image(..., max_pixels=N)``) or for a session
+#: with the environment variable ``NAPARI_CYCSR_MAX_PIXELS``.
+MAX_PIXELS = 2**30
+MAX_PIXELS_ENV = "NAPARI_CYCSR_MAX_PIXELS"
+
+#: Largest decoded/stored size ratio a compression can reach (deflate: 1032:1, LZW: about
+#: 2730:1, PackBits: 64:1; rounded up): a file claiming more is damaged or lying.
+_MAX_RATIO = {"none": 1.0, "packbits": 70.0, "deflate": 1100.0, "lzw": 3000.0}
+
 _TIFF = (".tif", ".tiff")
+
+#: Video containers :func:`read_image` decodes with PyAV (lower case).
+VIDEO_SUFFIXES: tuple[str, ...] = (
+    ".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv",
+)  # fmt: skip
+#: File name endings :func:`read_image` and :func:`find_images` accept (images and videos).
+READ_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 
 
 def _suffix(path: Path) -> str:
@@ -66,7 +89,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return as_grey(image, colour="luminance")
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+def _read_tiff(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
     """Read a TIFF; returns (array, is_rgb)."""
     try:
         import tifffile
@@ -81,6 +104,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
             array = np.moveaxis(array, axes.index("S"), -1)  # colour samples last
         return array, is_rgb
     except Exception as tiff_error:  # fall back to Pillow for any decode issue
+        _check_pillow_file(path, max_pixels)
         try:
             with warnings.catch_warnings():  # Pillow warns about what it then fails on
                 warnings.simplefilter("ignore")
@@ -108,17 +132,179 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
     return array, is_rgb
 
 
-def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarray:
-    """Read a TIFF, PNG or NPY image or stack.
+# --------------------------------------------------------------------------------------------
+# size checks before decoding: a file cannot claim more pixels than its bytes can hold
+# --------------------------------------------------------------------------------------------
+
+
+def _max_pixels(max_pixels: int | None) -> tuple[int, str]:
+    """The pixel cap in force and how the user raises it (for the error message)."""
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)):
+            raise TypeError(f"max_pixels must be a whole number, got {max_pixels!r}")
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+        return int(max_pixels), "pass a larger max_pixels"
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or not raw.strip():
+        return MAX_PIXELS, f"set {MAX_PIXELS_ENV} to a larger number of pixels"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a whole number >= 1, got {raw!r}")
+    return value, f"raise {MAX_PIXELS_ENV}"
+
+
+def _check_claim(
+    path: Path,
+    shape: tuple[int, ...],
+    itemsize: float,
+    stored: int,
+    compression: str | None,
+    max_pixels: int | None,
+) -> None:
+    """Refuse a file whose header claims more pixels than the cap or than its bytes hold.
+
+    ``stored``: bytes of pixel data in the file; ``compression``: a key of ``_MAX_RATIO``, or
+    None for a codec without a known bound (only the pixel cap applies then).
+    """
+    cap, how = _max_pixels(max_pixels)
+    pixels = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    dims = "x".join(str(int(n)) for n in shape)
+    if pixels > cap:
+        raise ValueError(
+            f"{path}: the image is {dims} = {pixels} pixels, more than the limit of {cap} "
+            f"pixels; {how} if the file really is that large"
+        )
+    if compression is None:
+        return
+    decoded = pixels * itemsize
+    limit = max(stored, 1) * _MAX_RATIO[compression] + 4096
+    if decoded > limit:
+        raise ValueError(
+            f"{path}: the header claims a {dims} image ({decoded:.0f} bytes) in a file of "
+            f"{path.stat().st_size} bytes, which cannot hold it ({compression} compression); "
+            "the file is truncated or damaged"
+        )
+
+
+def _check_npy_file(path: Path, max_pixels: int | None) -> None:
+    """Empty, foreign or truncated ``.npy`` files -> one clear ``ValueError``."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes); expected a .npy array")
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        except (ValueError, EOFError, OSError, SyntaxError) as error:
+            kind = "truncated" if size < 128 else "damaged"
+            raise ValueError(
+                f"{path}: not a .npy array file, or its header is {kind} ({size} bytes): {error}"
+            ) from None
+        offset = handle.tell()
+    if dtype.hasobject:
+        return  # refused with its own message by np.load(allow_pickle=False)
+    expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if size - offset < expected:
+        raise ValueError(
+            f"{path}: truncated .npy file: the header says shape {tuple(shape)} of {dtype} "
+            f"({expected} bytes of data) but the file holds {size - offset}"
+        )
+    _check_claim(path, tuple(shape), dtype.itemsize, size - offset, None, max_pixels)
+
+
+def _check_pillow_file(path: Path, max_pixels: int | None) -> None:
+    """Size of a PNG (or a TIFF read by Pillow) against its file size, before decoding."""
+    import warnings as _warnings
+
+    from PIL import Image
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # Pillow's own bomb warning: we say it better
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                frames = int(getattr(img, "n_frames", 1) or 1)
+                bands = len(img.getbands())
+                bits = 16 if img.mode.startswith("I;16") else 8
+                if img.mode in ("I", "F", "RGBa") or img.mode.startswith("I;32"):
+                    bits = 32
+                compression = "deflate" if img.format == "PNG" else None
+        except Image.DecompressionBombError:
+            raise ValueError(
+                f"{path}: the header claims an image larger than Pillow decodes "
+                f"({Image.MAX_IMAGE_PIXELS} pixels); the file is damaged or not an image"
+            ) from None
+        except Exception:
+            return  # not for us to judge: the decoder says what is wrong
+    shape = (frames, height, width) if frames > 1 else (height, width)
+    itemsize = bands * bits / 8
+    _check_claim(path, shape, itemsize, path.stat().st_size, compression, max_pixels)
+
+
+_TIFF_CODECS = {1: "none", 32773: "packbits", 8: "deflate", 32946: "deflate", 5: "lzw"}
+
+
+def _check_tiff_file(path: Path, max_pixels: int | None) -> None:
+    """Pages of a TIFF against the file's bytes and the pixel cap, before decoding."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape = tuple(int(n) for n in series.shape)
+            itemsize = np.dtype(series.dtype).itemsize if series.dtype is not None else 1
+            size = path.stat().st_size
+            stored = 0
+            codecs = set()
+            for page in series.pages:
+                if page is None:
+                    continue
+                for offset, count in zip(page.dataoffsets, page.databytecounts):
+                    if offset + count > size:
+                        raise ValueError(
+                            f"{path}: truncated TIFF: image data at bytes {offset}..."
+                            f"{offset + count} lie beyond the end of the file ({size} bytes)"
+                        )
+                    stored += int(count)
+                codecs.add(_TIFF_CODECS.get(int(page.compression)))
+    except ValueError as error:
+        if "truncated TIFF" in str(error):
+            raise
+        return  # tifffile cannot parse it: the readers say what is wrong
+    except Exception:
+        return
+    known = codecs - {None}
+    codec = None if (None in codecs or not known) else max(known, key=_MAX_RATIO.__getitem__)
+    _check_claim(path, shape, itemsize, stored, codec, max_pixels)
+
+
+def read_image(
+    path: str | os.PathLike[str], *, grey: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
+    """Read a TIFF, PNG or NPY image or stack, a video, or a folder of frames.
 
     Parameters
     ----------
     path : str or path-like
-        ``.tif``/``.tiff`` (one page or a multi-page stack), ``.png`` or ``.npy`` file.
+        ``.tif``/``.tiff`` (one page or a multi-page stack), ``.png`` or ``.npy`` file; a
+        video (``.avi``, ``.mp4`` ...; needs PyAV) or a folder of frame files, read as a
+        ``(T, H, W)`` stack by :func:`napari_cycsr.video.read_video`.
     grey : bool
         Convert a true colour (RGB/RGBA) image to greyscale luminance instead of refusing it.
         Colour files whose R, G and B channels are equal (grey camera frames saved as RGB or
         RGBA) are always read as grey, in their own dtype.
+    max_pixels : int, optional
+        Largest number of pixels (array elements) the file may decode to; default
+        :data:`MAX_PIXELS` (2**30), or the environment variable ``NAPARI_CYCSR_MAX_PIXELS``.
+        The header is checked before anything is decoded: a file whose header claims more
+        pixels than its bytes can hold (a truncated or forged file) is refused too.
 
     Returns
     -------
@@ -129,8 +315,9 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
     Raises
     ------
     ValueError
-        Unsupported suffix, a colour image without ``grey=True``, a 1-D array, or an ``.npy``
-        file holding Python objects.
+        Unsupported suffix, a colour image without ``grey=True``, a 1-D array, an ``.npy``
+        file holding Python objects, an empty or truncated file, or more pixels than
+        ``max_pixels``.
     OSError
         The file is missing or cannot be decoded.
 
@@ -143,12 +330,18 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
     (4, 5)
     """
     path = Path(path)
+    if path.is_dir() or _suffix(path) in VIDEO_SUFFIXES:
+        from .video._io import read_video
+
+        return np.asarray(read_video(path, lazy=False))  # a folder of frames, or a video
     suffix = _check_suffix(path)
     if not path.is_file():
         raise OSError(f"{path}: no such file")
     if suffix in _TIFF:
-        array, is_rgb = _read_tiff(path)
+        _check_tiff_file(path, max_pixels)
+        array, is_rgb = _read_tiff(path, max_pixels)
     elif suffix == ".png":
+        _check_pillow_file(path, max_pixels)
         try:
             array, is_rgb = _read_pillow(path)
         except OSError:
@@ -156,8 +349,11 @@ def read_image(path: str | os.PathLike[str], *, grey: bool = False) -> np.ndarra
         except Exception as error:  # Pillow raises several types on bad data
             raise OSError(f"{path}: cannot read PNG ({error})") from error
     else:
+        _check_npy_file(path, max_pixels)
         try:
             array = np.load(path, allow_pickle=False)
+        except (EOFError, OSError) as error:  # the checks above make this rare
+            raise ValueError(f"{path}: truncated or damaged .npy file ({error})") from None
         except ValueError as error:
             raise ValueError(
                 f"{path}: the .npy file holds Python objects; only plain numeric arrays are "
@@ -212,15 +408,16 @@ def find_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             files = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and _suffix(p) in IMAGE_SUFFIXES and not p.name.startswith(".")
+                if p.is_file() and _suffix(p) in READ_SUFFIXES and not p.name.startswith(".")
             )
             if not files:
                 raise ValueError(
-                    f"{path}: folder holds no image ({', '.join(IMAGE_SUFFIXES)} files)"
+                    f"{path}: folder holds no image ({', '.join(READ_SUFFIXES)} files)"
                 )
             found.extend(files)
         elif path.is_file():
-            _check_suffix(path)
+            if _suffix(path) not in READ_SUFFIXES:
+                _check_suffix(path)
             found.append(path)
         else:
             raise OSError(f"{path}: no such file or folder")

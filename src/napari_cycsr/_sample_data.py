@@ -2,6 +2,9 @@
 
 * **Synthetic pCLE**: scikit-image's cameraman (256x256) seen through a simulated fibre
   bundle: the low-resolution TLI image, the fibre centres and the ground-truth HR image.
+* **Synthetic pCLE video**: the cameraman moving behind a fixed simulated bundle (12 frames,
+  a sub-pixel random walk): the TLI video, the fibres and the true frames; the input of the
+  Video widget.
 * **Raw fibre-bundle frame**: what a camera behind a bundle records before reconstruction:
   one bright Gaussian core per fibre, each with its own transmission, plus the matching
   background (flat-field) frame. This is the input of the Fibres widget's *Detect cores*.
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["raw_bundle_frame", "render_raw_frame", "synthetic_pcle"]
+__all__ = ["raw_bundle_frame", "render_raw_frame", "synthetic_pcle", "synthetic_pcle_video"]
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -65,6 +68,56 @@ def synthetic_pcle(seed: int = 0) -> list[LayerDataTuple]:
                 "opacity": 0.6,
                 "visible": False,
                 "metadata": {BUNDLE_KEY: bundle, "fibre_values": sim.values},
+            },
+            "points",
+        ),
+    ]
+
+
+def synthetic_pcle_video(seed: int = 0, n_frames: int = 12) -> list[LayerDataTuple]:
+    """A simulated pCLE video: the cameraman moving behind a fixed fibre bundle.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the fibres, the motion and the noise.
+    n_frames : int
+        Number of frames.
+
+    Returns
+    -------
+    list of LayerDataTuple
+        ``true frames`` (hidden), ``pCLE video (TLI)`` ``(T, Y, X)`` and ``video fibres``
+        (the fibre centres, with the bundle and every frame's fibre values in metadata).
+    """
+    from napari_cycsr.simulate import simulate_pcle_video
+
+    from ._widgets._common import BUNDLE_KEY
+
+    vid = simulate_pcle_video(_cameraman(300), n_frames, seed=seed, step=0.7, noise=0.01)
+    fov = vid.bundle.fov_mask
+    lr = np.where(fov, vid.lr, 0).astype(np.float32)
+    return [
+        (
+            vid.frames.astype(np.float32),
+            {"name": "true frames", "visible": False, "contrast_limits": (0.0, 1.0)},
+            "image",
+        ),
+        (lr, {"name": "pCLE video (TLI)", "contrast_limits": (0.0, 1.0)}, "image"),
+        (
+            np.asarray(vid.bundle.centres, dtype=float),
+            {
+                "name": "video fibres",
+                "size": 0.5 * float(vid.bundle.spacing),
+                "face_color": "yellow",
+                "border_width": 0,
+                "opacity": 0.6,
+                "visible": False,
+                "metadata": {
+                    BUNDLE_KEY: vid.bundle,
+                    "fibre_values": vid.values,
+                    "true_shifts": vid.shifts,
+                },
             },
             "points",
         ),

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .metrics import _as_mask, _as_real
+from ._validate import as_image, as_mask, nearest_fill_index
 
 __all__ = ["backproject", "estimate_noise", "fibre_psf", "sharpen", "tli", "wiener"]
 
@@ -37,16 +37,8 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # input checks and helpers
 # --------------------------------------------------------------------------------------------
 def _as_images(image: ArrayLike, name: str = "image") -> np.ndarray:
-    """Return ``image`` as a float64 array ``(..., H, W)`` (a new array), or raise."""
-    arr = _as_real(image, name, "(H, W) image or a stack (..., H, W)")
-    if arr.ndim < 2:
-        raise ValueError(f"{name} must be 2-D (H, W) or a stack (..., H, W), got {arr.shape}")
-    if arr.shape[-1] < 2 or arr.shape[-2] < 2:
-        raise ValueError(f"{name} must be at least 2x2 pixels, got shape {arr.shape}")
-    out = arr.astype(np.float64)  # always a copy: the input is never modified
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected finite values")
-    return out
+    """``image`` under the package's image rule, as a float64 copy (never the input)."""
+    return as_image(image, name=name, min_side=2).astype(np.float64)
 
 
 def _positive(value: Any, name: str) -> float:
@@ -57,17 +49,6 @@ def _positive(value: Any, name: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v
-
-
-def _nearest_fill_index(mask: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
-    """Index arrays mapping every pixel to its nearest pixel inside ``mask`` (None when there
-    is no mask, nothing lies outside it or nothing inside it)."""
-    if mask is None or mask.all() or not mask.any():
-        return None
-    from scipy import ndimage
-
-    idx = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
-    return tuple(idx)
 
 
 def _per_frame(stack: np.ndarray, fn: Any) -> np.ndarray:
@@ -189,7 +170,7 @@ def estimate_noise(image: ArrayLike, *, mask: ArrayLike | None = None) -> float:
         raise ValueError(f"image must be 2-D (H, W), got shape {arr.shape}")
     if min(arr.shape) < 3:
         raise ValueError(f"image must be at least 3x3 pixels, got shape {arr.shape}")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     a = arr
     resp = (
         a[:-2, :-2]
@@ -323,7 +304,7 @@ def wiener(
     """
     stack = _as_images(image)
     s = _positive(spacing, "spacing")
-    m = _as_mask(mask, stack.shape[-2:])
+    m = as_mask(mask, stack.shape[-2:])
     if isinstance(psf, str):
         kernel = fibre_psf(s, kind=psf)
     else:
@@ -343,7 +324,7 @@ def wiener(
     elif balance is not None:
         bal = _positive(balance, "balance")
 
-    fill_idx = _nearest_fill_index(m)
+    fill_idx = nearest_fill_index(m)
     pad = max(8, 2 * max(kernel.shape))
 
     def _noise(frame: np.ndarray) -> float:
@@ -424,7 +405,7 @@ def sharpen(
     from scipy import ndimage
 
     stack = _as_images(image)
-    m = _as_mask(mask, stack.shape[-2:])
+    m = as_mask(mask, stack.shape[-2:])
     if radius is None:
         r = _positive(spacing, "spacing") if spacing is not None else 2.0
     else:
@@ -435,7 +416,7 @@ def sharpen(
         raise TypeError(f"amount must be a number, got {amount!r}") from exc
     if not math.isfinite(a):
         raise ValueError(f"amount must be finite, got {amount!r}")
-    fill_idx = _nearest_fill_index(m)
+    fill_idx = nearest_fill_index(m)
 
     def _one(frame: np.ndarray) -> np.ndarray:
         work = frame[fill_idx] if fill_idx is not None else frame

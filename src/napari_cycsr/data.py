@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ._validate import as_grey
+from ._validate import as_image, as_mask
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -67,23 +67,12 @@ _MAX_NORMALISATION_SAMPLES = 4_000_000
 
 # ----------------------------------------------------------------------------- input checks
 def _as_stack(image: Any, name: str) -> np.ndarray:
-    """One image or stack as a float32 ``(T, H, W)`` array (a copy), validated."""
+    """One image or stack as a float32 ``(T, H, W)`` array (a copy), under the package's
+    image rule (:func:`napari_cycsr._validate.as_image`)."""
     if isinstance(image, torch.Tensor):
         raise TypeError(f"{name} must be a numpy (or dask) array, got a torch.Tensor")
-    arr = np.asarray(image)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    arr = as_grey(arr, name=name)  # equal-channel RGB(A) -> grey; true colour refused
-    if arr.ndim < 2:
-        raise ValueError(f"{name} must be 2-D (H, W) or a stack (..., H, W), got {arr.shape}")
-    stack = arr.reshape(-1, *arr.shape[-2:]).astype(np.float32)
-    if stack.shape[0] == 0 or min(stack.shape[1:]) < 1:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if not np.isfinite(stack).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return stack
+    arr = as_image(image, name=name)
+    return arr.reshape(-1, *arr.shape[-2:]).astype(np.float32)
 
 
 def as_frame_stacks(images: Any, name: str = "lr_images") -> list[np.ndarray]:
@@ -683,14 +672,10 @@ class TargetSampler:
             return [None] * len(stacks)
         if len(masks) != len(stacks):
             raise ValueError(f"got {len(masks)} masks for {len(stacks)} images")
-        out = []
-        for i, (m, s) in enumerate(zip(masks, stacks)):
-            if m is not None:
-                m = np.asarray(m, dtype=bool)
-                if m.shape != s.shape[1:]:
-                    raise ValueError(f"masks[{i}] has shape {m.shape}, expected {s.shape[1:]}")
-            out.append(m)
-        return out
+        return [
+            as_mask(m, s.shape[1:], name=f"masks[{i}]", allow_empty=True)
+            for i, (m, s) in enumerate(zip(masks, stacks))
+        ]
 
     def sample(self, batch_size: int, positions: np.ndarray | None = None) -> torch.Tensor:
         """Draw ``batch_size`` target patches.

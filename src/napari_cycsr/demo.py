@@ -25,6 +25,7 @@ from ._imageio import atomic_path, to_unit_float, write_image, write_npy, write_
 
 __all__ = [
     "BUILTIN_IMAGES",
+    "DEMO_FILES",
     "DemoEvent",
     "DemoResult",
     "builtin_image",
@@ -57,6 +58,22 @@ BUILTIN_IMAGES: tuple[str, ...] = (
 DEMO_PRESET = "tiny"
 #: Training iterations of the full and the ``quick`` demo.
 DEMO_ITERATIONS = {"full": 120, "quick": 30}
+
+#: Files :func:`run_demo` writes into its output folder (an earlier result is never replaced
+#: without ``overwrite=True``).
+DEMO_FILES: tuple[str, ...] = (
+    "demo.png",
+    "metrics.md",
+    "metrics.json",
+    "model.safetensors",
+    "hr.tif",
+    "lr.tif",
+    "sr.tif",
+    "sr_projected.tif",
+    "fibres.csv",
+    "values.npy",
+)
+
 #: Longer side of the simulated picture, full and quick.
 DEMO_SIZE = {"full": 256, "quick": 128}
 #: Batch size and patch side of the full and the quick demo.
@@ -217,6 +234,7 @@ def run_demo(
     lr: float | None = None,
     precision: str = "auto",
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Simulate pCLE from a built-in picture, train, super-resolve and report.
 
@@ -260,6 +278,9 @@ def run_demo(
         "auto", "fp32", "bf16" or "fp16" (:func:`napari_cycsr._device.resolve_precision`).
     threads : int, optional
         CPU threads of torch (default: automatic, from the machine's load).
+    overwrite : bool
+        Replace the files of an earlier demo in ``out_dir``. Without it, a folder that
+        already holds any of :data:`DEMO_FILES` is refused before any work starts.
 
     Returns
     -------
@@ -301,6 +322,13 @@ def run_demo(
         checkpoint_every=0,
     )
     out = Path(out_dir)
+    existing = [name for name in DEMO_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{out} already holds the result of an earlier demo ({shown}); choose another "
+            "output folder (--out) or pass --overwrite to replace it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 

@@ -32,7 +32,8 @@ from scipy import ndimage
 from scipy.spatial import Delaunay, cKDTree
 
 from ._atomic import atomic_path
-from ._validate import as_grey
+from ._validate import as_grey, as_real_array, as_shape
+from .detect import bundle_fov, check_background, detect_cores, estimate_spacing
 
 __all__ = ["FibreBundle", "bundle_fov", "estimate_spacing"]
 
@@ -40,204 +41,6 @@ ArrayLike = Any
 
 #: frames per sparse mat-mat product in FibreBundle.reconstruct of a stack
 _STACK_CHUNK = 4
-
-
-def _as_shape(shape: Any) -> tuple[int, int]:
-    try:
-        dims = tuple(int(s) for s in shape)
-    except TypeError as exc:
-        raise TypeError(f"shape must be a pair of ints (H, W), got {shape!r}") from exc
-    if len(dims) != 2 or min(dims) < 1:
-        raise ValueError(f"shape must be two positive ints (H, W), got {shape!r}")
-    if any(d != s for d, s in zip(dims, shape)):
-        raise ValueError(f"shape must hold integers, got {shape!r}")
-    return dims  # type: ignore[return-value]
-
-
-def _as_real_array(data: ArrayLike, name: str) -> np.ndarray:
-    """Return ``data`` as a real numeric ndarray (no copy when possible), or raise."""
-    if hasattr(data, "compute") and not isinstance(data, np.ndarray):  # dask and friends
-        data = data.compute()
-    arr = np.asarray(data)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
-def _check_frame(image: ArrayLike, name: str) -> np.ndarray:
-    arr = as_grey(_as_real_array(image, name), name=name)
-    if arr.ndim != 2:
-        hint = (
-            " (RGB/RGBA: convert to grey first)"
-            if arr.ndim == 3 and arr.shape[-1] in (3, 4)
-            else ""
-        )
-        raise ValueError(f"{name} must be a 2-D grey frame (H, W), got shape {arr.shape}{hint}")
-    if min(arr.shape) < 8:
-        raise ValueError(f"{name} is too small to hold a fibre bundle: shape {arr.shape}")
-    arr = arr.astype(np.float64)  # a copy: the caller's array is never touched
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
-
-
-def _default_fov_sigma(shape: tuple[int, ...]) -> float:
-    return max(8.0, max(shape) / 100.0)
-
-
-def bundle_fov(raw: ArrayLike, *, sigma: float | None = None) -> np.ndarray:
-    """Field of view of a fibre bundle on a raw camera frame: the bright (round) region.
-
-    The frame is smoothed heavily (Gaussian, ``sigma`` px, default 1 % of the larger image
-    side but at least 8 px, i.e. well above the core spacing), thresholded with Otsu's
-    method, and the largest connected bright component with its holes filled is returned.
-    When the frame has no dark surround (the dark class is brighter than half the bright
-    class) the whole frame is returned.
-
-    Parameters
-    ----------
-    raw : array_like, shape (H, W)
-        Raw frame (a background / flat-field frame works best).
-    sigma : float, optional
-        Smoothing in pixels.
-
-    Returns
-    -------
-    ndarray, shape (H, W), bool
-    """
-    from skimage.filters import threshold_otsu
-
-    img = _check_frame(raw, "raw")
-    sigma = _default_fov_sigma(img.shape) if sigma is None else float(sigma)
-    if not np.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
-    smooth = ndimage.gaussian_filter(img, sigma)
-    if smooth.max() <= smooth.min():
-        return np.ones(img.shape, dtype=bool)
-    bright = smooth > threshold_otsu(smooth)
-    if not (~bright).any() or smooth[~bright].mean() > 0.5 * smooth[bright].mean():
-        return np.ones(img.shape, dtype=bool)
-    lab, n = ndimage.label(bright)
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(lab == int(sizes.argmax()))
-
-
-def estimate_spacing(raw: ArrayLike, *, mask: ArrayLike | None = None) -> float:
-    """Core-to-core spacing of a fibre bundle frame from its Fourier power spectrum.
-
-    The frame is high-passed (minus a Gaussian blur of 8 px), restricted to ``mask``, and the
-    radially averaged power spectrum, whitened by ``f**2`` so that image content (which falls
-    off about as ``1/f**2``) does not win, is searched for its peak ``f0`` between 1/30 and
-    1/2 cycles per pixel. For a hexagonal lattice the first ring of the spectrum lies at
-    ``f0 = 2 / (sqrt(3) s)``, so the spacing returned is ``s = 2 / (sqrt(3) f0)``: the
-    spacing of the hexagonal lattice with the same density of cores. On real, disordered
-    bundles the median nearest-neighbour distance of the cores is about 0.85 of it.
-
-    Parameters
-    ----------
-    raw : array_like, shape (H, W)
-        Raw bundle frame.
-    mask : array_like of bool, shape (H, W), optional
-        Region to analyse (default: :func:`bundle_fov`).
-
-    Returns
-    -------
-    float
-        Spacing in pixels.
-    """
-    img = _check_frame(raw, "raw")
-    m = bundle_fov(img) if mask is None else np.asarray(mask, dtype=bool)
-    if m.shape != img.shape:
-        raise ValueError(f"mask must have the frame's shape {img.shape}, got {m.shape}")
-    hp = (img - ndimage.gaussian_filter(img, 8.0)) * m
-    power = np.abs(np.fft.rfft2(hp)) ** 2
-    fy = np.fft.fftfreq(img.shape[0])[:, None]
-    fx = np.fft.rfftfreq(img.shape[1])[None, :]
-    freq = np.hypot(fy, fx).ravel()
-    n_bins = max(64, min(img.shape) // 2)
-    edges = np.linspace(0.0, 0.5, n_bins + 1)
-    idx = np.digitize(freq, edges) - 1
-    ok = idx < n_bins
-    counts = np.bincount(idx[ok], minlength=n_bins)
-    prof = np.bincount(idx[ok], power.ravel()[ok], minlength=n_bins) / np.maximum(counts, 1)
-    fc = 0.5 * (edges[1:] + edges[:-1])
-    score = np.where(fc > 1.0 / 30.0, prof * fc**2, 0.0)
-    if not np.any(score > 0):
-        raise ValueError("cannot estimate the core spacing: the frame shows no periodic pattern")
-    k = int(np.argmax(score))
-    # parabolic refinement of the peak position
-    if 0 < k < n_bins - 1 and score[k - 1] > 0 and score[k + 1] > 0:
-        a, b, c = score[k - 1], score[k], score[k + 1]
-        denom = a - 2 * b + c
-        shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
-        f0 = fc[k] + float(np.clip(shift, -0.5, 0.5)) * (edges[1] - edges[0])
-    else:
-        f0 = fc[k]
-    return float(2.0 / (np.sqrt(3.0) * f0))
-
-
-def _noise_sd(frame: np.ndarray, mask: np.ndarray) -> float:
-    """Robust estimate of the pixel noise standard deviation inside ``mask``.
-
-    Median absolute response to the 3x3 kernel ``[[1,-2,1],[-2,4,-2],[1,-2,1]]`` (which
-    cancels planes and is orthogonal to smooth structure; its norm is 6), converted to a
-    standard deviation as for Gaussian noise.
-    """
-    kernel = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-    resp = ndimage.convolve(frame, kernel, mode="reflect")
-    inner = ndimage.binary_erosion(mask, iterations=2)
-    vals = np.abs(resp[inner if inner.any() else mask])
-    if vals.size == 0:
-        return 0.0
-    return float(np.median(vals) / 0.6745 / 6.0)
-
-
-def _smoothing_gain(sigma: float) -> float:
-    """Factor by which a 2-D Gaussian of ``sigma`` px reduces white-noise s.d."""
-    return float(min(1.0, 1.0 / (2.0 * np.sqrt(np.pi) * sigma)))
-
-
-def _suppress_close(peaks: np.ndarray, heights: np.ndarray, radius: float) -> np.ndarray:
-    """Keep the brightest of any peaks closer than ``radius`` (greedy, brightest first)."""
-    if len(peaks) < 2:
-        return peaks
-    order = np.argsort(-heights, kind="stable")
-    peaks = peaks[order]
-    pairs = cKDTree(peaks).query_pairs(radius, output_type="ndarray")
-    keep = np.ones(len(peaks), dtype=bool)
-    if len(pairs):
-        pairs = np.sort(pairs, axis=1)  # (brighter, dimmer) since peaks are sorted
-        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-        for a, b in pairs:  # only the few close pairs are visited
-            if keep[a]:
-                keep[b] = False
-    return peaks[keep]
-
-
-def _refine_log_parabola(smooth: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """Sub-pixel peak positions from a 3-point parabola through log intensity per axis."""
-    h, w = smooth.shape
-    lo = float(smooth.min())
-    span = float(smooth.max()) - lo
-    logi = np.log(smooth - lo + 1e-3 * max(span, 1e-12))
-    out = peaks.astype(np.float64)
-    for axis, size in ((0, h), (1, w)):
-        centre = peaks[:, axis]
-        inner = (centre > 0) & (centre < size - 1)
-        p = peaks[inner]
-        step = np.zeros(2, dtype=np.int64)
-        step[axis] = 1
-        c0 = logi[p[:, 0], p[:, 1]]
-        before = logi[p[:, 0] - step[0], p[:, 1] - step[1]]
-        after = logi[p[:, 0] + step[0], p[:, 1] + step[1]]
-        curv = before - 2.0 * c0 + after
-        safe = np.where(curv < 0, curv, -1.0)
-        offset = np.where(curv < 0, 0.5 * (before - after) / safe, 0.0)
-        out[inner, axis] += np.clip(offset, -0.5, 0.5)
-    return out
 
 
 def _rasterise_triangles(
@@ -337,7 +140,10 @@ class FibreBundle:
         ``(H, W)`` of the pixel grid the bundle is imaged on.
     fov_margin : float, optional
         A pixel belongs to the field of view (FOV) when it lies inside the convex hull of the
-        centres *and* within ``fov_margin * spacing`` of its nearest centre. Default 1.5.
+        centres *and* within ``fov_margin * spacing`` of its nearest centre, or in a hole
+        of that region (the FOV is one filled region: no pinholes where cores are missing).
+        Default 1.5. TLI (:meth:`reconstruct`), the projection and super-resolution all
+        end at this one FOV.
 
     Attributes
     ----------
@@ -375,8 +181,8 @@ class FibreBundle:
     """
 
     def __init__(self, centres: ArrayLike, shape: Sequence[int], *, fov_margin: float = 1.5):
-        self.shape: tuple[int, int] = _as_shape(shape)
-        c = _as_real_array(centres, "centres").astype(np.float64)  # astype copies
+        self.shape: tuple[int, int] = as_shape(shape)
+        c = as_real_array(centres, "centres").astype(np.float64)  # astype copies
         if c.ndim != 2 or c.shape[1] != 2:
             raise ValueError(f"centres must have shape (N, 2) as (y, x) pairs, got {c.shape}")
         if c.shape[0] < 3:
@@ -485,9 +291,14 @@ class FibreBundle:
             pix = np.flatnonzero(self._hull_mask())  # only pixels in the hull can be in the FOV
             coords = np.column_stack([pix // w, pix % w]).astype(np.float64)
             dist, idx = self._tree.query(coords, k=1, workers=-1)
-            near = dist <= self.fov_margin * self.spacing
+            near = np.zeros(h * w, dtype=bool)
+            near[pix[dist <= self.fov_margin * self.spacing]] = True
+            # one filled region: no pinholes where a few cores are missing (holes lie
+            # inside the hull, so every filled pixel has its nearest centre in ``idx``)
+            near = ndimage.binary_fill_holes(near.reshape(self.shape)).ravel()
+            inside = near[pix]
             flat = np.full(h * w, -1, dtype=np.int32)
-            flat[pix[near]] = idx[near]
+            flat[pix[inside]] = idx[inside]
             labels = flat.reshape(self.shape)
             labels.setflags(write=False)
             self._cache["labels"] = labels
@@ -515,8 +326,8 @@ class FibreBundle:
         """Sparse (H*W, N) float32 matrix of the Delaunay barycentric (TLI) weights.
 
         Row ``p`` holds the barycentric weights of pixel ``p`` (row-major flattening) on the
-        three vertices of the triangle that contains it; rows of pixels outside the convex
-        hull of the centres are empty.
+        three vertices of the triangle that contains it; rows of pixels outside the field
+        of view (:attr:`fov_mask`) are empty.
         """
         mat = self._cache.get("tli")
         if mat is None:
@@ -526,6 +337,9 @@ class FibreBundle:
 
     def _build_tli(self) -> sp.csr_matrix:
         pix, simplex, bary = self._located_pixels()
+        # the one field of view: TLI, projection and super-resolution all end at fov_mask
+        keep = self.fov_mask.ravel()[pix]
+        pix, simplex, bary = pix[keep], simplex[keep], bary[keep]
         cols = self._delaunay.simplices[simplex]  # (K, 3) fibre indices
         n_pix = self.shape[0] * self.shape[1]
         indptr = np.zeros(n_pix + 1, dtype=np.int64)
@@ -537,7 +351,7 @@ class FibreBundle:
         )
 
     def _check_values(self, values: ArrayLike) -> np.ndarray:
-        v = _as_real_array(values, "values")
+        v = as_real_array(values, "values")
         if v.ndim < 1 or v.shape[-1] != self.n_fibres:
             raise ValueError(
                 f"values must have shape (N,) or (..., N) with N = {self.n_fibres} fibres, "
@@ -546,7 +360,7 @@ class FibreBundle:
         return v
 
     def _check_image(self, image: ArrayLike, name: str = "image") -> np.ndarray:
-        img = as_grey(_as_real_array(image, name), name=name)
+        img = as_grey(as_real_array(image, name), name=name)
         if img.ndim < 2 or img.shape[-2:] != self.shape:
             hint = ""
             if img.ndim >= 3 and img.shape[-1] in (3, 4) and img.shape[-3:-1] == self.shape:
@@ -568,8 +382,9 @@ class FibreBundle:
         Returns
         -------
         ndarray, shape (H, W) or (..., H, W), float32
-            The Delaunay barycentric interpolation of ``values``; zero outside the convex
-            hull of the centres. One sparse matrix-vector product per frame (a single sparse
+            The Delaunay barycentric interpolation of ``values``; zero outside the field of
+            view (:attr:`fov_mask`, the same FOV the projection and super-resolution use).
+            One sparse matrix-vector product per frame (a single sparse
             matrix-matrix product for a stack).
 
         Raises
@@ -768,6 +583,7 @@ class FibreBundle:
             bg = self._check_image(background, "background")
             if bg.ndim != 2:
                 raise ValueError(f"background must be one (H, W) frame, got shape {bg.shape}")
+            check_background(bg)
             bgv = mat @ bg.reshape(-1)[cols].astype(np.float64)
             ok = bgv > 0
             vals = np.where(ok, vals / np.where(ok, bgv, 1.0), 0.0)
@@ -806,66 +622,19 @@ class FibreBundle:
         FibreBundle
             Bundle of the detected centres on the frame's grid.
 
+        Raises
+        ------
+        napari_cycsr.detect.NoBundleFound
+            (a ``ValueError``) when the frame shows no regular lattice of cores ("no fibre
+            bundle found": noise, a reconstructed image, a blank frame).
+
         Notes
         -----
-        Algorithm, with ``s`` the spacing:
-
-        1. smooth the frame with a Gaussian of ``max(0.5, 0.15 s)`` px;
-        2. take the 3x3 local maxima inside the mask whose height above the local mean
-           (a Gaussian of ``0.6 s``) exceeds 2 noise standard deviations (pixel noise from
-           the median absolute response to a 3x3 second-difference kernel, scaled by the
-           noise reduction of the smoothing);
-        3. of maxima closer than ``0.45 s`` keep only the brightest (greedy, brightest
-           first);
-        4. refine each to sub-pixel precision by a parabola through the logarithm of the
-           smoothed intensity at the maximum and its two neighbours, along y and along x
-           (exact for a Gaussian core; offsets clipped to +-0.5 px).
+        See :func:`napari_cycsr.detect.detect_cores` for the algorithm. Without a background
+        a warning says when the field of view found is small.
         """
-        from skimage.feature import peak_local_max
-
-        frame = _check_frame(raw, "raw")
-        if background is not None:
-            bg = _check_frame(background, "background")
-            if bg.shape != frame.shape:
-                raise ValueError(
-                    f"background shape {bg.shape} differs from the raw frame's {frame.shape}"
-                )
-            frame = bg
-        if spacing is not None:
-            spacing = float(spacing)
-            if not np.isfinite(spacing) or spacing < 1.5:
-                raise ValueError(f"spacing must be a number of pixels >= 1.5, got {spacing!r}")
-        if mask is None:
-            fov = bundle_fov(frame)
-            if spacing is None:
-                spacing = estimate_spacing(frame, mask=fov)
-            # smooth over several cores so that the cladding does not split the disc
-            fov = bundle_fov(frame, sigma=max(_default_fov_sigma(frame.shape), 2.0 * spacing))
-        else:
-            fov = np.asarray(mask, dtype=bool)
-            if fov.shape != frame.shape:
-                raise ValueError(f"mask must have the frame's shape {frame.shape}, got {fov.shape}")
-            if spacing is None:
-                spacing = estimate_spacing(frame, mask=fov)
-        if spacing < 1.5:
-            raise ValueError(f"estimated core spacing {spacing:.3g} px is too small (< 1.5 px)")
-        smooth = ndimage.gaussian_filter(frame, max(0.5, 0.15 * spacing))
-        contrast = smooth - ndimage.gaussian_filter(frame, 0.6 * spacing)
-        # true 3x3 local maxima (a wider footprint would hide a dim core beside a bright one)
-        peaks = peak_local_max(
-            smooth, min_distance=1, labels=fov.astype(np.int32), exclude_border=False
-        )
-        threshold = 2.0 * _noise_sd(frame, fov) * _smoothing_gain(max(0.5, 0.15 * spacing))
-        peaks = peaks[contrast[peaks[:, 0], peaks[:, 1]] > threshold]
-        peaks = _suppress_close(peaks, smooth[peaks[:, 0], peaks[:, 1]], 0.45 * spacing)
-        if len(peaks) < 3:
-            raise ValueError(
-                f"found only {len(peaks)} fibre core(s); is this a raw bundle frame with bright "
-                f"cores about {spacing:.3g} px apart?"
-            )
-        centres = _refine_log_parabola(smooth, peaks)
-        centres = np.unique(np.round(centres, 6), axis=0)
-        return cls(centres, frame.shape, fov_margin=fov_margin)
+        found = detect_cores(raw, background=background, spacing=spacing, mask=mask)
+        return cls(found.centres, found.fov.shape, fov_margin=fov_margin)
 
     # ------------------------------------------------------------------ I/O
     def save_csv(self, path: str | os.PathLike) -> None:

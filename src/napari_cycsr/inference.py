@@ -46,8 +46,14 @@ from ._device import (
     resolve_precision,
     thread_scope,
 )
-from ._validate import as_grey, looks_rgb
-from .baselines import _nearest_fill_index
+from ._validate import (
+    as_image,
+    as_mask,
+    check_int,
+    looks_rgb,
+    nearest_fill_index,
+    positive_spacing,
+)
 from .fibres import FibreBundle
 from .models import SRModel
 
@@ -58,6 +64,7 @@ __all__ = [
     "available_devices",
     "check_image",
     "check_model_spacing",
+    "fov_from_image",
     "iter_super_resolve",
     "receptive_radius",
     "resolve_device",
@@ -97,11 +104,11 @@ def _is_dask(image: Any) -> bool:
 def check_image(image: Any, *, name: str = "image", check_finite: bool = True) -> Any:
     """Validate a greyscale image or stack ``(..., H, W)`` and return it as an array.
 
-    Rules: at least 2 dimensions, none of size 0; a real numeric dtype (integer or float;
-    bool, complex, object, string and datetime dtypes are refused); no NaN or infinity
-    (checked for numpy input only: dask input stays lazy); not RGB(A). An array is taken as
-    RGB(A) and refused when it has 3 or more dimensions, its last axis has 3 or 4 entries and
-    the two axes before it are both larger than 4 (``(H, W, 3)``, ``(T, H, W, 4)``...).
+    The package's one image rule (:func:`napari_cycsr._validate.as_image`): at least 2
+    dimensions, none of size 0; a real numeric dtype (integer or float; bool is read as
+    0/1; complex, object, string and datetime dtypes are refused); no NaN or infinity
+    (checked for numpy input only: dask input stays lazy); the colour rule (equal-channel
+    RGB(A) is grey, true colour is refused).
 
     Parameters
     ----------
@@ -115,7 +122,7 @@ def check_image(image: Any, *, name: str = "image", check_finite: bool = True) -
     Returns
     -------
     numpy.ndarray or dask.array.Array
-        The same array (no copy for numpy and dask input).
+        The same array (no copy for numpy and dask input; bool numpy input becomes uint8).
 
     Raises
     ------
@@ -124,38 +131,28 @@ def check_image(image: Any, *, name: str = "image", check_finite: bool = True) -
     ValueError
         For a wrong shape, RGB(A) data or non-finite values.
     """
-    lazy = _is_dask(image)
-    if not lazy and not isinstance(image, np.ndarray):
-        if isinstance(image, torch.Tensor):
-            image = image.detach().cpu().numpy()
-        try:
-            image = np.asarray(image)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be an array, got {type(image).__name__}") from err
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not _is_dask(image):
+        return as_image(image, name=name, finite=check_finite)
+    # dask: the same rule on what is known without computing (dtype and shape)
     dtype = np.dtype(image.dtype)
-    if dtype.kind not in "iuf":
-        raise TypeError(
-            f"{name} has dtype {dtype}; expected a real integer or floating-point greyscale "
-            "image (bool, complex and object arrays are not images)"
-        )
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {dtype}")
     shape = tuple(int(s) for s in image.shape)
     if len(shape) < 2:
-        raise ValueError(f"{name} must have at least 2 dimensions (..., H, W), got shape {shape}")
+        raise ValueError(
+            f"{name} must have at least 2 dimensions: a 2-D (H, W) image or a stack "
+            f"(..., H, W), got shape {shape}"
+        )
     if any(s == 0 for s in shape):
         raise ValueError(f"{name} is empty: shape {shape} has a zero-length axis")
-    if looks_rgb(shape) and not lazy:
-        image = as_grey(image, name=name)  # equal-channel RGB(A) -> grey; colour refused
-        shape = tuple(int(s) for s in image.shape)
-    elif looks_rgb(shape):
+    if looks_rgb(shape):
         raise ValueError(
             f"{name} of shape {shape} looks like an RGB(A) image (last axis of {shape[-1]}); "
             "super-resolution works on greyscale (..., H, W): convert to grey first (e.g. "
             "skimage.color.rgb2gray) or pass one channel"
         )
-    if check_finite and not lazy and dtype.kind == "f":
-        lo, hi = np.min(image), np.max(image)  # NaN propagates; +-inf shows in max / min
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"{name} contains NaN or infinite values; replace them first")
     return image
 
 
@@ -170,29 +167,55 @@ def _check_model(model: Any) -> SRModel:
     return model
 
 
-def _check_int(value: Any, name: str, minimum: int, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
+def fov_from_image(image: Any) -> np.ndarray | None:
+    """The field of view of a reconstructed bundle image, guessed from its zero surround.
+
+    A TLI image (what ``cycsr reconstruct`` and every pCLE system write) is exactly zero
+    outside the bundle. The FOV is the largest connected region of pixels that are non-zero
+    in any frame (the first frame of a dask stack), with its holes filled (dark scene content
+    inside the bundle is kept).
+
+    Parameters
+    ----------
+    image : array-like, shape (..., H, W)
+        Image or stack (dask: only the first frame is computed).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W), or None
+        None when the frame has no zero surround (under 1 % of it is zero), or nothing
+        non-zero: there is no edge to handle.
+
+    Examples
+    --------
+    >>> img = np.zeros((32, 32), np.float32); img[4:28, 6:26] = 0.5; img[10, 10] = 0
+    >>> fov = fov_from_image(img)
+    >>> int(fov.sum()), bool(fov[10, 10])
+    (480, True)
+    """
+    from scipy import ndimage
+
+    if _is_dask(image):
+        image = image[(0,) * (image.ndim - 2)].compute()
+    arr = np.asarray(image)
+    nonzero = (np.isfinite(arr) & (arr != 0)).reshape(-1, *arr.shape[-2:]).any(axis=0)
+    if nonzero.mean() > 0.99 or not nonzero.any():
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be an integer{' or None' if allow_none else ''}, got {value!r}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    labels, n = ndimage.label(nonzero)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    fov = ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+    return None if fov.mean() > 0.99 else fov
 
 
-def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray | None:
+def _check_mask(mask: Any, shape: tuple[int, int], image: Any = None) -> np.ndarray | None:
     if mask is None:
         return None
-    if _is_dask(mask):
-        mask = mask.compute()
-    mask = np.asarray(mask)
-    if mask.dtype.kind not in "biu":
-        raise TypeError(f"mask must be boolean (or 0/1 integers), got dtype {mask.dtype}")
-    if mask.shape != shape:
-        raise ValueError(f"mask must have the frame shape (H, W) = {shape}, got {mask.shape}")
-    return mask.astype(bool)
+    if isinstance(mask, str):
+        if mask != "auto":
+            raise ValueError(f"mask must be an array, None or 'auto', got {mask!r}")
+        return None if image is None else fov_from_image(image)
+    return as_mask(mask, shape)
 
 
 class _Projection(NamedTuple):
@@ -233,7 +256,7 @@ def _check_projection(
             f"the fibre bundle's grid {bundle.shape} differs from the image's frame shape "
             f"{frame}; expected the bundle the image was reconstructed with"
         )
-    iterations = _check_int(iterations, "project_iterations", 0, allow_none=False)
+    iterations = check_int(iterations, "project_iterations", 0, allow_none=False)
     if values is not None:
         if _is_dask(values):
             values = values.compute()
@@ -401,7 +424,7 @@ def _run_numpy(
     # circular bundle image and the zeros around it is new to it and comes out as a ring.
     # Outside pixels are replaced by their nearest inside pixel (no edge) and masked after.
     fov = mask if mask is not None else (projection.bundle.fov_mask if projection else None)
-    fill = _nearest_fill_index(fov)
+    fill = nearest_fill_index(fov)
     filled: dict[int, np.ndarray] = {}  # the current frame, filled once for all its windows
 
     def frame(f: int) -> np.ndarray:
@@ -586,10 +609,10 @@ def iter_super_resolve(
     model = _check_model(model)
     image = check_image(image)
     h, w = (int(n) for n in image.shape[-2:])
-    overlap = _check_int(overlap, "overlap", 0)
+    overlap = check_int(overlap, "overlap", 0)
     if overlap is None:
         overlap = receptive_radius(model)
-    tile = _check_int(tile, "tile", 1)
+    tile = check_int(tile, "tile", 1)
     if tile is None:
         tile = (
             max(AUTO_TILE, 2 * overlap + 4 * _MIN_CORE)
@@ -601,8 +624,8 @@ def iter_super_resolve(
             f"tile ({tile}) must be larger than 2 * overlap ({2 * overlap}); use a larger tile "
             "or a smaller overlap"
         )
-    batch = _check_int(batch, "batch", 1, allow_none=False)
-    mask = _check_mask(mask, (h, w))
+    batch = check_int(batch, "batch", 1, allow_none=False)
+    mask = _check_mask(mask, (h, w), image)
     target = resolve_device(device)  # fail now on an unavailable device
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
@@ -688,7 +711,8 @@ def super_resolve(
         it are replaced by their nearest pixel inside it, so the result inside does not
         depend on what lies outside and the edge of a circular bundle leaves no ring (the
         network was trained on patches inside the field of view). Without ``mask``, the
-        ``bundle``'s ``fov_mask`` serves.
+        ``bundle``'s ``fov_mask`` serves. ``"auto"``: the FOV is guessed from the image's
+        zero surround (:func:`fov_from_image`; none when it has no zero surround).
     progress : callable, optional
         Called as ``progress(done, total)`` with the number of windows processed (numpy input
         only; first with ``done=0``).
@@ -785,10 +809,16 @@ def check_model_spacing(
     tolerance : float, optional
         Largest accepted ratio between the two spacings.
     """
-    trained = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
-    if trained is None or not spacing:
+    recorded = model.metadata.get("fibre_spacing", model.metadata.get("spacing"))
+    if recorded is None or not spacing:
         return
-    ratio = float(spacing) / float(trained)
+    trained = positive_spacing(recorded)
+    if trained is None:
+        raise ValueError(
+            f"the model's metadata fibre_spacing must be a positive number of pixels, got "
+            f"{recorded!r}; the model file is damaged"
+        )
+    ratio = float(spacing) / trained
     if not 1 / tolerance <= ratio <= tolerance:
         raise ValueError(
             f"the model was trained on fibres {float(trained):.2f} px apart, but this image's "

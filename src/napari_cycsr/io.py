@@ -43,10 +43,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
 
 from ._atomic import atomic_write_bytes
+from ._validate import positive_spacing
 from .models import Generator, NetworkConfig, SRModel
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_NORMALISATION",
+    "NETWORK_LIMITS",
     "flatten_state_dict",
     "load_checkpoint",
     "load_model",
@@ -61,6 +64,18 @@ __all__ = [
 #: Version of the file layout written by this package. Readers accept files whose version is
 #: at most this number; a file from a newer, incompatible layout is refused with a message.
 FORMAT_VERSION = 1
+
+#: Largest sizes a model file may declare; checked before any network is built (the paper's
+#: network is 64 channels, 16 blocks, 64 discriminator channels, a 1024-wide dense layer).
+NETWORK_LIMITS: dict[str, int] = {
+    "channels": 512,
+    "blocks": 128,
+    "disc_channels": 256,
+    "disc_dense": 8192,
+}
+
+#: Largest magnitude of a stored normalisation (``low``/``high``): beyond it float32 overflows.
+MAX_NORMALISATION = 1e20
 
 _META_KEY = "napari_cycsr"
 _MODEL_FORMAT = "napari-cycsr model"
@@ -149,14 +164,19 @@ def _write_container(path: PathLike, tensors: dict[str, torch.Tensor], header: d
     return path
 
 
-def _open_header(path: Path) -> tuple[dict[str, str] | None, list[str]]:
+def _open_header(path: Path) -> tuple[dict[str, str] | None, dict[str, tuple[int, ...]]]:
+    """The header's metadata and every tensor's shape, read without loading any tensor."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, expected a .safetensors file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return handle.metadata(), list(handle.keys())
+            shapes = {
+                name: tuple(int(n) for n in handle.get_slice(name).get_shape())
+                for name in handle.keys()
+            }
+            return handle.metadata(), shapes
     except SafetensorError as err:
         raise ValueError(
             f"{path} is not a readable safetensors file (corrupted, truncated, or another "
@@ -215,13 +235,21 @@ def _parse_header(path: Path, metadata: dict[str, str] | None) -> dict[str, Any]
     return header
 
 
-def _read_container(path: PathLike, expected: tuple[str, ...]) -> tuple[dict, dict]:
-    """Return ``(header, tensors)``; check format name and tensor digest."""
+def _read_container(
+    path: PathLike, expected: tuple[str, ...], check: Any = None
+) -> tuple[dict, dict]:
+    """Return ``(header, tensors)``; check format name and tensor digest.
+
+    ``check(header, shapes)``, when given, runs on the header and the tensor shapes before
+    any tensor is read (it raises to refuse the file).
+    """
     path = Path(path)
-    metadata, _ = _open_header(path)
+    metadata, shapes = _open_header(path)
     header = _parse_header(path, metadata)
     if header["format"] not in expected:
         raise ValueError(f"{path} is a {header['format']!r} file, expected one of {list(expected)}")
+    if check is not None:
+        check(header, shapes)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
@@ -257,7 +285,23 @@ def _check_normalisation(norm: Any, where: str) -> dict[str, float]:
         raise ValueError(
             f"{where}: normalisation needs finite low < high, got low={low}, high={high}"
         )
+    if max(abs(low), abs(high)) > MAX_NORMALISATION or not math.isfinite(high - low):
+        raise ValueError(
+            f"{where}: normalisation low={low:g}, high={high:g} is out of range; expected "
+            f"|low|, |high| <= {MAX_NORMALISATION:g} (intensities beyond it overflow float32)"
+        )
     return {"low": low, "high": high}
+
+
+def _check_metadata(metadata: Mapping[str, Any], where: str) -> None:
+    """Refuse metadata entries that inference reads and that are not what they claim."""
+    for key in ("fibre_spacing", "spacing"):
+        value = metadata.get(key)
+        if value is not None and positive_spacing(value) is None:
+            raise ValueError(
+                f"{where}: metadata fibre_spacing must be a positive number of pixels, got "
+                f"{key}={value!r}"
+            )
 
 
 def _model_header(model: SRModel) -> dict[str, Any]:
@@ -334,38 +378,95 @@ def model_from_tensors(
     Raises
     ------
     ValueError
-        If the network config is invalid or the weights do not fit it (missing or unexpected
-        names, wrong shapes).
+        If the network config is invalid or out of bounds (:data:`NETWORK_LIMITS`), the
+        weights do not fit it (missing or unexpected names, wrong shapes), a weight is NaN or
+        infinite, or the normalisation or the recorded fibre spacing is not a sane number.
+        The network is built only after the sizes were checked against the tensors.
     """
     from .inference import resolve_device
 
     target = resolve_device(device)
-    if not isinstance(description, Mapping):
-        raise ValueError(f"{source}: the model description must be a JSON object")
-    network = description.get("network")
+    config, normalisation, metadata, prefix = _describe(description, source)
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    _match_weights({k: tuple(v.shape) for k, v in state.items()}, config, source)
+    _check_finite_weights(state, source)
+    generator = Generator(config)
+    generator.load_state_dict(state, strict=True)
+    generator.to(target)
+    generator.eval()
+    meta = dict(metadata)
+    if "package_version" in description:
+        meta["package_version"] = description["package_version"]
+    return SRModel(generator, normalisation=normalisation, metadata=meta)
+
+
+def _network_config(network: Any, source: str) -> NetworkConfig:
+    """The network config of a file, every declared size type-checked and bounded."""
     if not isinstance(network, Mapping):
         raise ValueError(f"{source}: the metadata has no 'network' config")
+    data = dict(network)
+    for name, limit in NETWORK_LIMITS.items():
+        value = data.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValueError(
+                f"{source}: invalid network config: {name} must be an integer in "
+                f"[1, {limit}], got {value!r}"
+            )
+    scale = data.get("scale", 1)
+    if isinstance(scale, bool) or scale not in (1, 2, 4):
+        raise ValueError(
+            f"{source}: invalid network config: scale must be 1, 2 or 4, got {scale!r}"
+        )
+    if not isinstance(data.get("residual", True), bool):
+        raise ValueError(
+            f"{source}: invalid network config: residual must be true or false, got "
+            f"{data['residual']!r}"
+        )
     try:
-        config = NetworkConfig.from_dict(dict(network))
+        return NetworkConfig.from_dict(data)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: invalid network config {dict(network)!r}: {err}") from err
+        raise ValueError(f"{source}: invalid network config {data!r}: {err}") from err
+
+
+def _describe(
+    description: Any, source: str
+) -> tuple[NetworkConfig, dict[str, float], Mapping[str, Any], str]:
+    """Checked ``(config, normalisation, metadata, prefix)`` of a model description."""
+    if not isinstance(description, Mapping):
+        raise ValueError(f"{source}: the model description must be a JSON object")
+    config = _network_config(description.get("network"), source)
     normalisation = _check_normalisation(description.get("normalisation"), source)
     metadata = description.get("metadata", {})
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, Mapping):
         raise ValueError(f"{source}: 'metadata' must be a JSON object")
+    _check_metadata(metadata, source)
     prefix = description.get("prefix", "")
     if not isinstance(prefix, str):
         raise ValueError(f"{source}: 'prefix' must be a string")
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return config, normalisation, metadata, prefix
 
-    generator = Generator(config)
-    expected = generator.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+
+def _generator_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the generator's ``state_dict`` for ``config``, computed without any memory
+    (the network is built on torch's ``meta`` device; ``config`` is bounded already)."""
+    with torch.device("meta"):
+        generator = Generator(config)
+    return {k: tuple(v.shape) for k, v in generator.state_dict().items()}
+
+
+def _match_weights(
+    shapes: Mapping[str, tuple[int, ...]], config: NetworkConfig, source: str
+) -> None:
+    """Refuse weights (names and shapes) that do not fit the network ``config``."""
+    expected = _generator_shapes(config)
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     wrong_shape = [
-        f"{k}: file {tuple(state[k].shape)} vs network {tuple(v.shape)}"
+        f"{k}: file {tuple(shapes[k])} vs network {v}"
         for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in shapes and tuple(shapes[k]) != v
     ]
     problems = []
     if missing:
@@ -379,13 +480,30 @@ def model_from_tensors(
             f"{source}: the weights do not match the network config {config.to_dict()}: "
             + "; ".join(problems)
         )
-    generator.load_state_dict(state, strict=True)
-    generator.to(target)
-    generator.eval()
-    meta = dict(metadata)
-    if "package_version" in description:
-        meta["package_version"] = description["package_version"]
-    return SRModel(generator, normalisation=normalisation, metadata=meta)
+
+
+def _check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN/inf weights and negative batch-norm variances (they give NaN images)."""
+    bad = [
+        name
+        for name, t in state.items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"{source}: the model file holds NaN or infinite weights in {_short(bad)}; the "
+            "file is damaged or its training diverged: use another model file or retrain"
+        )
+    negative = [
+        name
+        for name, t in state.items()
+        if name.endswith("running_var") and t.is_floating_point() and bool((t < 0).any())
+    ]
+    if negative:
+        raise ValueError(
+            f"{source}: the model file holds negative batch-norm variances in "
+            f"{_short(negative)}; the file is damaged: use another model file"
+        )
 
 
 def _short(items: list[str], limit: int = 5) -> str:
@@ -462,7 +580,20 @@ def load_model(path: PathLike, *, device: str | torch.device = "cpu") -> SRModel
         a newer format version, or holds weights that do not match its network config.
     """
     path = Path(path)
-    header, tensors = _read_container(path, (_MODEL_FORMAT, _CHECKPOINT_FORMAT))
+
+    def check(header: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        # the declared sizes against the tensors' shapes, before any tensor is read
+        config, _, _, prefix = _describe(_model_description(path, header), str(path))
+        state = {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)}
+        _match_weights(state, config, str(path))
+
+    header, tensors = _read_container(path, (_MODEL_FORMAT, _CHECKPOINT_FORMAT), check)
+    description = _model_description(path, header)
+    return model_from_tensors(tensors, description, device=device, source=str(path))
+
+
+def _model_description(path: Path, header: dict) -> Mapping[str, Any]:
+    """The model description of a model file's or a checkpoint's header."""
     if header["format"] == _CHECKPOINT_FORMAT:
         meta = header.get("meta")
         description = meta.get("model") if isinstance(meta, Mapping) else None
@@ -471,10 +602,10 @@ def load_model(path: PathLike, *, device: str | torch.device = "cpu") -> SRModel
                 f"{path} is a training checkpoint without an embedded model; resume training "
                 "from it, or save the model with save_model"
             )
-        return model_from_tensors(tensors, description, device=device, source=str(path))
+        return description
     description = {k: header.get(k) for k in ("network", "normalisation", "metadata")}
     description["package_version"] = header.get("package_version")
-    return model_from_tensors(tensors, description, device=device, source=str(path))
+    return description
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@
   normalised dGCF, with two documented normalisations.
 - :func:`evaluate`, :func:`format_table`, :func:`rows_to_csv`: one row of metrics per method,
   printed as Markdown or CSV.
+- :func:`sharpness`: a no-reference sharpness (mean gradient magnitude); :func:`image_fov`:
+  the field of view of a reconstructed image found from its flat surround.
 
 See ``docs/metrics.md`` for the formulas and every implementation choice.
 """
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validate import as_grey, looks_rgb
+from ._validate import as_image, as_mask
 
 __all__ = [
     "COLUMNS",
@@ -38,8 +40,12 @@ __all__ = [
     "gcf",
     "gcf_contrasts",
     "gcf_weights",
+    "image_fov",
+    "iter_evaluate_frames",
+    "mean_over_frames",
     "psnr",
     "rows_to_csv",
+    "sharpness",
     "ssim",
     "tot_cs",
 ]
@@ -58,63 +64,13 @@ DataRange = float | tuple[float, float] | None
 
 
 # --------------------------------------------------------------------------------------------
-# input checks
+# input checks (the rules themselves live in _validate)
 # --------------------------------------------------------------------------------------------
-def _as_real(image: ArrayLike, name: str, expected: str) -> np.ndarray:
-    """``image`` as a real numeric array (no copy when possible), not RGB(A), or raise.
-
-    ``expected`` names the accepted shapes in the RGB error message.
-    """
-    arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
-    if looks_rgb(arr):
-        try:
-            return as_grey(arr, name=name)
-        except ValueError:
-            raise ValueError(
-                f"{name} looks like an RGB(A) image (shape {arr.shape}) whose channels differ; "
-                f"expected a greyscale {expected}"
-            ) from None
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise ValueError(
-            f"{name} looks like an RGB(A) image (shape {arr.shape}); expected a greyscale "
-            f"{expected}"
-        )
-    return arr
-
-
 def _as_2d(image: ArrayLike, name: str) -> np.ndarray:
-    """Return ``image`` as a 2-D numeric array (no copy when possible), or raise."""
-    arr = _as_real(image, name, "2-D (H, W) image: convert it to one channel first")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D (H, W) image, got shape {arr.shape}; "
-            "compute metrics frame by frame for stacks"
-        )
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    return arr
-
-
-def _as_mask(mask: ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Return a boolean mask of ``shape`` (or None), or raise."""
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise ValueError(f"mask must have the image's shape {tuple(shape)}, got {m.shape}")
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number):
-            raise TypeError(f"mask must be boolean (or 0/1 numbers), got dtype {m.dtype}")
-        m = m != 0
-    if not m.any():
-        raise ValueError("mask selects no pixel; expected at least one True pixel")
-    return m
+    """One frame under the package's image rule (NaN checked later, inside the mask)."""
+    return as_image(
+        image, name=name, ndim=2, finite=False, hint="; compute metrics frame by frame for stacks"
+    )
 
 
 def _check_finite(arr: np.ndarray, mask: np.ndarray | None, name: str) -> None:
@@ -135,7 +91,7 @@ def _check_pair(
         raise ValueError(
             f"image and reference must have the same shape, got {im.shape} and {ref.shape}"
         )
-    m = _as_mask(mask, im.shape)
+    m = as_mask(mask, im.shape)
     _check_finite(im, m, "image")
     _check_finite(ref, m, "reference")
     if not as_float:  # keep the dtype: GCF maps integer images by their dtype's range
@@ -313,7 +269,7 @@ def gcf_contrasts(
     array([100.,   0.,   0.])
     """
     arr = _as_2d(image, "image")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     _check_finite(arr, m, "image")
     return _gcf_contrasts(arr, m, data_range)
 
@@ -370,7 +326,7 @@ def gcf(image: ArrayLike, *, mask: ArrayLike | None = None, data_range: DataRang
     0.0
     """
     arr = _as_2d(image, "image")
-    m = _as_mask(mask, arr.shape)
+    m = as_mask(mask, arr.shape)
     _check_finite(arr, m, "image")
     return float(np.dot(gcf_weights(), _gcf_contrasts(arr, m, data_range)))
 
@@ -656,6 +612,7 @@ def evaluate(
     values: ArrayLike | None = None,
     data_range: DataRange = None,
     tot_cs_method: str = "minmax",
+    with_sharpness: bool = False,
 ) -> list[dict[str, Any]]:
     """Score several methods' outputs of the same frame; one row per method.
 
@@ -681,12 +638,15 @@ def evaluate(
         the low-resolution input's, else the GCF's dtype default (float images in [0, 1]).
     tot_cs_method : {"minmax", "fixed"}
         Normalisation of :func:`tot_cs`, across the rows of this call for ``"minmax"``.
+    with_sharpness : bool
+        Add a last column ``sharpness`` (:func:`sharpness`, no reference needed).
 
     Returns
     -------
     list of dict
-        Keys ``method, ssim, psnr, gcf, dgcf_ref, dgcf_lr, cycle_error, tot_cs`` in every
-        row; a value that cannot be computed with the given inputs is NaN.
+        Keys ``method, ssim, psnr, gcf, dgcf_ref, dgcf_lr, cycle_error, tot_cs`` (and
+        ``sharpness``) in every row; a value that cannot be computed with the given inputs is
+        NaN.
 
     Examples
     --------
@@ -712,7 +672,7 @@ def evaluate(
             )
         arrays[str(name)] = arr
     assert shape is not None
-    m = _as_mask(mask, shape)
+    m = as_mask(mask, shape)
     for name, arr in arrays.items():
         _check_finite(arr, m, f"images[{name!r}]")
     ref = lr_arr = None
@@ -758,6 +718,8 @@ def evaluate(
             row["dgcf_lr"] = g - gcf_lr
         if bundle is not None:
             row["cycle_error"] = cycle_error(arr, bundle, values)  # type: ignore[arg-type]
+        if with_sharpness:
+            row["sharpness"] = sharpness(arr, mask=m, data_range=rng_pair)
         rows.append(row)
     if ref is not None:
         scores = tot_cs(
@@ -859,3 +821,243 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
             out.append(repr(float(v)) if isinstance(v, float | np.floating) else str(v))
         writer.writerow(out)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# no-reference sharpness and the field of view of reconstructed images
+# --------------------------------------------------------------------------------------------
+def sharpness(
+    image: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    data_range: DataRange = None,
+    edge: int = 2,
+) -> float:
+    """No-reference sharpness: mean gradient magnitude, as a fraction of the intensity range.
+
+    The Sobel gradient magnitude (per pixel step) averaged over the field of view, with
+    ``edge`` pixels along the mask's border left out (the step at the edge of a fibre
+    bundle's field of view is not detail), divided by the intensity range. Higher is
+    sharper; noise raises it too, so compare images of the same scene and noise (an output
+    against its input), next to the cycle error that tells whether the added detail is
+    consistent with the measurement.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    mask : array_like of bool, optional
+        Field of view.
+    data_range : float or (float, float), optional
+        Intensity range (default: the image's min-max inside the mask).
+    edge : int
+        Pixels left out along the mask's border.
+
+    Returns
+    -------
+    float
+        NaN when the mask leaves no pixel or the image is constant.
+
+    Examples
+    --------
+    >>> ramp = np.tile(np.linspace(0, 1, 11), (11, 1))
+    >>> round(sharpness(ramp, data_range=1.0), 3)
+    0.1
+    """
+    from scipy import ndimage
+
+    arr = _as_2d(image, "image")
+    m = as_mask(mask, arr.shape)
+    _check_finite(arr, m, "image")
+    if not isinstance(edge, int | np.integer) or edge < 0:
+        raise ValueError(f"edge must be a non-negative integer, got {edge!r}")
+    valid = np.ones(arr.shape, bool) if m is None else m.copy()
+    pad = np.zeros(arr.shape, bool)
+    pad[1:-1, 1:-1] = True  # the frame border has no full 3x3 neighbourhood
+    if edge:
+        valid = ndimage.binary_erosion(valid, iterations=int(edge), border_value=0)
+    valid &= pad
+    if not valid.any():
+        return math.nan
+    pair = _range_pair(data_range)
+    if pair is None:
+        values = arr if m is None else arr[m]
+        pair = (float(values.min()), float(values.max()))
+    span = pair[1] - pair[0]
+    if not span > 0:
+        return math.nan
+    a = arr.astype(np.float64)
+    gy = ndimage.sobel(a, axis=0) / 8.0
+    gx = ndimage.sobel(a, axis=1) / 8.0
+    return float(np.hypot(gy, gx)[valid].mean() / span)
+
+
+def image_fov(image: ArrayLike, *, tolerance: float | None = None) -> np.ndarray | None:
+    """The field of view of a reconstructed or super-resolved pCLE image, found from its pixels.
+
+    A TLI image (and a super-resolved one masked to the fibres) is constant outside the
+    bundle's field of view, usually 0. The surround is the region of that constant value
+    connected to the frame's border; the field of view is the convex hull of the rest (a
+    bundle's field of view is convex: dark detail touching its edge does not carve it).
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    tolerance : float, optional
+        Largest difference from the border value still counted as surround (default:
+        ``1e-6`` of the image's range).
+
+    Returns
+    -------
+    ndarray of bool or None
+        The field of view; None when the image has no flat surround (more than half of the
+        frame's border pixels differ from their median) or the surround would be nearly
+        everything or nothing.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:40, :40]
+    >>> disc = ((yy - 20) ** 2 + (xx - 20) ** 2 < 15**2) * (0.5 + 0.01 * xx)
+    >>> fov = image_fov(disc)
+    >>> bool(fov[20, 20]), bool(fov[0, 0]), round(float(fov.mean()), 2)
+    (True, False, 0.45)
+    """
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image
+
+    arr = _as_2d(image, "image").astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or infinite values")
+    border = np.concatenate([arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]])
+    value = float(np.median(border))
+    span = float(arr.max() - arr.min())
+    tol = 1e-6 * span if tolerance is None else float(tolerance)
+    if np.mean(np.abs(border - value) <= tol) < 0.5:
+        return None
+    flat = np.abs(arr - value) <= tol
+    labels, _ = ndimage.label(flat)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    surround = np.isin(labels, edge_labels[edge_labels > 0])
+    inside = ~surround
+    if inside.mean() < 0.01 or inside.mean() > 0.99:
+        return None
+    return convex_hull_image(inside)
+
+
+# --------------------------------------------------------------------------------------------
+# stacks: the same table frame by frame, and its mean
+# --------------------------------------------------------------------------------------------
+def _frame_of(array: Any, t: int, n: int, name: str) -> np.ndarray | None:
+    if array is None:
+        return None
+    arr = np.asarray(array) if not hasattr(array, "compute") else array
+    if arr.ndim == 2:
+        return np.asarray(arr, dtype=np.float32)
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    if flat.shape[0] != n:
+        raise ValueError(f"{name} has {flat.shape[0]} frames, expected {n} (or one 2-D image)")
+    return np.asarray(flat[t], dtype=np.float32)
+
+
+def iter_evaluate_frames(
+    images: Mapping[str, Any],
+    *,
+    reference: Any = None,
+    lr: Any = None,
+    mask: ArrayLike | None = None,
+    bundle: Any = None,
+    values: ArrayLike | None = None,
+    sample_values: bool = False,
+    **options: Any,
+) -> Any:
+    """:func:`evaluate` frame by frame over stacks: yields each frame's rows.
+
+    Parameters
+    ----------
+    images : mapping of str to array_like
+        Method name -> ``(H, W)`` image or ``(..., H, W)`` stack; all of one shape.
+    reference, lr : array_like, optional
+        One 2-D image for every frame, or a stack with the images' frames.
+    mask : array_like of bool, optional
+        ``(H, W)`` field of view (the same for every frame).
+    bundle : FibreBundle, optional
+        With ``values`` (``(N,)`` or ``(T, N)``), or with ``sample_values`` (the values are
+        then ``lr`` sampled at the fibre centres, frame by frame), enables ``cycle_error``.
+    sample_values : bool
+        See ``bundle``.
+    **options
+        Passed to :func:`evaluate` (``data_range``, ``tot_cs_method``, ``with_sharpness``).
+
+    Yields
+    ------
+    list of dict
+        The rows of frame ``t`` (0-based), each with ``"frame": t`` after ``"method"``.
+
+    Examples
+    --------
+    >>> stack = np.random.default_rng(0).random((3, 16, 16))
+    >>> rows = [r for frame in iter_evaluate_frames({"a": stack, "b": stack / 2}) for r in frame]
+    >>> len(rows), rows[0]["method"], rows[-1]["frame"]
+    (6, 'a', 2)
+    """
+    if not isinstance(images, Mapping) or not images:
+        raise TypeError("images must be a non-empty mapping of method name -> image or stack")
+    shapes = {name: tuple(np.shape(img)) for name, img in images.items()}
+    first = next(iter(shapes.values()))
+    for name, shape in shapes.items():
+        if shape != first:
+            raise ValueError(
+                f"all images must have the same shape; images[{name!r}] has {shape}, "
+                f"expected {first}"
+            )
+    if len(first) < 2:
+        raise ValueError(f"images must be 2-D images or stacks, got shape {first}")
+    n = int(np.prod(first[:-2])) if len(first) > 2 else 1
+    vals = None
+    if values is not None:
+        vals = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
+        if vals.shape[0] not in (1, n):
+            raise ValueError(f"values has {vals.shape[0]} rows of fibre values; expected 1 or {n}")
+    if sample_values and bundle is None:
+        raise ValueError("sample_values needs the bundle")
+    for t in range(n):
+        frames = {name: _frame_of(img, t, n, f"images[{name!r}]") for name, img in images.items()}
+        lr_t = _frame_of(lr, t, n, "lr")
+        kwargs: dict[str, Any] = {
+            "reference": _frame_of(reference, t, n, "reference"), "lr": lr_t, "mask": mask,
+        }  # fmt: skip
+        if bundle is not None and vals is not None:
+            kwargs.update(bundle=bundle, values=vals[t if vals.shape[0] > 1 else 0])
+        elif bundle is not None and sample_values:
+            source = lr_t if lr_t is not None else next(iter(frames.values()))
+            kwargs.update(bundle=bundle, values=bundle.sample(source))
+        rows = evaluate(frames, **kwargs, **options)
+        yield [{"method": row["method"], "frame": t, **row} for row in rows]
+
+
+def mean_over_frames(frame_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per method: the mean of every metric over the frames (NaN ignored).
+
+    Parameters
+    ----------
+    frame_rows : sequence of mapping
+        Rows with ``method`` and ``frame`` keys (:func:`iter_evaluate_frames`).
+
+    Returns
+    -------
+    list of dict
+        ``method``, ``frames`` (how many), then the metrics; a metric NaN in every frame
+        stays NaN.
+    """
+    methods = list(dict.fromkeys(row["method"] for row in frame_rows))
+    keys = [k for k in _columns(frame_rows) if k not in ("method", "frame")]
+    out = []
+    for method in methods:
+        mine = [r for r in frame_rows if r["method"] == method]
+        row: dict[str, Any] = {"method": method, "frames": len(mine)}
+        for key in keys:
+            values = np.array([r.get(key, math.nan) for r in mine], dtype=np.float64)
+            row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+        out.append(row)
+    return out

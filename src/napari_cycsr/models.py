@@ -58,11 +58,11 @@ class NetworkConfig:
     disc_dense: int = 1024
 
     def __post_init__(self) -> None:
-        if self.scale not in (1, 2, 4):
+        if isinstance(self.scale, bool) or self.scale not in (1, 2, 4):
             raise ValueError(f"scale must be 1, 2 or 4, got {self.scale!r}")
         for name in ("channels", "blocks", "disc_channels", "disc_dense"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:

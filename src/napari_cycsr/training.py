@@ -45,6 +45,7 @@ from ._device import (
     resolve_precision,
     thread_scope,
 )
+from ._validate import check_setting_ranges
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
@@ -233,6 +234,7 @@ class TrainConfig:
             raise TypeError(f"device must be a string, got {type(self.device).__name__}")
         self.precision = check_precision(self.precision)
         check_threads(self.threads)
+        check_setting_ranges(self)  # upper bounds (memory, patience): _validate.SETTING_RANGES
 
     @property
     def effective_batch_size(self) -> int:
@@ -924,6 +926,7 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         if meta.get("kind") != _CHECKPOINT_KIND:
             raise ValueError(f"{path} is not a napari-cycsr training checkpoint")
+        _check_resume_meta(meta, tensors, path)
         config_dict = dict(meta["config"])
         if iterations is not None:
             overrides["iterations"] = iterations
@@ -951,6 +954,41 @@ class Trainer:
         return trainer
 
 
+def _check_resume_meta(meta: dict[str, Any], tensors: dict[str, Any], path: Path) -> None:
+    """Refuse a training checkpoint whose state is incomplete or damaged, naming the file."""
+    for key in ("model", "config", "normalisation", "rng_numpy"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(
+                f"{path}: damaged training checkpoint: its {key!r} entry is missing or not "
+                "an object; resume from another checkpoint or train anew"
+            )
+    for key in ("discriminator", "optimizer_g", "optimizer_d"):
+        if key not in meta:
+            raise ValueError(
+                f"{path}: damaged training checkpoint: it has no {key!r} state (a model file "
+                "or a checkpoint written without it cannot resume training); resume from "
+                "another checkpoint, or train anew starting from scratch"
+            )
+    iteration = meta.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(
+            f"{path}: damaged training checkpoint: iteration must be a whole number >= 0, "
+            f"got {iteration!r}"
+        )
+    crop = meta.get("preview_crop")
+    if (
+        not isinstance(crop, list)
+        or len(crop) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in crop)
+    ):
+        raise ValueError(
+            f"{path}: damaged training checkpoint: preview_crop must be 4 whole numbers "
+            f"(y, x, height, width), got {crop!r}"
+        )
+    if "rng.torch" not in tensors:
+        raise ValueError(f"{path}: damaged training checkpoint: no 'rng.torch' state")
+
+
 def train(
     lr_images: Any,
     bundles: Any,
@@ -960,7 +998,7 @@ def train(
     values: Any = None,
     target_images: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    progress: Callable[[TrainEvent], Any] | None = None,
+    progress: bool | Callable[[TrainEvent], Any] | None = True,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -969,8 +1007,10 @@ def train(
     ----------
     lr_images, bundles, target, config, values, target_images, checkpoint
         As for :class:`Trainer`.
-    progress : callable, optional
-        Called with every :class:`TrainEvent`.
+    progress : bool or callable, optional
+        True (default): show a progress bar with the losses and the time left (napari's
+        activity bar inside a napari session, else ``tqdm`` on stderr). A callable is called
+        with every :class:`TrainEvent` instead. False or None: silent.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -989,6 +1029,8 @@ def train(
     >>> model.metadata["iteration"]
     2
     """
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
     config = config if config is not None else TrainConfig()
     if overrides:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -1005,7 +1047,22 @@ def train(
         target_images=target_images,
         checkpoint=checkpoint,
     )
-    for event in trainer.run():
-        if progress is not None:
-            progress(event)
+    bar = None
+    if progress is True:
+        from ._progress import progress_bar
+
+        bar = progress_bar(config.iterations, "train", disable=not trainer.is_main)
+    try:
+        for event in trainer.run():
+            if bar is not None:
+                bar.update(event.iteration - bar.n)
+                bar.set_postfix(
+                    {k: f"{event.losses[k]:.3g}" for k in ("l_vec", "l_adv") if k in event.losses},
+                    refresh=False,
+                )
+            elif callable(progress):
+                progress(event)
+    finally:
+        if bar is not None:
+            bar.close()
     return trainer.model

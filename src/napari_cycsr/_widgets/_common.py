@@ -1,124 +1,54 @@
-"""Helpers shared by the napari widgets: layer choices, geometry, the model registry.
+"""Helpers shared by the napari widgets: geometry, fibres from Points layers, the models.
 
-Nothing here holds an algorithm: it turns napari layers into the plain arrays and
-:class:`~napari_cycsr.fibres.FibreBundle` objects the core functions take, and keeps the
-models trained in this session so that the Super-resolve widget can use the one the Train
-widget just produced. Running core calls in threads lives in ``_worker``.
+Nothing here holds an algorithm: it turns napari layers into the
+:class:`~napari_cycsr.fibres.FibreBundle` objects the core functions take and places results
+over their inputs. The models trained in this session live in
+:mod:`napari_cycsr.models_store` (``MODELS`` here is its session registry). Layer menus and
+grey pixels are in ``_layers``; running core calls in threads is in ``_worker``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Layer, Points
-from psygnal import Signal
+
+from napari_cycsr.models_store import SESSION, ModelRegistry
+
+from ._layers import layer_array, layer_choices, require_layer, yx_shape
 
 __all__ = [
+    "BUNDLE_KEY",
     "MODELS",
     "ModelRegistry",
     "bundle_from_points",
     "cell_edges",
     "image_data_2d",
+    "layer_array",
     "layer_choices",
     "output_spatial",
     "overlay_factor",
     "require_layer",
     "robust_limits",
     "spatial_kwargs",
+    "yx_shape",
 ]
 
 #: Metadata key under which a Points layer keeps the FibreBundle it was made from.
 BUNDLE_KEY = "cycsr_bundle"
 
 
-class ModelRegistry:
-    """The models made in this napari session, by name (newest last).
-
-    The Train widget registers the model it trains; the Super-resolve widget offers every
-    registered model next to loading one from a file.
-    """
-
-    changed = Signal()
-
-    def __init__(self) -> None:
-        self._models: dict[str, Any] = {}
-
-    def register(self, name: str, model: Any) -> str:
-        """Keep ``model`` under ``name`` (replacing an older one) and return the name."""
-        if not name:
-            raise ValueError("a model needs a non-empty name")
-        self._models.pop(name, None)
-        self._models[name] = model
-        self.changed.emit()
-        return name
-
-    def get(self, name: str) -> Any:
-        """The model registered as ``name``; KeyError with the known names otherwise."""
-        try:
-            return self._models[name]
-        except KeyError:
-            raise KeyError(f"no model named {name!r}; known: {list(self._models)}") from None
-
-    def names(self) -> list[str]:
-        """Registered names, newest first."""
-        return list(reversed(self._models))
-
-    def clear(self) -> None:
-        self._models.clear()
-        self.changed.emit()
-
-
-#: The session-wide registry.
-MODELS = ModelRegistry()
-
-
-def layer_choices(viewer: Any, kind: type[Layer]) -> Callable[[Any], list[tuple[str, Layer]]]:
-    """A magicgui ``choices`` callable listing the viewer's layers of one type."""
-
-    def _choices(_widget: Any = None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kind)]
-
-    return _choices
-
-
-def require_layer(layer: Layer | None, what: str, kind: type[Layer] = Image) -> Layer:
-    """Return ``layer`` or raise ValueError saying which layer is missing / of wrong kind."""
-    if layer is None:
-        raise ValueError(f"choose {what} first (no layer selected)")
-    if not isinstance(layer, kind):
-        raise TypeError(f"{what} must be a {kind.__name__} layer, got {type(layer).__name__}")
-    if isinstance(layer, Image) and layer.rgb:
-        raise ValueError(
-            f"{what} {layer.name!r} is an RGB image; fibre-bundle images are single-channel "
-            "(convert it to greyscale first)"
-        )
-    return layer
+#: The models of this session (:data:`napari_cycsr.models_store.SESSION`).
+MODELS = SESSION
 
 
 def image_data_2d(layer: Image, viewer: Any | None = None, *, stack: bool = False) -> Any:
-    """The data of an image layer as (H,W) (current frame) or the whole (..., H, W) stack.
+    """The grey data of an image layer: the displayed frame (H, W) or the stack (..., H, W).
 
-    Multiscale layers give their finest level. With ``stack=False`` a stack is sliced at the
-    viewer's current position.
+    Kept for scripts written against earlier versions; see :func:`._layers.layer_array`.
     """
-    data = layer.data[0] if layer.multiscale else layer.data
-    if data.ndim < 2:
-        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimension(s); expected >= 2")
-    if stack or data.ndim == 2:
-        return data
-    index = ()
-    if viewer is not None:
-        step = viewer.dims.current_step
-        offset = len(step) - data.ndim
-        index = tuple(
-            int(np.clip(step[offset + i] if offset + i >= 0 else 0, 0, data.shape[i] - 1))
-            for i in range(data.ndim - 2)
-        )
-    else:
-        index = (0,) * (data.ndim - 2)
-    return np.asarray(data[index])
+    return layer_array(layer, viewer, stack=stack)
 
 
 def spatial_kwargs(layer: Layer, ndim: int = 2) -> dict[str, Any]:
@@ -210,13 +140,18 @@ def bundle_from_points(points: Points, image: Layer, shape: tuple[int, int] | No
             "a fibre bundle needs at least 3 fibre centres"
         )
     if shape is None:
-        data = image.data[0] if getattr(image, "multiscale", False) else image.data
-        shape = tuple(int(s) for s in data.shape[-2:])
+        shape = yx_shape(image)
+    shape = tuple(int(s) for s in shape)
     centres = _points_to_pixels(points, image)
     cached = points.metadata.get(BUNDLE_KEY)
+    if cached is not None and tuple(cached.shape) != shape:
+        raise ValueError(
+            f"the fibres {points.name!r} were found on a {cached.shape[0]}x{cached.shape[1]} "
+            f"image but {image.name!r} is {shape[0]}x{shape[1]}: choose the fibres of this "
+            "image's bundle (or detect them on it)"
+        )
     if (
         cached is not None
-        and tuple(cached.shape) == tuple(shape)
         and cached.centres.shape == centres.shape
         and np.allclose(cached.centres, centres, atol=1e-6)
     ):
@@ -231,5 +166,12 @@ def bundle_from_points(points: Points, image: Layer, shape: tuple[int, int] | No
         raise ValueError(
             f"fewer than 3 of the {len(centres)} points of {points.name!r} lie inside the "
             f"{shape[0]}x{shape[1]} image; are the points and the image from the same bundle?"
+        )
+    outside = len(centres) - int(inside.sum())
+    if outside > max(2, 0.02 * len(centres)):
+        raise ValueError(
+            f"{outside} of the {len(centres)} points of {points.name!r} lie outside the "
+            f"{shape[0]}x{shape[1]} image {image.name!r}: the fibres and the image do not "
+            "belong together (choose the fibres of this image's bundle)"
         )
     return FibreBundle(centres[inside], shape)

@@ -41,32 +41,65 @@ class TrainForm:
 
         presets = list(PRESETS)
         self.preset = ComboBox(
-            label="network size", choices=presets, value="default" if "default" in presets else None
-        )
-        self.iterations = SpinBox(label="iterations", value=500, min=1, max=1_000_000, step=50)
+            label="network size", choices=presets,
+            value="default" if "default" in presets else None,
+            tooltip="tiny: tests; default: CPU-friendly (chosen by benchmark); paper: the SRGAN "
+            "size of the paper (needs a GPU).",
+        )  # fmt: skip
+        self.iterations = SpinBox(
+            label="iterations", value=500, min=1, max=1_000_000, step=50,
+            tooltip="Training steps (one batch each). Resume continues up to this number.",
+        )  # fmt: skip
         self.batch_size = SpinBox(
             label="batch (0 = preset)", value=0, min=0, max=512,
             tooltip="Patches per batch; 0 = 54 for the paper preset, 16 otherwise.",
         )  # fmt: skip
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.device = ComboBox(
+            label="device", choices=["auto", *available_devices()],
+            tooltip="Where to train: auto = CUDA, then Apple MPS, then the CPU.",
+        )  # fmt: skip
         self.precision = ComboBox(
             label="precision", choices=precision_choices(), value=defaults.precision,
             tooltip=PRECISION_HELP,
         )  # fmt: skip
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.seed = SpinBox(
+            label="seed", value=0, min=0, max=2**31 - 1,
+            tooltip="One seed drives every random choice: the same seed gives the same model.",
+        )  # fmt: skip
         self.basic = [
             self.preset, self.iterations, self.batch_size, self.device, self.precision, self.seed
         ]  # fmt: skip
 
-        def weight(label: str, value: float) -> FloatSpinBox:
+        def weight(label: str, value: float, tooltip: str) -> FloatSpinBox:
             # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-4
-            return FloatSpinBox(label=label, value=value, min=0.0, max=1000.0, step=1e-4)
+            return FloatSpinBox(
+                label=label, value=value, min=0.0, max=1000.0, step=1e-4, tooltip=tooltip
+            )
 
-        self.w_vec = weight("w_vec (cycle)", defaults.w_vec)
-        self.w_adv = weight("w_adv", defaults.w_adv)
-        self.w_reg = weight("w_reg", defaults.w_reg)
-        self.patch = SpinBox(label="patch (px)", value=64, min=16, max=512, step=16)
-        self.scale = ComboBox(label="output scale", choices=[1, 2, 4], value=1)
+        self.w_vec = weight(
+            "w_vec (cycle)", defaults.w_vec,
+            "Weight of the cycle consistency: the output's Voronoi cell means must equal the "
+            "measured fibre values (Eq. 4).",
+        )  # fmt: skip
+        self.w_adv = weight(
+            "w_adv", defaults.w_adv,
+            "Weight of the adversarial loss: how much the output must look like the target "
+            "domain (Eq. 5).",
+        )  # fmt: skip
+        self.w_reg = weight(
+            "w_reg", defaults.w_reg,
+            "Weight of the regulariser keeping the output's row and column means equal to the "
+            "input's (Eq. 6).",
+        )  # fmt: skip
+        self.patch = SpinBox(
+            label="patch (px)", value=64, min=16, max=512, step=16,
+            tooltip="Side of the training patches (LR pixels), drawn inside the field of view.",
+        )  # fmt: skip
+        self.scale = ComboBox(
+            label="output scale", choices=[1, 2, 4], value=1,
+            tooltip="1: output on the input's grid (the paper); 2 or 4: a pixel-shuffle head "
+            "makes an output that many times finer.",
+        )  # fmt: skip
         self.preview_every = SpinBox(
             label="preview every", value=25, min=0, max=100_000,
             tooltip="Iterations between two previews (0 = no preview).",
@@ -77,6 +110,7 @@ class TrainForm:
             ]
         )  # fmt: skip
         self.collapsible = QCollapsible("Advanced")
+        self.collapsible.setToolTip("Loss weights, patch size, output scale, previews.")
         self.collapsible.addWidget(self.advanced.native)
 
     def config(self, **overrides: Any) -> Any:

@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
+from ._plots import theme_axes
+
 __all__ = ["LOSS_KEYS", "LossPlot"]
 
 #: Losses drawn, in legend order (the keys of TrainEvent.losses).
@@ -65,19 +67,7 @@ class LossPlot(FigureCanvasQTAgg):
 
     def apply_theme(self, theme: str) -> None:
         """Colour figure, axes, ticks and legend text like the napari theme ``theme``."""
-        from napari.utils.theme import get_theme
-
-        colours = get_theme(theme)
-        foreground = colours.text.as_hex()
-        self.figure.set_facecolor(colours.background.as_hex())
-        self.axes.set_facecolor(colours.canvas.as_hex())
-        for spine in self.axes.spines.values():
-            spine.set_color(foreground)
-        self.axes.tick_params(colors=foreground, which="both")
-        self.axes.xaxis.label.set_color(foreground)
-        self.axes.yaxis.label.set_color(foreground)
-        for text in self.legend.get_texts():
-            text.set_color(foreground)
+        theme_axes(self.figure, self.axes, theme, self.legend)
         self.draw_idle()
 
     def clear(self, total: int = 1) -> None:

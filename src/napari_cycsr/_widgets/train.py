@@ -8,28 +8,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select
+from magicgui.widgets import ComboBox, FileEdit, Label, ProgressBar, PushButton, Select
 from napari.layers import Image, Points
 
-from ._common import (
-    MODELS,
-    bundle_from_points,
-    image_data_2d,
-    layer_choices,
-    require_layer,
-)
+from napari_cycsr.models_store import model_details, save_to_folder, saved_models, unique_name
+
+from ._common import MODELS, bundle_from_points
+from ._form import Form
+from ._layers import ActiveLayerFollower, layer_array, layer_choices, pick_layer, require_layer
 from ._preview import PREVIEW_NAME, PreviewLayer
 from ._train_form import TARGETS, TrainForm, format_eta
-from ._worker import guarded, run_in_thread
+from ._worker import Runner, guarded
 from .loss_plot import LossPlot
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PREVIEW_NAME", "TrainWidget"]
+__all__ = ["PREVIEW_NAME", "TrainWidget", "model_name"]
 
 
-class TrainWidget(Container):
+def model_name(config: Any, iterations: int, layers: list[str]) -> str:
+    """A model's name from what made it: preset, scale, iterations and training layers."""
+    data = layers[0] + (f" +{len(layers) - 1}" if len(layers) > 1 else "")
+    return f"{config.preset} x{config.scale}, {iterations} it on {data}"
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+class TrainWidget(Form):
     """Train a cycle-consistent super-resolution model on the chosen LR layers.
 
     Parameters
@@ -41,27 +49,56 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self.worker: Any = None
         self.trainer: Any = None
-        self._stop_requested = False
+        self.model: Any = None
+        self.model_file: Path | None = None
         self._checkpoint: Path | None = None
         self._last_text = 0.0
         self.preview = PreviewLayer(viewer)
         images = layer_choices(viewer, Image)
-        self.lr_layers = Select(label="LR layers", choices=images)
-        self.fibres = ComboBox(label="fibres", choices=layer_choices(viewer, Points))
-        self.target = ComboBox(label="target domain", choices=TARGETS, value="natural")
-        self.target_layers = Select(label="HR layers", choices=images)
+        self.lr_layers = Select(
+            label="LR layers", choices=images,
+            tooltip="The low-resolution (TLI) images or stacks to train on; Ctrl/Cmd-click "
+            "selects several. All must come from the bundle of the fibres below (same size).",
+        )  # fmt: skip
+        self.fibres = ComboBox(
+            label="fibres", choices=layer_choices(viewer, Points),
+            tooltip="The fibre Points layer of the LR layers (one probe).",
+        )  # fmt: skip
+        self.target = ComboBox(
+            label="target domain", choices=TARGETS, value="natural",
+            tooltip="What high resolution should look like: built-in natural pictures, your "
+            "HR layers, the LR images downscaled x4 (paper's T_res), or registered HR layers.",
+        )  # fmt: skip
+        self.target_layers = Select(
+            label="HR layers", choices=images,
+            tooltip="High-resolution images for the 'chosen HR layers' and 'paired HR layer' "
+            "targets (paired: one per LR layer, in the same order, scale x its size).",
+        )  # fmt: skip
         for select in (self.lr_layers, self.target_layers):
             select.native.setMaximumHeight(80)
         self.form = TrainForm()
-        self.model_path = FileEdit(label="save model to", mode="w", filter="*.safetensors")
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.resume_button = PushButton(text="Resume")
-        self.save_button = PushButton(text="Save model", enabled=False)
-        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
-        self.status = Label(value="")
+        self.model_path = FileEdit(
+            label="save model to", mode="w", filter="*.safetensors",
+            tooltip="Model file (.safetensors). Empty: the model is kept in your models folder "
+            "(listed by the Super-resolve widget in every session).",
+        )  # fmt: skip
+        self.start_button = PushButton(text="Start", tooltip="Train a new model in the background.")
+        self.stop_button = PushButton(
+            text="Stop", tooltip="Stop after the current iteration; the model and a checkpoint "
+            "are kept.",
+        )  # fmt: skip
+        self.resume_button = PushButton(
+            text="Resume", tooltip="Continue from the last checkpoint up to 'iterations'."
+        )
+        self.save_button = PushButton(
+            text="Save model", enabled=False,
+            tooltip="Write the trained model again, e.g. to another file.",
+        )  # fmt: skip
+        self.progress = ProgressBar(
+            value=0, min=0, max=1, label="progress", tooltip="Iterations done."
+        )
+        self.status = Label(value="", tooltip="What the training is doing.")
         self.status.native.setWordWrap(True)
         self.extend(
             [
@@ -71,16 +108,40 @@ class TrainWidget(Container):
             ]
         )  # fmt: skip
         # the collapsible "Advanced" section goes right after the basic training fields
-        self.native.layout().insertWidget(self.index(self.form.seed) + 1, self.form.collapsible)
+        self.add_qt(self.form.collapsible, self.layout_index(self.form.basic[-1]) + 1)
         self.plot = LossPlot(viewer.theme)
-        self.native.layout().addWidget(self.plot)
+        self.plot.setToolTip("Training losses (log scale) against iteration.")
+        self.add_qt(self.plot)
+        self.finish()
+        self.runner = Runner(
+            self, viewer, "Train", progress=self.progress, status=self.status,
+            busy_widgets=[self.start_button, self.resume_button, self.save_button],
+            cancel_button=self.stop_button,
+        )  # fmt: skip
+        self.follower = ActiveLayerFollower(viewer, [(self.fibres, Points, True)])
+        self._default_lr()
         self.start_button.changed.connect(self.start)
-        self.stop_button.changed.connect(self.stop)
         self.resume_button.changed.connect(self.resume)
         self.save_button.changed.connect(self.save_model)
         viewer.events.theme.connect(self._theme_changed)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        viewer.layers.events.inserted.connect(self._default_lr)
+
+    @property
+    def worker(self) -> Any:
+        """The running thread worker (None when idle)."""
+        return self.runner.worker
+
+    def _default_lr(self, _event: Any = None) -> None:
+        try:
+            if not self.lr_layers.value:
+                self.lr_layers.reset_choices()
+                layer = pick_layer(
+                    self._viewer, Image, accept=lambda layer: layer.name != PREVIEW_NAME
+                )
+                if layer is not None:
+                    self.lr_layers.value = [layer]
+        except RuntimeError:  # the widget is gone
+            self._viewer.layers.events.inserted.disconnect(self._default_lr)
 
     def _theme_changed(self, event: Any) -> None:
         try:
@@ -89,7 +150,7 @@ class TrainWidget(Container):
             self._viewer.events.theme.disconnect(self._theme_changed)
 
     # -- inputs -------------------------------------------------------------------------------
-    def _inputs(self) -> dict[str, Any]:
+    def _inputs(self, scale: int) -> dict[str, Any]:
         """The LR arrays, their bundles and the target images, checked, as Trainer takes them."""
         layers = list(self.lr_layers.value)
         if not layers:
@@ -97,7 +158,15 @@ class TrainWidget(Container):
         for layer in layers:
             require_layer(layer, "each LR layer")
         points = require_layer(self.fibres.value, "the fibre Points layer", Points)
-        lr_images = [np.asarray(image_data_2d(layer, stack=True)) for layer in layers]
+        lr_images = [np.asarray(layer_array(ly, stack=True, what="the LR layer")) for ly in layers]
+        sizes = {img.shape[-2:] for img in lr_images}
+        if len(sizes) > 1:
+            listed = ", ".join(f"{ly.name!r} {_shape_text(im.shape[-2:])}"
+                               for ly, im in zip(layers, lr_images))  # fmt: skip
+            raise ValueError(
+                f"the LR layers have different sizes ({listed}) but share one fibres layer: "
+                "train on layers of one probe and one size"
+            )
         bundles = [bundle_from_points(points, layer) for layer in layers]
         target = self.target.value
         targets = None
@@ -107,11 +176,32 @@ class TrainWidget(Container):
                 raise ValueError(f"the target domain {target!r} needs HR layers; choose some")
             for layer in chosen:
                 require_layer(layer, "each HR layer")
-            targets = [np.asarray(image_data_2d(layer, stack=True)) for layer in chosen]
+            targets = [
+                np.asarray(layer_array(ly, stack=True, what="the HR layer")) for ly in chosen
+            ]
+            if target == "paired":
+                self._check_paired(layers, lr_images, chosen, targets, scale)
         return {
             "lr_images": lr_images, "bundles": bundles, "target": target,
-            "target_images": targets, "first": layers[0],
+            "target_images": targets, "first": layers[0], "names": [ly.name for ly in layers],
+            "fibres": points.name,
         }  # fmt: skip
+
+    @staticmethod
+    def _check_paired(lr_layers: list, lr: list, hr_layers: list, hr: list, scale: int) -> None:
+        if len(hr) != len(lr):
+            raise ValueError(
+                f"a paired target needs one HR layer per LR layer, in the same order: "
+                f"{len(lr)} LR layer(s), {len(hr)} HR layer(s) chosen"
+            )
+        for lr_layer, lr_image, hr_layer, hr_image in zip(lr_layers, lr, hr_layers, hr):
+            expected = (*lr_image.shape[:-2], *(scale * s for s in lr_image.shape[-2:]))
+            if tuple(hr_image.shape) != tuple(expected):
+                raise ValueError(
+                    f"the paired HR layer {hr_layer.name!r} is {_shape_text(hr_image.shape)}; "
+                    f"it must be {_shape_text(expected)} (the LR layer {lr_layer.name!r} "
+                    f"x{scale}, registered to it)"
+                )
 
     def _checkpoint_path(self) -> Path:
         path = self._model_path(required=False)
@@ -138,8 +228,9 @@ class TrainWidget(Container):
         """Start a new training run in a worker thread."""
         from napari_cycsr.training import Trainer
 
-        inputs = self._inputs()
+        self.runner.check_free()
         config = self.form.config()
+        inputs = self._inputs(config.scale)
         checkpoint = self._checkpoint_path()
         self.plot.clear(total=config.iterations)
 
@@ -149,18 +240,19 @@ class TrainWidget(Container):
                 target_images=inputs["target_images"], checkpoint=checkpoint,
             )  # fmt: skip
 
-        self._launch(make, inputs["first"])
+        self._launch(make, inputs, config)
 
     @guarded("Resume")
     def resume(self) -> None:
         """Continue from the last checkpoint up to the iterations set in the form."""
         from napari_cycsr.training import Trainer
 
+        self.runner.check_free()
         checkpoint = self._checkpoint_path()
         if not checkpoint.is_file():
             raise ValueError(f"no checkpoint to resume from at {checkpoint}; press Start first")
-        inputs = self._inputs()
         config = self.form.config()
+        inputs = self._inputs(config.scale)
 
         def make() -> Any:
             return Trainer.resume(
@@ -169,39 +261,61 @@ class TrainWidget(Container):
                 device=config.device,
             )  # fmt: skip
 
-        self._launch(make, inputs["first"])
+        self._launch(make, inputs, config)
 
-    def _launch(self, make: Any, first: Image) -> None:
-        self._stop_requested = False
+    def _launch(self, make: Any, inputs: dict[str, Any], config: Any) -> None:
         save_to = self._model_path(required=False)
+        first = inputs["first"]
+        training_data = [
+            f"{name} ({_shape_text(img.shape)})"
+            for name, img in zip(inputs["names"], inputs["lr_images"])
+        ]
+        holder: dict[str, Any] = {}
+
+        def stop() -> None:
+            holder["stop"] = True
+            if holder.get("trainer") is not None:
+                holder["trainer"].stop()
 
         def work() -> Any:
             trainer = make()
-            self.trainer = trainer
+            holder["trainer"] = self.trainer = trainer
             if trainer.iteration >= trainer.total:
                 raise ValueError(
                     f"the checkpoint is at iteration {trainer.iteration}; set iterations above "
                     "that to train longer"
                 )
-            if not self._stop_requested:
+            if not holder.get("stop"):
                 yield from trainer.run()
+            # saved here, in the worker: the model is kept even when the viewer is closed
+            model = trainer.model
+            name = unique_name(
+                model_name(trainer.config, trainer.iteration, inputs["names"]),
+                {*MODELS.names(), *(m.name for m in saved_models())},
+            )
+            model.metadata = {
+                **model.metadata, "name": name, "training_data": training_data,
+                "fibres": inputs["fibres"],
+            }  # fmt: skip
             if save_to is not None:
-                trainer.save(save_to)
-            return trainer
+                from napari_cycsr.io import save_model
 
-        self._set_running(True)
+                path = save_model(model, save_to)
+            else:
+                path = save_to_folder(model, name)
+            return trainer, model, name, Path(path)
+
         self.preview.prepare(first, enabled=bool(self.form.preview_every.value))
-        self.status.value = "preparing patches and networks..."
-        self.worker = run_in_thread(
+        self.runner.start(
             work, where="Training", on_yield=lambda event: self._on_event(event, first),
-            on_return=self._on_done,
-            on_error=lambda failure: setattr(self.status, "value", failure.message),
-            on_finish=self._finished,
+            on_return=self._on_done, on_finish=self._finished, cancel=stop,
+            total=config.iterations,
         )  # fmt: skip
+        self.runner.say("preparing patches and networks...")
 
     def _finished(self) -> None:
         self.preview.drop_if_empty()
-        self._set_running(False)
+        self.save_button.enabled = self.model is not None
 
     def _on_event(self, event: Any, first: Image) -> None:
         # every repaint costs the main thread; fast runs (many events a second) refresh the
@@ -213,38 +327,34 @@ class TrainWidget(Container):
             if self.progress.max != event.total:
                 self.progress.max = event.total
             self.progress.value = event.iteration
-            self.status.value = (
+            self.runner.say(
                 f"iteration {event.iteration}/{event.total}, "
                 f"{event.seconds_per_iteration:.2f} s/it, ETA {format_eta(event.eta_seconds)}"
             )
         if event.preview is not None:
             self.preview.show(event.preview, first, self.trainer.preview_crop)
 
-    def _on_done(self, trainer: Any) -> None:
-        name = MODELS.register(f"trained ({trainer.iteration} it)", trainer.model)
-        saved = self._model_path(required=False)
-        where = f", saved to {saved.name}" if saved is not None else ""
-        self.status.value = f"stopped at iteration {trainer.iteration}: model '{name}'{where}"
+    def _on_done(self, result: Any) -> None:
+        trainer, model, name, path = result
+        self.model, self.model_file = model, path
+        name = MODELS.register(name, model)
+        if trainer.iteration >= trainer.total:
+            how = f"finished {trainer.iteration} iterations"
+        else:
+            how = f"stopped at iteration {trainer.iteration} of {trainer.total}"
+        self.runner.say(f"{how}: model '{name}' saved to {path}\n{model_details(model.metadata)}")
+        self.plot.refresh(force=True)
 
     def stop(self) -> None:
         """Ask the trainer to stop after the current iteration (a checkpoint is written)."""
-        self._stop_requested = True
-        if self.trainer is not None:
-            self.trainer.stop()
-        self.status.value = "stopping after this iteration..."
+        self.runner.cancel()
 
     @guarded("Save model")
     def save_model(self) -> None:
         """Write the trained model to the chosen file."""
-        if self.trainer is None:
-            raise ValueError("train a model first")
-        path = self.trainer.save(self._model_path())
-        self.status.value = f"saved {Path(path).name}"
+        from napari_cycsr.io import save_model
 
-    def _set_running(self, running: bool) -> None:
-        self.start_button.enabled = self.resume_button.enabled = not running
-        self.stop_button.enabled = running
-        self.save_button.enabled = not running and self.trainer is not None
-        if not running:
-            self.worker = None
-            self.plot.refresh(force=True)
+        if self.model is None:
+            raise ValueError("train a model first")
+        path = save_model(self.model, self._model_path())
+        self.runner.say(f"saved {Path(path).name}")

@@ -9,6 +9,9 @@ Subcommands (``cycsr <command> --help`` explains each one with examples)::
     cycsr train          train a super-resolution model on LR images (no HR pairs needed)
     cycsr super-resolve  apply a model to images, stacks or folders
     cycsr evaluate       PSNR / SSIM / GCF / dGCF / Tot_cs table for several images
+    cycsr register       sub-pixel shifts and confidence of every frame of a video
+    cycsr fuse           fuse registered frames into HR^, a HR^ video or a mosaic
+    cycsr rate-summary   mean ± sd per method and question of a rating (MOS) study
 
 Each command is one module of this package with ``add_parser(sub, common)`` (its options,
 help and examples) and ``run(args)`` (a few lines that hand over to the library); what they
@@ -40,6 +43,9 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "super_resolve",
     "evaluate",
+    "register",
+    "fuse",
+    "rate_summary",
 )
 
 _DESCRIPTION = """\
@@ -53,6 +59,11 @@ typical workflow on your own data:
   cycsr reconstruct video.tif --fibres fibres.csv --background background.tif --out lr.tif
   cycsr train lr.tif --fibres fibres.csv --out model.safetensors
   cycsr super-resolve model.safetensors lr.tif --out results/
+
+video (several frames of a moving scene) -> a sharper reference image, HR^:
+  cycsr register frames/ --fibres fibres.csv --background background.tif --out shifts.csv
+  cycsr fuse frames/ --fibres fibres.csv --background background.tif --shifts shifts.csv \
+      --out hr.tif
 
 try it on built-in data first (a few minutes on a laptop CPU):
   cycsr demo --out demo_out

@@ -20,6 +20,7 @@ from .._imageio import read_image
 
 PROG = "cycsr"
 
+
 class CLIError(ValueError):
     """Bad command-line input found after parsing (reported as one line, exit status 1)."""
 
@@ -266,3 +267,175 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, KeyError) or not text:
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text
+
+
+# --------------------------------------------------------------------------------------------
+# outputs: never an input, never two outputs on one file, writable before the work starts,
+# no empty folder left behind by a failed command
+# --------------------------------------------------------------------------------------------
+
+
+def overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="allow an output to replace one of this command's input files (refused by "
+        "default: inputs are never overwritten)",
+    )  # fmt: skip
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(
+    outputs: Any,
+    inputs: Any,
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Refuse outputs that are inputs, and two outputs that name the same file.
+
+    Parameters
+    ----------
+    outputs : iterable of (str, path)
+        ``(what, path)`` of every file the command will write, ``what`` naming the option
+        (``"--out"``, ``"--values-out"``, ``"checkpoint"`` ...).
+    inputs : iterable of path
+        Every file the command reads (folders expanded to their files).
+    overwrite : bool
+        ``--overwrite``: an output may replace an input.
+
+    Raises
+    ------
+    CLIError
+        With the option and the path the user gave.
+    """
+    outputs = [(what, Path(p)) for what, p in outputs]
+    inputs = [Path(p) for p in inputs if p is not None]
+    for i, (what, path) in enumerate(outputs):
+        for other_what, other in outputs[:i]:
+            if _same_file(path, other):
+                raise CLIError(
+                    f"{other_what} {other} and {what} {path} name the same file; give each "
+                    "output its own name"
+                )
+        if overwrite:
+            continue
+        for source in inputs:
+            if _same_file(path, source):
+                raise CLIError(
+                    f"{what} {path} is also an input of this command ({source}); refusing to "
+                    "overwrite an input: choose another output name (or pass --overwrite)"
+                )
+
+
+def check_writable(outputs: Any) -> None:
+    """Fail now, naming the path given, when an output cannot be written.
+
+    Each output's nearest existing folder must be a writable folder, and an existing output
+    must be a writable file (not a folder).
+
+    Parameters
+    ----------
+    outputs : iterable of (str, path)
+        As for :func:`check_outputs`; a path ending in ``/`` or an existing folder is a
+        folder to write into.
+    """
+    for what, given in outputs:
+        path = Path(given)
+        if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
+            raise CLIError(f"{what} {given}: the file exists and is read-only")
+        folder = path if path.is_dir() else path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise CLIError(f"{what} {given}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise CLIError(f"{what} {given}: cannot write in {folder} (no permission)")
+
+
+class FolderMaker:
+    """Create output folders, and on failure remove those it created that stayed empty.
+
+    Use as a context manager around a command's work::
+
+        with FolderMaker() as folders:
+            folders.make(out_dir)
+            ...  # an exception here removes out_dir again if nothing was written in it
+    """
+
+    def __init__(self) -> None:
+        self.made: list[Path] = []
+
+    def make(self, folder: str | os.PathLike[str]) -> Path:
+        folder = Path(folder)
+        missing = []
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            self.made.append(path)
+        if not folder.is_dir():
+            raise CLIError(f"{folder} is a file; expected a folder")
+        return folder
+
+    def __enter__(self) -> FolderMaker:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None:
+            return
+        for path in reversed(self.made):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only an empty folder goes
+
+
+def distinct_names(files: Any, tag: str, suffix_of: Any) -> list[str]:
+    """Output file names ``{stem}{tag}{suffix}``, made distinct for inputs of one stem.
+
+    ``d1/a.tif`` and ``d2/a.tif`` give ``d1_a_sr.tif`` and ``d2_a_sr.tif``; ``a.tif`` and
+    ``a.png`` give ``a_tif_sr.tif`` and ``a_png_sr.tif``; a counter settles what remains.
+
+    Examples
+    --------
+    >>> distinct_names([Path("d1/a.tif"), Path("d2/a.tif"), Path("b.npy")], "_sr",
+    ...                lambda p: ".npy" if p.suffix == ".npy" else ".tif")
+    ['d1_a_sr.tif', 'd2_a_sr.tif', 'b_sr.npy']
+    """
+    files = [Path(f) for f in files]
+    by_stem: dict[str, list[int]] = {}
+    for i, path in enumerate(files):
+        by_stem.setdefault(path.stem, []).append(i)
+    stems = [path.stem for path in files]
+    for group in by_stem.values():
+        if len(group) < 2:
+            continue
+        suffixes = {files[i].suffix.lower() for i in group}
+        parents = {files[i].resolve().parent for i in group}
+        for i in group:
+            parts = [files[i].stem]
+            if len(parents) > 1:
+                parts.insert(0, files[i].resolve().parent.name or "root")
+            if len(suffixes) > 1:
+                parts.append(files[i].suffix.lower().lstrip("."))
+            stems[i] = "_".join(parts)
+    names = [f"{stem}{tag}{suffix_of(path)}" for stem, path in zip(stems, files)]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            seen[name] = seen.get(name, 0) + 1
+            names[i] = f"{stems[i]}-{seen[name]}{tag}{suffix_of(files[i])}"
+    return names
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (rank 0 only)."""
+    if is_main_process():
+        print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)

@@ -42,7 +42,14 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "  cycsr demo --image brick --iterations 3000 --device cuda"
         ),
     )
-    p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder")
+    p.add_argument(
+        "--out", default="demo_out", metavar="DIR",
+        help="output folder (an earlier demo's results there are kept unless --overwrite)",
+    )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the results of an earlier demo in --out",
+    )  # fmt: skip
     p.add_argument(
         "--image", default="camera", choices=BUILTIN_IMAGES, metavar="NAME",
         help=f"built-in picture: {', '.join(BUILTIN_IMAGES)}",
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             precision=args.precision,
             threads=args.threads,
+            overwrite=args.overwrite,
         )
     finally:
         for bar in bars.values():
@@ -123,5 +131,24 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"wrote {result.figure}, {result.metrics_md.name}, {result.model_path.name} and images")
     print(f"in {result.out_dir} ({result.seconds:.0f} s)")
-    print(f"open the results in napari:  napari {result.out_dir / 'lr.tif'} {result.sr_path}")
+    print(napari_hint(result.out_dir / "lr.tif", result.sr_path))
     return 0
+
+
+#: Qt bindings napari can use (any one is enough).
+QT_BINDINGS = ("PyQt6", "PyQt5", "PySide6", "PySide2")
+
+
+def napari_hint(*paths: Any) -> str:
+    """How to look at ``paths`` in napari, including how to install a Qt backend if missing."""
+    import importlib.util
+
+    command = "napari " + " ".join(str(p) for p in paths)
+    if any(importlib.util.find_spec(name) is not None for name in QT_BINDINGS):
+        return f"open the results in napari:  {command}"
+    return (
+        "to open the results in napari, first install a Qt backend (napari has none yet):\n"
+        '  pip install "napari[pyqt6]"\n'
+        '  (or, in a checkout of napari-cycsr: pip install -e ".[all]")\n'
+        f"then:  {command}"
+    )

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import CLIError, Formatter, check_shape, positive_float, read_2d
+from ._common import (
+    CLIError,
+    FolderMaker,
+    Formatter,
+    check_outputs,
+    check_shape,
+    check_writable,
+    overwrite_option,
+    positive_float,
+    read_2d,
+)
 
 
 def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -37,6 +47,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="expected core spacing in pixels (default: estimated)",
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="CSV", help="fibre positions file to write")
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -44,6 +55,9 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from ..fibres import FibreBundle
 
+    outputs = [("--out", Path(args.out))]
+    check_outputs(outputs, [args.raw, args.background], overwrite=args.overwrite)
+    check_writable(outputs)
     raw = read_2d(args.raw, "raw frame")
     background = None
     if args.background is not None:
@@ -53,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".csv":
         raise CLIError(f"{out}: fibre positions are written as CSV; expected a .csv file name")
     bundle = FibreBundle.detect(raw, background=background, spacing=args.spacing)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bundle.save_csv(out)
+    with FolderMaker() as folders:
+        folders.make(out.parent)
+        bundle.save_csv(out)
     print(f"n_fibres: {bundle.n_fibres}")
     print(f"spacing: {bundle.spacing:.3f} px")
     print(f"wrote {out}")

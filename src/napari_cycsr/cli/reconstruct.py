@@ -11,11 +11,15 @@ import numpy as np
 from .._imageio import IMAGE_SUFFIXES, read_image, write_image, write_npy
 from ._common import (
     CLIError,
+    FolderMaker,
     Formatter,
     as_frames,
+    check_outputs,
     check_shape,
+    check_writable,
     load_bundle,
     non_negative_int,
+    overwrite_option,
     positive_float,
     read_2d,
 )
@@ -64,6 +68,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "consistent with the fibres (1-2 recommended; docs/consistency.md; default: 0, plain "
         "TLI)",
     )  # fmt: skip
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{out}: expected an output file ending in {', '.join(IMAGE_SUFFIXES)}")
     if args.values_out is not None and Path(args.values_out).suffix.lower() != ".npy":
         raise CLIError(f"--values-out {args.values_out}: expected a file name ending in .npy")
+    outputs = [("--out", out)]
+    if args.values_out is not None:
+        outputs.append(("--values-out", Path(args.values_out)))
+    check_outputs(outputs, [args.raw, args.background, args.fibres], overwrite=args.overwrite)
+    check_writable(outputs)
     raw = read_image(args.raw)
     shape = tuple(raw.shape[-2:])
     background = None
@@ -99,13 +109,14 @@ def run(args: argparse.Namespace) -> int:
         recon = project_consistent(recon, bundle, values, iterations=args.project)
         method += f" + consistency projection, {args.project} step(s)"
     recon = recon.reshape(raw.shape[:-2] + recon.shape[-2:])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_image(out, recon)
-    if args.values_out is not None:
-        write_npy(Path(args.values_out), np.asarray(values, dtype=np.float32))
+    with FolderMaker() as folders:
+        folders.make(out.parent)
+        write_image(out, recon)
+        if args.values_out is not None:
+            folders.make(Path(args.values_out).parent)
+            write_npy(Path(args.values_out), np.asarray(values, dtype=np.float32))
     n_frames = frames.shape[0]
     print(
-        f"reconstructed {n_frames} frame{'s' if n_frames != 1 else ''} "
-        f"({how}, {method}) -> {out}"
+        f"reconstructed {n_frames} frame{'s' if n_frames != 1 else ''} ({how}, {method}) -> {out}"
     )
     return 0

@@ -12,9 +12,13 @@ from .._imageio import read_image, to_unit_float, write_image, write_npy
 from ..demo import BUILTIN_IMAGES
 from ._common import (
     CLIError,
+    FolderMaker,
     Formatter,
+    check_outputs,
+    check_writable,
     non_negative_float,
     non_negative_int,
+    overwrite_option,
     positive_float,
     positive_int,
 )
@@ -22,6 +26,7 @@ from ._common import (
 
 def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add the ``simulate`` sub-command to ``sub`` (the sub-parsers of ``cycsr``)."""
+    from ..simulate import DEFAULT_SPACING
     p = sub.add_parser(
         "simulate",
         parents=common,
@@ -52,8 +57,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument(
         "--spacing", type=positive_float, metavar="PX",
-        help="distance between neighbouring fibre centres in pixels (default: about 2.63, "
-        "one fibre per 6 pixels, as in the paper)",
+        help="spacing of the hexagonal fibre lattice in pixels (default: "
+        f"{DEFAULT_SPACING:.2f}, one fibre per 6 pixels, as in the paper). Each fibre is "
+        "moved at random by about 10 %% of the spacing, so the median distance between "
+        "neighbouring fibres, which the command prints too, is smaller (about 2.2 px by "
+        "default)",
     )  # fmt: skip
     p.add_argument(
         "--noise", type=non_negative_float, default=0.01, metavar="SIGMA",
@@ -64,14 +72,20 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "--size", type=positive_int, metavar="PX",
         help="resize the picture so its longer side is PX pixels",
     )  # fmt: skip
+    overwrite_option(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import builtin_image, resize_longest
-    from ..simulate import simulate_pcle
+    from ..simulate import DEFAULT_SPACING, simulate_pcle
 
+    out = Path(args.out)
+    names = ("hr.tif", "lr.tif", "values.npy", "fibres.csv")
+    outputs = [("--out", out / name) for name in names]
+    check_outputs(outputs, [args.image] if args.image else [], overwrite=args.overwrite)
+    check_writable(outputs)
     if args.builtin is not None:
         hr = builtin_image(args.builtin, size=args.size)
         source = f"built-in image {args.builtin!r}"
@@ -87,16 +101,18 @@ def run(args: argparse.Namespace) -> int:
             hr = resize_longest(hr, args.size)
         source = str(args.image)
     sim = simulate_pcle(hr, spacing=args.spacing, noise=args.noise, seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_image(out / "hr.tif", np.asarray(sim.hr, dtype=np.float32))
-    write_image(out / "lr.tif", np.asarray(sim.lr, dtype=np.float32))
-    write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
-    sim.bundle.save_csv(out / "fibres.csv")
+    lattice = DEFAULT_SPACING if args.spacing is None else args.spacing
+    with FolderMaker() as folders:
+        folders.make(out)
+        write_image(out / "hr.tif", np.asarray(sim.hr, dtype=np.float32))
+        write_image(out / "lr.tif", np.asarray(sim.lr, dtype=np.float32))
+        write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
+        sim.bundle.save_csv(out / "fibres.csv")
     h, w = sim.hr.shape
     print(
         f"simulated pCLE from {source}: {h}x{w} pixels, {sim.bundle.n_fibres} fibres, "
-        f"spacing {sim.bundle.spacing:.2f} px, noise {args.noise:g}, seed {args.seed}"
+        f"lattice spacing {lattice:.2f} px (median distance between neighbouring fibres "
+        f"{sim.bundle.spacing:.2f} px), noise {args.noise:g}, seed {args.seed}"
     )
     print(f"wrote {out / 'hr.tif'}, lr.tif, fibres.csv, values.npy")
     return 0

@@ -11,16 +11,22 @@ import numpy as np
 from .._imageio import IMAGE_SUFFIXES, find_images, read_image, write_image
 from ._common import (
     CLIError,
+    FolderMaker,
     Formatter,
+    check_outputs,
+    check_writable,
     device_option,
+    distinct_names,
     load_bundle,
     non_negative_int,
+    overwrite_option,
     positive_int,
     precision_option,
     progress_bar,
     quiet_option,
     read_values,
     threads_option,
+    warn,
 )
 
 
@@ -79,13 +85,13 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="margin added around each tile in pixels (default: the network's receptive "
         "radius, which makes tiled and whole-image results equal)",
     )  # fmt: skip
+    overwrite_option(p)
     quiet_option(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference import check_model_spacing, super_resolve
     from ..io import load_model
 
     model_path = Path(args.model)
@@ -116,64 +122,95 @@ def run(args: argparse.Namespace) -> int:
                 "run one input at a time"
             )
         measured = np.asarray(read_values(args.values), dtype=np.float32)
-    targets: list[tuple[Path, Path]] = []
-    for path in files:
-        if single_file:
-            target = out
-        else:
-            suffix = ".npy" if path.suffix.lower() == ".npy" else ".tif"
-            target = out / f"{path.stem}_sr{suffix}"
-        targets.append((path, target))
-    (out.parent if single_file else out).mkdir(parents=True, exist_ok=True)
-    for path, target in targets:
-        image = read_image(path)
-        n_frames = int(np.prod(image.shape[:-2], dtype=np.int64))
-        mask = bundle = values = None
-        if fibres is not None:
-            bundle = load_bundle(fibres, tuple(image.shape[-2:]))
-            check_model_spacing(model, bundle.spacing)
-            mask = bundle.fov_mask
-        if measured is not None:
-            expected = (*image.shape[:-2], bundle.n_fibres)
-            if measured.size != int(np.prod(expected)):
-                raise CLIError(
-                    f"{args.values}: fibre values of shape {measured.shape}; expected "
-                    f"{expected}: one row per frame of {path}, one column per fibre"
-                )
-            values = measured.reshape(expected)
-        bars: list[Any] = []
-
-        def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:
-            if not bars:
-                bars.append(progress_bar(total, name, unit="tile", disable=args.quiet))
-            bar = bars[0]
-            if bar.total != total:  # grows after an out-of-memory retry with smaller tiles
-                bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            result = super_resolve(
-                model,
-                image,
-                device=args.device,
-                tile=args.tile,
-                overlap=args.overlap,
-                mask=mask,
-                progress=progress,
-                bundle=bundle if project else None,
-                values=values,
-                project_iterations=args.project_iterations,
-                precision=args.precision,
-                threads=args.threads,
-            )
-        finally:
-            for bar in bars:
-                bar.close()
-        write_image(target, np.asarray(result, dtype=np.float32))
-        what = f"{n_frames} frames" if image.ndim > 2 else "1 image"
-        how = ""
-        if project:
-            source = "--values" if values is not None else "values sampled from the input"
-            how = f", projected onto the fibre values ({args.project_iterations} it., {source})"
-        print(f"{path} ({what}) -> {target}{how}")
+    if single_file:
+        targets = [(files[0], out)]
+    else:
+        names = distinct_names(
+            files, "_sr", lambda p: ".npy" if p.suffix.lower() == ".npy" else ".tif"
+        )
+        targets = [(path, out / name) for path, name in zip(files, names)]
+    outputs = [("--out", target) for _, target in targets]
+    inputs = [*files, model_path, fibres, args.values]
+    check_outputs(outputs, inputs, overwrite=args.overwrite)
+    check_writable(outputs)
+    with FolderMaker() as folders:
+        folders.make(out.parent if single_file else out)
+        for path, target in targets:
+            _one(args, model, path, target, fibres, measured, project)
     return 0
+
+
+def _one(
+    args: argparse.Namespace,
+    model: Any,
+    path: Path,
+    target: Path,
+    fibres: Path | None,
+    measured: np.ndarray | None,
+    project: bool,
+) -> None:
+    """Super-resolve one input file into ``target``."""
+    from ..inference import check_model_spacing, fov_from_image, super_resolve
+
+    image = read_image(path)
+    n_frames = int(np.prod(image.shape[:-2], dtype=np.int64))
+    mask = bundle = values = None
+    if fibres is not None:
+        bundle = load_bundle(fibres, tuple(image.shape[-2:]))
+        check_model_spacing(model, bundle.spacing)
+        mask = bundle.fov_mask
+    if measured is not None:
+        expected = (*image.shape[:-2], bundle.n_fibres)
+        if measured.size != int(np.prod(expected)):
+            raise CLIError(
+                f"{args.values}: fibre values of shape {measured.shape}; expected "
+                f"{expected}: one row per frame of {path}, one column per fibre"
+            )
+        values = measured.reshape(expected)
+    if fibres is None:
+        mask = fov_from_image(image)
+        guess = (
+            f"guessed from its zero surround ({100 * mask.mean():.0f} % of the frame)"
+            if mask is not None
+            else "the whole frame (it has no zero surround)"
+        )
+        warn(
+            f"{path}: no --fibres: the field of view is {guess}; the edge is filled before "
+            "the network and nothing is projected. Pass --fibres FIBRES.csv for the exact "
+            "field of view and the consistency projection"
+        )
+    bars: list[Any] = []
+
+    def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:
+        if not bars:
+            bars.append(progress_bar(total, name, unit="tile", disable=args.quiet))
+        bar = bars[0]
+        if bar.total != total:  # grows after an out-of-memory retry with smaller tiles
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = super_resolve(
+            model,
+            image,
+            device=args.device,
+            tile=args.tile,
+            overlap=args.overlap,
+            mask=mask,
+            progress=progress,
+            bundle=bundle if project else None,
+            values=values,
+            project_iterations=args.project_iterations,
+            precision=args.precision,
+            threads=args.threads,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    write_image(target, np.asarray(result, dtype=np.float32))
+    what = f"{n_frames} frames" if image.ndim > 2 else "1 image"
+    how = ""
+    if project:
+        source = "--values" if values is not None else "values sampled from the input"
+        how = f", projected onto the fibre values ({args.project_iterations} it., {source})"
+    print(f"{path} ({what}) -> {target}{how}")

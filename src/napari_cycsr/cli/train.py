@@ -16,8 +16,11 @@ from .._imageio import find_images, read_image, to_unit_float
 from ._common import (
     PROG,
     CLIError,
+    FolderMaker,
     Formatter,
     as_frames,
+    check_outputs,
+    check_writable,
     device_option,
     finish_distributed,
     format_losses,
@@ -26,6 +29,7 @@ from ._common import (
     load_bundle,
     loss_postfix,
     non_negative_int,
+    overwrite_option,
     positive_int,
     precision_option,
     progress_bar,
@@ -38,8 +42,19 @@ from ._common import (
 
 #: TrainConfig fields that `cycsr train --set` may not change (they have their own options
 #: or are set by the command itself).
-_SET_RESERVED = ("target", "device", "checkpoint_dir", "preset", "iterations", "batch_size",
-                 "patch", "seed", "precision", "threads")
+_SET_RESERVED = (
+    "target",
+    "device",
+    "checkpoint_dir",
+    "preset",
+    "iterations",
+    "batch_size",
+    "patch",
+    "seed",
+    "precision",
+    "threads",
+)
+
 
 def _read_lr_frames(paths: Sequence[str]) -> list[np.ndarray]:
     frames: list[np.ndarray] = []
@@ -156,13 +171,13 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "--checkpoint-dir", metavar="DIR",
         help="folder of the checkpoint file (default: MODEL_checkpoints/ next to --out)",
     )  # fmt: skip
+    overwrite_option(p)
     quiet_option(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import TrainConfig, Trainer
 
     out = Path(args.out)
     if out.suffix.lower() != ".safetensors":
@@ -208,8 +223,43 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir = out.with_name(f"{out.stem}_checkpoints")
     if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
         raise CLIError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder")
+    from ..training import CHECKPOINT_NAME
+
+    checkpoint_file = checkpoint_dir / CHECKPOINT_NAME
+    # the model and the checkpoint: never an input, never one file, writable before training
+    inputs = [*find_images(args.lr), args.fibres, args.values]
+    if args.target_images:
+        inputs += find_images(args.target_images)
+    check_outputs([("--out", out), ("checkpoint", checkpoint_file)], inputs)
+    if args.resume is not None:  # resuming continues its own checkpoint, not the model file
+        check_outputs([("--out", out)], [Path(args.resume)], overwrite=args.overwrite)
+    check_writable([("--out", out), ("--checkpoint-dir", checkpoint_file)])
+    from .._atomic import clean_stale_temporaries
+
+    if checkpoint_dir.is_dir():  # temporaries of a killed earlier run (ours, stale only)
+        clean_stale_temporaries(checkpoint_dir)
+    with FolderMaker() as folders:
+        return _train(args, out, checkpoint_dir, folders, frames=lr_images, bundle=bundle,
+                      values=values, target_images=target_images, shape=shape)  # fmt: skip
+
+
+def _train(
+    args: argparse.Namespace,
+    out: Path,
+    checkpoint_dir: Path,
+    folders: FolderMaker,
+    *,
+    frames: list[np.ndarray],
+    bundle: Any,
+    values: Any,
+    target_images: Any,
+    shape: tuple[int, ...],
+) -> int:
+    """Train with the checked data and outputs (folders made through ``folders``)."""
+    from ..training import TrainConfig, Trainer
+
     if is_main_process():
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        folders.make(checkpoint_dir)
     options = {
         "preset": args.preset,
         "iterations": args.iterations,
@@ -221,7 +271,6 @@ def run(args: argparse.Namespace) -> int:
     options.update(_training_settings(args.set or []))
     # this machine's choices, also when resuming a run started elsewhere
     options.update(precision=args.precision, threads=args.threads)
-    frames = lr_images
     bundles = [bundle] * len(frames)
     if args.resume is not None:
         resume = Path(args.resume)
@@ -248,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     main_process = trainer.is_main
     cfg = trainer.config
     if main_process:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        folders.make(out.parent)
     say(
         f"training on {len(frames)} LR frame(s) of {shape[0]}x{shape[1]} px, "
         f"{bundle.n_fibres} fibres; target domain {cfg.target!r}, preset {cfg.preset!r}, "

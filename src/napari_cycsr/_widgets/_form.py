@@ -1,0 +1,93 @@
+"""The frame every napari-cycsr widget is built in: a vertical form inside a scroll area.
+
+napari docks a widget at its full height; four forms of 15-30 controls each would make the
+window taller than a laptop screen. :class:`Form` puts the controls in a scroll area, so a dock
+can be as short as the screen allows (the controls scroll) and grows when there is room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from magicgui.widgets import Container, Widget
+
+__all__ = ["Form", "controls"]
+
+#: Lowest height a dock asks for; the rest scrolls.
+MIN_HEIGHT = 60
+
+
+class Form(Container):
+    """A magicgui Container whose native widget is a scroll area holding the controls.
+
+    Use it like a Container (``extend``, attributes for the controls); add plain Qt widgets
+    (plots, tables) with :meth:`add_qt`, and call :meth:`finish` at the end of ``__init__``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(scrollable=True, **kwargs)
+        scroll = self.root_native_widget
+        scroll._magic_widget = self  # napari's dock finds the magicgui widget through this
+        scroll.setMinimumHeight(MIN_HEIGHT)
+        self._body = super().native
+
+    @property
+    def native(self) -> Any:
+        """The scroll area (what napari docks)."""
+        return self.root_native_widget
+
+    @property
+    def body(self) -> Any:
+        """The QWidget inside the scroll area, holding the controls."""
+        return self._body
+
+    def add_qt(self, widget: Any, index: int | None = None) -> None:
+        """Add a plain Qt widget to the form (at ``index`` of the layout, default last)."""
+        layout = self._body.layout()
+        if index is None:
+            layout.addWidget(widget)
+        else:
+            layout.insertWidget(index, widget)
+
+    def layout_index(self, control: Widget) -> int:
+        """Position in the form's layout of a magicgui control (or of its labelled row)."""
+        layout = self._body.layout()
+        for i in range(layout.count()):
+            item = layout.itemAt(i).widget()
+            if item is not None and (item is control.native or item.isAncestorOf(control.native)):
+                return i
+        raise ValueError(f"{control!r} is not in this form")
+
+    def finish(self) -> None:
+        """End of construction: narrow-able menus and texts; extra height below the controls.
+
+        A menu is as wide as its longest entry by default, and magicgui fixes a text's width
+        to its one-line length: one long layer name or status would make the whole dock wider
+        than the screen's side panel. Menus shrink to a few characters (the full name shows
+        when the menu opens), word-wrapped texts wrap, and a horizontal scroll bar appears only
+        if the form still does not fit. Call it after the wrapped labels are set up.
+        """
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+        for label in self._body.findChildren(QLabel):
+            if label.wordWrap():  # magicgui fixes a label's width to its one-line text
+                label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        for combo in self._body.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
+        self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.native.setMinimumWidth(0)
+        self._body.layout().addStretch(1)
+
+
+def controls(container: Container) -> Iterator[Widget]:
+    """Every magicgui control of a container and its sub-containers (not the containers)."""
+    for widget in container:
+        if isinstance(widget, Container):
+            yield from controls(widget)
+        else:
+            yield widget
