@@ -7,7 +7,7 @@ with scikit-image (loaded offline) and the real bundle frames under ``../shared/
 Data design (simulated pCLE with a known ground truth)
 ------------------------------------------------------
 The "pCLE domain" stand-in is the set of texture-like and microscopy images (brick, grass,
-gravel, moon, coins, cell); it is split by *image* into three disjoint parts:
+gravel, moon, coins, microaneurysms); it is split by *image* into three disjoint parts:
 
 * :data:`TRAIN_IMAGES`: imaged through the simulated bundle; their LR reconstructions are
   the training inputs (their HR is used only by the paired target ``T_pair`` and the
@@ -19,6 +19,17 @@ gravel, moon, coins, cell); it is split by *image* into three disjoint parts:
 ``T_nat`` uses the photographs and documents (:data:`NATURAL_IMAGES`), a different domain,
 as Sun2012 is for pCLE in Ravì et al.; ``T_res`` is the training LR images downscaled x4
 (done by the trainer's ``target="downscaled"``).
+
+Content classes (do no harm)
+----------------------------
+A method must not help on textures and harm elsewhere, so the test set is also split into
+content classes, each reported separately (:data:`CONTENT_CLASSES`): ``texture`` (gravel,
+grass: the crops of :data:`TEST_IMAGES`), ``smooth`` tissue-like images
+(immunohistochemistry, retina, cell) and ``sparse`` bright structures (the Hubble deep field
+and synthetic fluorescent spots and filaments, :func:`sparse_spots`), each at several noise
+levels (:data:`NOISE_LEVELS`). Every class has a *validation* set of crops from other images
+or other regions of the same images (never overlapping a test crop): settings are chosen on
+the validation crops only, never on the test crops (:func:`class_crops`).
 """
 
 from __future__ import annotations
@@ -33,13 +44,17 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CONTENT_CLASSES",
     "NATURAL_IMAGES",
+    "NOISE_LEVELS",
+    "PRETRAIN_IMAGES",
     "REAL_FRAMES",
     "TEST_IMAGES",
     "TRAIN_IMAGES",
     "UNPAIRED_IMAGES",
     "REPO_ROOT",
     "SHARED_DATA",
+    "class_crops",
     "crop_grid",
     "fmt_mean_sd",
     "fmt_p",
@@ -51,6 +66,7 @@ __all__ = [
     "paired_ttest",
     "render_raw_frame",
     "replace_section",
+    "sparse_spots",
     "update_markdown",
     "write_json",
 ]
@@ -59,7 +75,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data" / "pyfibrebundle"
 
 TRAIN_IMAGES: tuple[str, ...] = ("brick", "coins")
-UNPAIRED_IMAGES: tuple[str, ...] = ("moon", "cell")
+UNPAIRED_IMAGES: tuple[str, ...] = ("moon", "microaneurysms")
 TEST_IMAGES: tuple[str, ...] = ("gravel", "grass")
 NATURAL_IMAGES: tuple[str, ...] = (
     "camera",
@@ -71,6 +87,22 @@ NATURAL_IMAGES: tuple[str, ...] = (
     "text",
     "page",
 )
+#: HR images of the pretrained models' training data (``benchmarks/train_pretrained.py``):
+#: none is a test or validation image of any content class; with synthetic sparse spots
+#: (seeds from 5000) for the sparse class.
+PRETRAIN_IMAGES: tuple[str, ...] = (
+    "brick",
+    "coins",
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "clock",
+    "page",
+    "text",
+    "shepp_logan_phantom",
+)
 #: real frames: name -> (data file, background file)
 REAL_FRAMES: dict[str, tuple[str, str]] = {
     "tissue_paper": ("tissue_paper.tif", "tissue_paper_back.tif"),
@@ -79,8 +111,43 @@ REAL_FRAMES: dict[str, tuple[str, str]] = {
 
 _SKIMAGE_NAMES = frozenset(
     "camera astronaut coffee chelsea rocket brick grass gravel horse clock moon text page "
-    "coins cell".split()
+    "coins cell immunohistochemistry retina hubble_deep_field microaneurysms "
+    "shepp_logan_phantom".split()
 )
+
+#: Noise levels (sd of additive Gaussian noise on the fibre values, images in [0, 1]) of the
+#: content-class benchmark.
+NOISE_LEVELS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
+
+#: Content classes: class -> split -> sources ``(image, scale, end)``. ``image`` is a
+#: scikit-image name or ``"spots"`` (:func:`sparse_spots`); ``scale`` resizes it first;
+#: ``end`` is ``"first"`` (crops taken from the start of the image's crop grid, row by row)
+#: or ``"last"`` (from its end), so that test and validation crops of one image never
+#: overlap. For ``"spots"`` the seeds of the test crops start at 0, those of the validation
+#: crops at 1000.
+CONTENT_CLASSES: dict[str, dict[str, tuple[tuple[str, float, str], ...]]] = {
+    "texture": {
+        "test": (("gravel", 1.0, "first"), ("grass", 1.0, "first")),
+        "validation": (("gravel", 1.0, "last"), ("grass", 1.0, "last")),
+    },
+    "smooth": {
+        "test": (
+            ("immunohistochemistry", 1.0, "first"),
+            ("retina", 0.5, "first"),
+            ("cell", 1.0, "first"),
+        ),
+        "validation": (
+            ("moon", 1.0, "first"),
+            ("immunohistochemistry", 1.0, "last"),
+            ("retina", 0.5, "last"),
+            ("cell", 1.0, "last"),
+        ),
+    },
+    "sparse": {
+        "test": (("hubble_deep_field", 1.0, "first"), ("spots", 1.0, "first")),
+        "validation": (("hubble_deep_field", 1.0, "last"), ("spots", 1.0, "last")),
+    },
+}
 
 
 def load_grey(name: str, *, scale: float = 1.0) -> np.ndarray:
@@ -156,6 +223,127 @@ def crop_grid(image: np.ndarray, size: int, count: int) -> list[np.ndarray]:
                 return out
             y, x = y0 + i * size, x0 + j * size
             out.append(arr[y : y + size, x : x + size].astype(np.float32, copy=True))
+    return out
+
+
+def _usable(crop: np.ndarray, cls: str) -> bool:
+    """Crops of textures and smooth images must show no empty background (< 1 % below 0.02)."""
+    if cls == "sparse":
+        return bool(crop.std() > 0.01)
+    return bool(np.mean(crop < 0.02) < 0.01)
+
+
+def sparse_spots(size: int, seed: int) -> np.ndarray:
+    """A synthetic sparse bright image: fluorescent spots and thin filaments on a dark field.
+
+    A stand-in for fluorescence pCLE of sparse structures (cells, beads, fibres): a dark,
+    slowly varying background (about 0.05-0.12), ``~size^2 / 500`` Gaussian spots of standard
+    deviation 0.6-2.5 px and amplitude 0.2-0.9, and two or three filaments (smooth random
+    curves, about 1 px wide, amplitude 0.3-0.7).
+
+    Parameters
+    ----------
+    size : int
+        Side of the square image (px), >= 16.
+    seed : int
+        Seed of every random choice.
+
+    Returns
+    -------
+    ndarray, shape (size, size), float32 in [0, 1]
+
+    Examples
+    --------
+    >>> img = sparse_spots(64, 0)
+    >>> img.shape, bool(np.median(img) < 0.15), bool(img.max() > 0.3)
+    ((64, 64), True, True)
+    """
+    from scipy import ndimage
+
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an integer >= 16, got {size!r}")
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), size / 6, mode="wrap")
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-12)
+    img = 0.05 + 0.07 * field
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    for _ in range(rng.poisson(size * size / 500)):
+        cy, cx = rng.uniform(0, size, 2)
+        sd = rng.uniform(0.6, 2.5)
+        img += rng.uniform(0.2, 0.9) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sd**2))
+    for _ in range(rng.integers(2, 4)):
+        t = np.linspace(0, 1, 4 * size)
+        pts = rng.uniform(0, size, (4, 2))  # a cubic Bezier curve through the field
+        b = (
+            ((1 - t) ** 3)[:, None] * pts[0]
+            + (3 * (1 - t) ** 2 * t)[:, None] * pts[1]
+            + (3 * (1 - t) * t**2)[:, None] * pts[2]
+            + (t**3)[:, None] * pts[3]
+        )
+        line = np.zeros((size, size))
+        iy, ix = np.clip(np.rint(b).astype(int), 0, size - 1).T
+        line[iy, ix] = 1.0
+        line = ndimage.gaussian_filter(line, 0.7)
+        img += rng.uniform(0.3, 0.7) * line / max(float(line.max()), 1e-12)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def class_crops(cls: str, split: str, size: int, count: int) -> list[tuple[str, np.ndarray]]:
+    """The crops of one content class and split (:data:`CONTENT_CLASSES`).
+
+    ``count`` crops are shared out evenly over the split's sources (the first sources get
+    one more when it does not divide). Crops of scikit-image pictures come from a regular
+    grid of non-overlapping ``size`` x ``size`` cells, taken row by row from the start
+    (``"first"``) or from the end (``"last"``) of the grid, skipping crops that show empty
+    background (textures and smooth images); ``"spots"`` crops are :func:`sparse_spots`
+    images.
+
+    Parameters
+    ----------
+    cls : {"texture", "smooth", "sparse"}
+    split : {"test", "validation"}
+    size : int
+        Crop side (px).
+    count : int
+        Number of crops.
+
+    Returns
+    -------
+    list of (str, ndarray)
+        ``(label, crop)`` pairs; labels look like ``"gravel#3"`` (grid index) or
+        ``"spots#1001"`` (seed).
+
+    Raises
+    ------
+    ValueError
+        For an unknown class or split, or when an image holds too few usable crops for the
+        test and validation splits to stay disjoint.
+    """
+    if cls not in CONTENT_CLASSES:
+        raise ValueError(f"unknown content class {cls!r}; expected one of {list(CONTENT_CLASSES)}")
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    sources = CONTENT_CLASSES[cls][split]
+    per = [count // len(sources) + (i < count % len(sources)) for i in range(len(sources))]
+    out: list[tuple[str, np.ndarray]] = []
+    for (name, scale, end), n in zip(sources, per):
+        if n == 0:
+            continue
+        if name == "spots":
+            first = 0 if end == "first" else 1000
+            out += [(f"spots#{s}", sparse_spots(size, s)) for s in range(first, first + n)]
+            continue
+        img = load_grey(name, scale=scale)
+        grid = crop_grid(img, size, (img.shape[0] // size) * (img.shape[1] // size))
+        usable = [(i, c) for i, c in enumerate(grid) if _usable(c, cls)]
+        # both ends of one image must stay disjoint whatever the other split asks for
+        if 2 * n > len(usable):
+            raise ValueError(
+                f"{name} (scale {scale}) holds {len(usable)} usable {size} px crops: too few "
+                f"for {n} test and {n} validation crops that do not overlap"
+            )
+        chosen = usable[:n] if end == "first" else usable[::-1][:n]
+        out += [(f"{name}#{i}", c) for i, c in chosen]
     return out
 
 

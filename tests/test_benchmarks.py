@@ -197,6 +197,111 @@ def test_quick_mode_end_to_end(tmp_path):
     assert np.mean(per["supervised (paired)"]["psnr"]) > tli_psnr - 0.5
     assert np.mean(per["Wiener"]["psnr"]) > tli_psnr
     assert res["meta"]["best_domain"] in run.DOMAINS
+    # Table 3: every class at every noise level, every method, finite per-crop metrics
+    classes = res["classes"]
+    assert set(classes) == {f"{c}@{n:g}" for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
+    for entry in classes.values():
+        assert set(entry["methods"]) == set(run.class_methods(["network"]))
+        for metrics in entry["methods"].values():
+            for key in ("psnr", "ssim", "spec", "spec_signed", "hall"):
+                assert np.isfinite(metrics[key]).all() and len(metrics[key]) == 6
     for frame in res["real"].values():
         assert frame["n_fibres"] > 10_000
         assert np.isfinite([frame["gcf_lr"], frame["gcf_sr"], frame["cycle_sr"]]).all()
+
+
+def test_content_classes_test_and_validation_never_overlap(common):
+    for cls in common.CONTENT_CLASSES:
+        test = common.class_crops(cls, "test", 128, 12)
+        val = common.class_crops(cls, "validation", 128, 12)
+        assert len(test) == len(val) == 12
+        assert not {label for label, _ in test} & {label for label, _ in val}
+        for _, crop in test + val:
+            assert crop.shape == (128, 128) and crop.dtype == np.float32
+            assert 0.0 <= crop.min() and crop.max() <= 1.0
+        # no test crop equals a validation crop pixel for pixel (other regions or images)
+        for _, a in test:
+            assert not any(np.array_equal(a, b) for _, b in val)
+    # the texture class is the main test set (same images as TEST_IMAGES)
+    names = {label.split("#")[0] for label, _ in common.class_crops("texture", "test", 128, 4)}
+    assert names == set(common.TEST_IMAGES)
+    # the test split never uses an image that trains a network in run_experiments
+    trained = set(common.TRAIN_IMAGES) | set(common.UNPAIRED_IMAGES) | set(common.NATURAL_IMAGES)
+    for cls in common.CONTENT_CLASSES:
+        for name, _, _ in common.CONTENT_CLASSES[cls]["test"]:
+            assert name not in trained
+    with pytest.raises(ValueError, match="content class"):
+        common.class_crops("noise", "test", 128, 2)
+    with pytest.raises(ValueError, match="split"):
+        common.class_crops("smooth", "train", 128, 2)
+    with pytest.raises(ValueError, match="too few"):
+        common.class_crops("smooth", "test", 128, 200)
+
+
+def test_sparse_spots_are_sparse_bright_and_seeded(common):
+    a = common.sparse_spots(96, 3)
+    np.testing.assert_array_equal(a, common.sparse_spots(96, 3))
+    assert not np.array_equal(a, common.sparse_spots(96, 4))
+    assert np.median(a) < 0.15  # dark background
+    assert np.mean(a > 0.3) < 0.1 and a.max() > 0.3  # a few bright structures
+    with pytest.raises(ValueError, match="size"):
+        common.sparse_spots(8, 0)
+
+
+def test_run_classes_and_report_on_one_crop():
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = np.full((64, 64), 0.3, dtype=np.float32)
+    hr[20:40, 20:40] = 0.7
+    sims = {(c, n): [simulate_pcle(hr, noise=n, seed=1)] for c in ("smooth",) for n in (0.01,)}
+    per = run.run_classes(sims, {"network": SRModel.new("tiny")}, "cpu", lambda msg: None)
+    rows = per["smooth@0.01"]["methods"]
+    assert set(rows) == set(run.class_methods(["network"]))
+    # the untrained residual network is the identity: its rows equal the TLI rows
+    assert rows["network"]["psnr"] == pytest.approx(rows["TLI (input)"]["psnr"])
+    assert rows["network + projection"]["psnr"] == pytest.approx(rows["TLI + projection"]["psnr"])
+    # the truth has no detail below the fibre scale except at its edges; TLI adds none
+    assert rows["TLI (input)"]["spec_signed"][0] < 0
+    # the report needs every class and noise level: fill them with copies of this entry
+    full = {f"{c}@{n:g}": per["smooth@0.01"] for c in run.CONTENT_CLASSES for n in run.NOISE_LEVELS}
+    md = run.class_report(full, "T_nat", ["network"])
+    for cls in run.CONTENT_CLASSES:
+        assert f"*{cls}*" in md
+    assert "Do-no-harm verdict" in md and "worse than TLI" in md
+
+
+def test_pretraining_images_are_never_test_or_validation_images(common):
+    used = set()
+    for cls in common.CONTENT_CLASSES.values():
+        for split in cls.values():
+            used |= {name for name, _, _ in split}
+    assert not used & set(common.PRETRAIN_IMAGES)
+    for name in common.PRETRAIN_IMAGES:
+        assert common.load_grey(name, scale=0.25).ndim == 2
+
+
+def test_adv_table_checks_the_issue_aim():
+    sys.path.insert(0, str(BENCH))
+    try:
+        run = importlib.import_module("run_experiments")
+    finally:
+        sys.path.remove(str(BENCH))
+    rng = np.random.default_rng(0)
+    n = 12
+    ref = {"spec": 5 + rng.normal(0, 0.1, n), "dgcf_ref": -0.5 + rng.normal(0, 0.02, n),
+           "psnr": 24 + rng.normal(0, 0.1, n)}  # fmt: skip
+    jitter = rng.normal(0, 0.05, n)  # paired differences that are not all equal
+    good = {"spec": ref["spec"] - 1 + jitter, "dgcf_ref": ref["dgcf_ref"] + 0.3 + jitter,
+            "psnr": ref["psnr"] - 0.1 + jitter}  # fmt: skip
+    costly = {**good, "psnr": ref["psnr"] - 1.0}
+    per = {"no l_adv + projection": ref, "A + projection": good, "B + projection": costly}
+    md = run.adv_table(per, ["A", "B"])
+    lines = md.splitlines()
+    assert lines[2].startswith("| A + projection") and lines[2].endswith("**yes** |")
+    assert lines[3].startswith("| B + projection") and lines[3].endswith("no |")

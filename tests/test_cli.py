@@ -263,8 +263,9 @@ def test_reconstruct_with_consistency_projection(tmp_path, sim_dir, capsys):
     values = tmp_path / "v.npy"
     assert main([*base, "--out", str(tmp_path / "tli.npy"), "--values-out", str(values)]) == 0
     assert "projection" not in capsys.readouterr().out
-    assert main([*base, "--out", str(tmp_path / "sharp.npy"), "--project", "2"]) == 0
-    assert "consistency projection, 2 step(s)" in capsys.readouterr().out
+    exact = ["--project", "2", "--project-noise", "exact"]
+    assert main([*base, "--out", str(tmp_path / "sharp.npy"), *exact]) == 0
+    assert "consistency projection, 2 step(s), exact fit" in capsys.readouterr().out
     bundle = FibreBundle.from_csv(sim_dir / "fibres.csv", shape=hr.shape)
     v = np.load(values)
     tli, sharp = np.load(tmp_path / "tli.npy"), np.load(tmp_path / "sharp.npy")
@@ -272,6 +273,13 @@ def test_reconstruct_with_consistency_projection(tmp_path, sim_dir, capsys):
     error_tli = np.nanmean((cell_means(tli, bundle) - v) ** 2)
     error_sharp = np.nanmean((cell_means(sharp, bundle) - v) ** 2)
     assert error_sharp < error_tli / 5
+    # the default projection stops at the noise level of the values (here no noise at all:
+    # the cores read off an image; a given noise level of 0.02 leaves more residual)
+    assert main([*base, "--out", str(tmp_path / "n.npy"), "--project", "5",
+                 "--project-noise", "0.02"]) == 0  # fmt: skip
+    assert "noise sd 0.02" in capsys.readouterr().out
+    error_aware = np.nanmean((cell_means(np.load(tmp_path / "n.npy"), bundle) - v) ** 2)
+    assert error_sharp < error_aware < error_tli
     assert main([*base, "--out", str(tmp_path / "x.npy"), "--project", "-1"]) == 2
 
 
@@ -345,11 +353,27 @@ def test_super_resolve_projects_onto_the_fibre_values(tmp_path, sim_dir, tiny_mo
     bundle = FibreBundle.from_csv(sim_dir / "fibres.csv", lr.shape)
     base = ["super-resolve", str(tiny_model), str(sim_dir / "lr.tif"), "--device", "cpu"]
     base += ["--fibres", str(sim_dir / "fibres.csv"), "--quiet"]
-    assert main([*base, "--out", str(tmp_path / "p.tif"), "--project-iterations", "3"]) == 0
-    assert "projected onto the fibre values (3 it." in capsys.readouterr().out
+    exact = ["--project-iterations", "3", "--project-noise", "exact"]
+    assert main([*base, "--out", str(tmp_path / "p.tif"), *exact]) == 0
+    assert "projected onto the fibre values (3 it., exact fit" in capsys.readouterr().out
     assert main([*base, "--out", str(tmp_path / "n.tif"), "--no-project"]) == 0
-    args = [*base, "--out", str(tmp_path / "v.tif"), "--project-iterations", "3"]
+    args = [*base, "--out", str(tmp_path / "v.tif"), *exact]
     assert main([*args, "--values", str(sim_dir / "values.npy")]) == 0
+    # the default projection is noise-aware: consistent up to the noise of the values
+    assert main([*base, "--out", str(tmp_path / "a.tif")]) == 0
+    assert "noise estimated from the values" in capsys.readouterr().out
+    from napari_cycsr.consistency import DEFAULT_TOLERANCE, estimate_noise
+
+    aware = tifffile.imread(tmp_path / "a.tif")
+    band = DEFAULT_TOLERANCE * estimate_noise(values, bundle)
+    residual = values - bundle.vectorize(aware)
+    assert (
+        np.sqrt(np.mean(residual**2))
+        < band
+        < np.sqrt(np.mean((values - bundle.vectorize(lr)) ** 2))
+    )
+    assert main([*base, "--out", str(tmp_path / "b.tif"), "--project-noise", "lots"]) == 2
+    assert "expected 'auto', 'exact' or a noise level" in capsys.readouterr().err
     projected, plain, given = (tifffile.imread(tmp_path / f) for f in ("p.tif", "n.tif", "v.tif"))
     # the untrained model is the identity: without projection the output is the TLI input
     np.testing.assert_allclose(plain[bundle.fov_mask], lr[bundle.fov_mask], atol=1e-3)
@@ -715,3 +739,66 @@ def test_demo_hint_says_how_to_get_a_qt_backend(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", no_qt)
     hint = napari_hint("a.tif")
     assert 'pip install "napari[pyqt6]"' in hint and "napari a.tif" in hint
+
+
+# ---------------------------------------------------------------------------- pretrained
+
+
+@pytest.fixture
+def shipped_tiny(monkeypatch, tmp_path):
+    """A pretrained-model folder holding one tiny model, in place of the package's."""
+    import hashlib
+    import json
+
+    from napari_cycsr import _pretrained
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    model = SRModel.new("tiny")
+    model.metadata["fibre_spacing"] = 2.19
+    save_model(model, folder / "tiny.safetensors")
+    digest = hashlib.sha256((folder / "tiny.safetensors").read_bytes()).hexdigest()
+    entry = {
+        "name": "tiny", "description": "an untrained tiny network", "trained_on": "nothing",
+        "preset": "tiny", "iterations": 0, "fibre_spacing": 2.19, "noise": [0.01],
+        "file": "tiny.safetensors", "sha256": digest, "learning_curve": "none",
+    }  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setattr(_pretrained, "_folder", lambda: folder)
+    return folder
+
+
+def test_pretrained_models_through_the_cli(tmp_path, sim_dir, shipped_tiny, capsys, one_thread):
+    assert main(["super-resolve", "--list-pretrained"]) == 0
+    assert "tiny: an untrained tiny network" in capsys.readouterr().out
+    lr = str(sim_dir / "lr.tif")
+    fibres = ["--fibres", str(sim_dir / "fibres.csv"), "--quiet", *one_thread]
+    assert main(["super-resolve", "--pretrained", "tiny", lr, "--out", str(tmp_path / "a.tif"),
+                 *fibres]) == 0  # fmt: skip
+    assert main(["super-resolve", "pretrained:tiny", lr, "--out", str(tmp_path / "b.tif"),
+                 *fibres]) == 0  # fmt: skip
+    a, b = tifffile.imread(tmp_path / "a.tif"), tifffile.imread(tmp_path / "b.tif")
+    np.testing.assert_array_equal(a, b)
+    assert main(["super-resolve", "--pretrained", "nope", lr, "--out", str(tmp_path)]) == 1
+    assert "unknown pretrained model 'nope'" in _one_line_error(capsys)
+    assert main(["super-resolve", "--pretrained", "tiny", "--out", str(tmp_path)]) == 1
+    assert "at least one INPUT" in _one_line_error(capsys)
+    # a damaged file is refused
+    (shipped_tiny / "tiny.safetensors").write_bytes(b"0" * 100)
+    assert main(["super-resolve", "pretrained:tiny", lr, "--out", str(tmp_path / "c.tif")]) == 1
+    assert "damaged" in _one_line_error(capsys)
+
+
+def test_train_init_fine_tunes_a_pretrained_model(tmp_path, sim_dir, shipped_tiny, one_thread):
+    from napari_cycsr.io import load_model
+
+    out = tmp_path / "ft.safetensors"
+    args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    args += ["--out", str(out), "--init", "pretrained:tiny", "--iterations", "2", "--quiet"]
+    args += ["--batch-size", "2", "--patch", "32", *one_thread]
+    assert main(args) == 0
+    model = load_model(out)
+    assert model.metadata["initialised_from"] == "tiny"
+    assert model.metadata["train_config"]["preset"] == "tiny"

@@ -9,7 +9,10 @@ import pytest
 from PIL import Image
 
 from napari_cycsr.cli import main
+from napari_cycsr.consistency import DEFAULT_TOLERANCE, estimate_noise
 from napari_cycsr.demo import BUILTIN_IMAGES, DemoEvent, builtin_image, resize_longest, run_demo
+from napari_cycsr.fibres import FibreBundle
+from napari_cycsr.inference import super_resolve
 
 TINY = {"preset": "tiny", "size": 64, "iterations": 2, "batch_size": 2, "patch": 32}
 
@@ -67,10 +70,16 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     assert [row["method"] for row in result.rows] == [
         "TLI", "Wiener", "Sharpening", "TLI + projection", "CycSR", "CycSR + projection",
     ]  # fmt: skip
-    # the projections enforce the fibre values: far smaller cycle error than their inputs
+    # the projections enforce the fibre values up to their noise (estimated from the
+    # values): a cycle error below the TLI's and within the band of 1.5 noise levels
     by = {row["method"]: row for row in result.rows}
-    assert by["TLI + projection"]["cycle_error"] < by["TLI"]["cycle_error"] / 10
-    assert by["CycSR + projection"]["cycle_error"] < by["CycSR"]["cycle_error"] / 10
+    with Image.open(out / "lr.tif") as lr:
+        shape = (lr.height, lr.width)
+    bundle = FibreBundle.from_csv(out / "fibres.csv", shape)
+    sigma = estimate_noise(np.load(out / "values.npy"), bundle)
+    band = (DEFAULT_TOLERANCE * sigma) ** 2
+    assert by["TLI + projection"]["cycle_error"] < min(by["TLI"]["cycle_error"] / 2, band)
+    assert by["CycSR + projection"]["cycle_error"] < band
     assert (out / "sr_projected.tif").is_file()
     text = (out / "metrics.md").read_text()
     for word in ("TLI", "Wiener", "Sharpening", "CycSR", "psnr", "ssim", "gcf", "tot_cs"):
@@ -83,11 +92,10 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     model = load_model(result.model_path)
     assert model.metadata["iteration"] == 2
     assert model.config.channels == 8  # the tiny preset
-    from napari_cycsr.fibres import FibreBundle
 
     tli = result.images["TLI"]
     bundle = FibreBundle.from_csv(out / "fibres.csv", shape=tli.shape)
-    sr = model.super_resolve(tli, device="cpu", mask=bundle.fov_mask)
+    sr = super_resolve(model, tli, device="cpu", mask=bundle.fov_mask)
     np.testing.assert_allclose(sr, result.images["CycSR"], atol=1e-4)
     # progress: every stage, training step by step
     stages = [e.stage for e in events]

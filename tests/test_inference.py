@@ -43,13 +43,33 @@ def _image(shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32) * 2
 
 
-def _reference(model: SRModel, frame: np.ndarray) -> np.ndarray:
-    """Direct generator call on one whole frame: the definition of the right answer."""
+def _reference(model: SRModel, frame: np.ndarray, *, mirror: bool = True) -> np.ndarray:
+    """Direct generator call on one whole frame: the definition of the right answer.
+
+    The frame is mirrored by the receptive radius on every side first and the output
+    cropped back (what ``super_resolve`` does); ``mirror=False``: the convolutions' zero
+    padding at the frame border.
+    """
     low, high = model.normalisation["low"], model.normalisation["high"]
-    x = torch.from_numpy((frame.astype(np.float32) - low) / (high - low))[None, None]
+    pad = receptive_radius(model) if mirror else 0
+    padded = np.pad(frame.astype(np.float32), pad, mode="symmetric")
+    x = torch.from_numpy((padded - low) / (high - low))[None, None]
     with torch.no_grad():
         y = model.generator.eval()(x)[0, 0].numpy()
+    s = model.scale
+    y = y[pad * s : y.shape[0] - pad * s, pad * s : y.shape[1] - pad * s]
     return y * (high - low) + low
+
+
+def test_no_stripes_at_the_frame_border(model):
+    # a constant frame has no edge anywhere: with the mirrored border the output is
+    # constant too; the zero padding of the convolutions alone would draw a frame of stripes
+    flat = np.full((40, 48), 0.7, dtype=np.float32)
+    out = super_resolve(model, flat, device="cpu")
+    assert np.ptp(out) < 1e-5
+    zero_padded = _reference(model, flat, mirror=False)
+    assert np.ptp(zero_padded) > 1e-2
+    assert np.abs(zero_padded[0] - zero_padded[20]).max() > 1e-2  # the border row differs
 
 
 def test_single_image_matches_direct_call_and_is_not_identity(model):
@@ -162,7 +182,9 @@ def test_progress_counts_and_generator(model):
     )
     total = calls[0][1]
     assert calls[0] == (0, total) and calls[-1] == (total, total)
-    assert total == 3 * 4  # 50 px with 40 px windows and 13 px overlap: 2 windows per axis
+    # 50 px mirrored by 13 px (76 px), 40 px windows with 13 px of context on each side of
+    # their 14 px cores: the 50 px need 4 windows per axis
+    assert total == 3 * 16
     assert all(b[0] > a[0] for a, b in zip(calls, calls[1:]))
     gen = iter_super_resolve(model, image, device="cpu", batch=1)
     events = []
@@ -276,7 +298,7 @@ def test_devices():
 
 
 def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
-    """Simulate a device that runs out of memory above 2 windows or windows over 60 px."""
+    """Simulate a device that runs out of memory above 2 windows or windows over 70 px."""
     image = _image((2, 100, 100), seed=11)
     whole = super_resolve(model, image, device="cpu")
     real_forward = inference._forward
@@ -284,7 +306,7 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
 
     def limited(net, batch, device, amp):
         sizes.append(tuple(batch.shape))
-        if batch.shape[0] > 2 or batch.shape[-1] > 60:
+        if batch.shape[0] > 2 or batch.shape[-1] > 70:
             raise torch.OutOfMemoryError("simulated")
         return real_forward(net, batch, device, amp)
 
@@ -294,7 +316,8 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
         model, image, device="cpu", batch=4, progress=lambda d, t: calls.append((d, t))
     )
     assert np.abs(out - whole).max() < 1e-4
-    assert sizes[0] == (2, 1, 100, 100) and max(s[-1] for s in sizes[-3:]) <= 50
+    # whole frames mirrored by the receptive radius (13 px), then windows of half that size
+    assert sizes[0] == (2, 1, 126, 126) and max(s[-1] for s in sizes[-3:]) <= 63
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
     assert calls[-1][0] == calls[-1][1]
 
@@ -460,3 +483,130 @@ def test_threads_option_is_restored_after_the_call(model):
     for _ in gen:
         seen.append(torch.get_num_threads())
     assert set(seen) == {3} and torch.get_num_threads() == before
+
+
+def test_projection_is_noise_aware_by_default():
+    from napari_cycsr.consistency import project_consistent
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(np.full((64, 64), 0.4), noise=0.02, seed=0)
+    model = SRModel.new("tiny")  # residual generator, untrained: the identity
+    out = super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values)
+    expected = project_consistent(sim.lr, sim.bundle, sim.values)  # noise="auto"
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    exact = super_resolve(
+        model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values, project_noise=None
+    )
+    np.testing.assert_allclose(
+        exact, project_consistent(sim.lr, sim.bundle, sim.values, noise=None), atol=1e-5
+    )
+    given = super_resolve(
+        model, sim.lr, device="cpu", bundle=sim.bundle, values=sim.values, project_noise=0.02
+    )
+    np.testing.assert_allclose(
+        given, project_consistent(sim.lr, sim.bundle, sim.values, noise=0.02), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="project_noise"):
+        super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_noise=-1.0)
+    with pytest.raises(TypeError, match="project_noise"):
+        super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_noise="low")
+
+
+def test_spacing_normalisation_resamples_to_the_models_spacing(monkeypatch):
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(np.random.default_rng(0).random((96, 96)), spacing=5.0, seed=0)
+    model = _model()
+    model.metadata["fibre_spacing"] = sim.bundle.spacing / 2  # trained on fibres twice as dense
+    pad = receptive_radius(model)
+    seen: list[tuple[int, ...]] = []
+    real_forward = inference._forward
+
+    def record(net, batch, device, amp):
+        seen.append(tuple(batch.shape[-2:]))
+        return real_forward(net, batch, device, amp)
+
+    monkeypatch.setattr(inference, "_forward", record)
+    out = super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_iterations=0)
+    assert out.shape == sim.lr.shape
+    assert seen[-1] == (48 + 2 * pad, 48 + 2 * pad)  # the network ran at half the size
+    # the same with the spacing given, or estimated from the TLI image
+    super_resolve(model, sim.lr, device="cpu", spacing=sim.bundle.spacing)
+    assert seen[-1] == (48 + 2 * pad, 48 + 2 * pad)
+    super_resolve(model, sim.lr, device="cpu", spacing="auto", mask=sim.mask)
+    assert abs(seen[-1][0] - (48 + 2 * pad)) <= 3
+    # switched off, within 5 %, or a model without a recorded spacing: no resampling
+    super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, match_spacing=False)
+    assert seen[-1] == (96 + 2 * pad, 96 + 2 * pad)
+    super_resolve(model, sim.lr, device="cpu", spacing=1.04 * model.metadata["fibre_spacing"])
+    assert seen[-1] == (96 + 2 * pad, 96 + 2 * pad)
+    del model.metadata["fibre_spacing"]
+    super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle)
+    assert seen[-1] == (96 + 2 * pad, 96 + 2 * pad)
+    with pytest.raises(ValueError, match="spacing"):
+        super_resolve(model, sim.lr, device="cpu", spacing=-1.0)
+    with pytest.raises(ValueError, match="spacing"):
+        super_resolve(model, sim.lr, device="cpu", spacing="coarse")
+
+
+def test_resampled_identity_model_keeps_the_image():
+    """An identity network on resampled frames gives the image back, a little smoother."""
+    from napari_cycsr.simulate import simulate_pcle
+
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    smooth = (0.5 + 0.3 * np.sin(4 * xx) * np.cos(3 * yy)).astype(np.float32)
+    sim = simulate_pcle(smooth, spacing=5.0, noise=0.0, seed=0)
+    model = SRModel.new("tiny")  # residual, untrained: the identity
+    model.metadata["fibre_spacing"] = sim.bundle.spacing / 2
+    out = super_resolve(model, sim.lr, device="cpu", mask=sim.mask, spacing=sim.bundle.spacing)
+    m = sim.mask
+    assert np.abs(out[m] - sim.lr[m]).max() < 0.05
+
+
+@pytest.mark.parametrize("spacing", [2.632, 4.0, 6.0])
+def test_estimate_tli_spacing_matches_the_bundle(spacing):
+    from skimage import data
+
+    from napari_cycsr.inference import estimate_tli_spacing
+    from napari_cycsr.simulate import simulate_pcle
+
+    sim = simulate_pcle(data.camera()[:256, :256] / 255.0, spacing=spacing, seed=1)
+    estimate = estimate_tli_spacing(sim.lr, mask=sim.mask)
+    assert estimate == pytest.approx(sim.bundle.spacing, rel=0.03)
+    with pytest.raises(ValueError, match="2-D"):
+        estimate_tli_spacing(np.stack([sim.lr, sim.lr]))
+
+
+def test_real_frame_cut_by_the_camera_border_has_no_stripes(load_frame):
+    """usaf1 cropped to its cores, so the field of view runs into the top and bottom borders,
+    against the same pixels super-resolved inside the whole camera frame (where the network
+    sees the real continuation of the scene)."""
+    from napari_cycsr._validate import nearest_fill_index
+    from napari_cycsr.fibres import FibreBundle
+
+    raw = load_frame("usaf1.tif").astype(np.float32) / 255
+    background = load_frame("usaf1_background.tif").astype(np.float32) / 255
+    bundle = FibreBundle.detect(background)
+    tli = bundle.reconstruct(bundle.core_values(raw, background=background))
+    fov = bundle.fov_mask
+    rows = np.flatnonzero(fov.any(axis=1))
+    cols = np.flatnonzero(fov.any(axis=0))
+    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    model = _model(seed=3)  # random weights: it reacts to any edge it sees
+    whole = super_resolve(model, tli, device="cpu", mask=fov)[crop]
+    cut, cut_fov = tli[crop], fov[crop]
+    assert cut_fov[0].any() and cut_fov[-1].any()  # the crop cuts the field of view
+    mirrored = super_resolve(model, cut, device="cpu", mask=cut_fov)
+    zero_padded = _reference(model, cut[nearest_fill_index(cut_fov)], mirror=False)
+    zero_padded[~cut_fov] = 0
+
+    def border_error(image: np.ndarray) -> float:
+        band = np.zeros_like(cut_fov)
+        band[:3], band[-3:] = True, True
+        band &= cut_fov
+        return float(np.mean(np.abs(image - whole)[band]))
+
+    # at the cut, the mirrored frame stays close to the whole frame's answer; the zero padding
+    # of the convolutions draws stripes there
+    assert border_error(mirrored) < 0.3 * border_error(zero_padded)

@@ -84,6 +84,25 @@ def test_l_vec_plain_mean_squared_error():
     assert l_vec(torch.zeros(0), torch.zeros(0)).item() == 0.0
 
 
+def test_l_vec_tolerance_is_a_dead_zone():
+    v = torch.tensor([0.0, 0.0, 0.0, 0.0])
+    v_hat = torch.tensor([0.05, -0.05, 0.3, -0.5], requires_grad=True)
+    # inside +-0.1: no loss and no gradient; outside: the excess, squared
+    loss = l_vec(v_hat, v, tolerance=0.1)
+    assert loss.item() == pytest.approx((0.2**2 + 0.4**2) / 4)
+    loss.backward()
+    assert v_hat.grad[0] == 0 and v_hat.grad[1] == 0
+    assert v_hat.grad[2] > 0 and v_hat.grad[3] < 0
+    # one tolerance per cell
+    per_cell = l_vec(v_hat.detach(), v, tolerance=torch.tensor([0.0, 0.0, 0.3, 0.5]))
+    assert per_cell.item() == pytest.approx((0.05**2 + 0.05**2) / 4)
+    assert l_vec(v_hat.detach(), v, tolerance=0.0).item() == pytest.approx(
+        l_vec(v_hat.detach(), v).item()
+    )
+    with pytest.raises(ValueError, match="tolerance"):
+        l_vec(v_hat.detach(), v, tolerance=torch.zeros(3))
+
+
 def test_l_vec_normalise_is_per_patch_minmax():
     rng = np.random.default_rng(2)
     v = torch.from_numpy(rng.random(10))
@@ -251,3 +270,58 @@ def test_consistency_layer_validates_arguments():
         consistency_layer(sr, index, torch.zeros(n), n, sigma=0.0)
     with pytest.raises(ValueError, match="steps"):
         consistency_layer(sr, index, torch.zeros(n), n, sigma=1.0, steps=0)
+
+
+def test_adversarial_loss_kinds():
+    from napari_cycsr.losses import discriminator_loss, highpass, l_adv
+
+    real = torch.tensor([2.0, 0.5])
+    fake = torch.tensor([-1.0, 0.0])
+    # hinge: D pays for real logits below 1 and fake logits above -1
+    assert discriminator_loss(real, fake, kind="hinge").item() == pytest.approx(0.25 + 0.5)
+    assert l_adv(fake, kind="hinge").item() == pytest.approx(0.5)
+    # relativistic average: the same BCE on logits relative to the other batch's mean
+    d_ra = discriminator_loss(real, fake, kind="relativistic")
+    d_bce = discriminator_loss(real - fake.mean(), fake - real.mean())
+    assert d_ra.item() == pytest.approx(d_bce.item())
+    g_ra = l_adv(fake, real, kind="relativistic")
+    expected = (
+        torch.nn.functional.softplus(-(fake - real.mean())).mean()
+        + torch.nn.functional.softplus(real - fake.mean()).mean()
+    )
+    assert g_ra.item() == pytest.approx(expected.item())
+    # the paper's loss is unchanged
+    assert l_adv(fake).item() == pytest.approx(torch.nn.functional.softplus(-fake).mean().item())
+    with pytest.raises(ValueError, match="real_logits"):
+        l_adv(fake, kind="relativistic")
+    with pytest.raises(ValueError, match="kind"):
+        discriminator_loss(real, fake, kind="wasserstein")
+    # the high-pass removes constants and ramps' interiors, keeps fine detail
+    flat = torch.full((2, 1, 16, 16), 0.7)
+    assert highpass(flat, 1.0).abs().max() < 1e-6
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    detail = highpass(checker.float()[None, None], 1.0)
+    assert detail.std() > 0.4
+
+
+def test_noise_aware_l_vec_allows_noise_but_not_an_offset():
+    from napari_cycsr.losses import l_vec_noise_aware, smooth_cells
+
+    # one 32 x 32 patch of 4 x 4 px cells
+    cells = torch.arange(64).reshape(8, 8).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    index = cells[None].clone()
+    v = torch.full((64,), 0.5, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    noise = 0.01 * torch.randn(64, generator=gen, dtype=torch.float64)
+    # the smooth part of a constant is the constant; of white noise much less than the noise
+    assert torch.allclose(smooth_cells(torch.full_like(v, 0.3), index, 64, 6.0), v * 0 + 0.3)
+    assert smooth_cells(noise, index, 64, 6.0).std() < 0.5 * noise.std()
+    args = {"tolerance": 0.03, "sigma": 6.0, "smooth_ratio": 0.3}
+    # noise inside the band costs nothing; the same size as an offset does
+    assert l_vec_noise_aware(v + noise, v, index, 64, **args).item() == 0.0
+    assert l_vec_noise_aware(v + 0.02, v, index, 64, **args).item() > 1e-5
+    # outside the band: the excess, and a gradient
+    v_hat = (v + 0.2 * torch.sign(noise)).requires_grad_(True)
+    loss = l_vec_noise_aware(v_hat, v, index, 64, **args)
+    loss.backward()
+    assert loss.item() > 0 and v_hat.grad.abs().sum() > 0

@@ -21,8 +21,12 @@ from napari_cycsr.metrics import (
     gcf,
     gcf_contrasts,
     gcf_weights,
+    gradient_ratio,
+    hallucination,
     psnr,
+    radial_power_spectrum,
     rows_to_csv,
+    spectrum_distance,
     ssim,
     tot_cs,
 )
@@ -521,3 +525,94 @@ def test_image_fov_of_a_tli_image(small_sim):
     dark = small_sim.lr.copy()
     dark[20:30, 20:30] = 0  # dark detail inside does not carve the FOV
     assert image_fov(dark)[25, 25]
+
+
+# --------------------------------------------------------------------------------------------
+# spectra, hallucinated detail, directional streaks (hand-made cases)
+# --------------------------------------------------------------------------------------------
+def test_radial_spectrum_of_white_noise_and_of_a_sinusoid():
+    rng = np.random.default_rng(0)
+    f, p = radial_power_spectrum(rng.normal(0.0, 0.2, (128, 128)))
+    assert f[0] == pytest.approx(1 / 128) and f[-1] == pytest.approx(0.5)
+    assert np.median(p) == pytest.approx(0.04, rel=0.1)  # flat at the noise variance
+    x = np.arange(128)
+    wave = np.sin(2 * np.pi * 0.25 * x)[None, :] * np.ones((128, 1))
+    f, p = radial_power_spectrum(wave)
+    assert f[np.argmax(p)] == pytest.approx(0.25, abs=1 / 128)
+
+
+def test_radial_spectrum_inside_a_mask():
+    rng = np.random.default_rng(1)
+    img = np.full((96, 96), 5.0)  # the outside is a huge constant: must not leak in
+    yy, xx = np.mgrid[0:96, 0:96]
+    disc = (yy - 47.5) ** 2 + (xx - 47.5) ** 2 < 40**2
+    img[disc] = rng.normal(0.0, 0.1, disc.sum())
+    _, p = radial_power_spectrum(img, mask=disc)
+    assert np.median(p) == pytest.approx(0.01, rel=0.2)
+
+
+def test_spectrum_distance_hand_cases():
+    rng = np.random.default_rng(2)
+    ref = rng.random((96, 96))
+    assert spectrum_distance(ref, ref, spacing=3.0) == 0.0
+    # half the amplitude: a quarter of the power at every frequency, -6.02 dB
+    assert spectrum_distance(0.5 * ref, ref, spacing=3.0, signed=True) == pytest.approx(
+        -6.0206, abs=1e-3
+    )
+    assert spectrum_distance(0.5 * ref, ref, spacing=3.0) == pytest.approx(6.0206, abs=1e-3)
+    blurred = ndimage.gaussian_filter(ref, 1.5)
+    noisy = ref + rng.normal(0, 0.3, ref.shape)
+    assert spectrum_distance(blurred, ref, spacing=3.0, signed=True) < -5  # lost the detail
+    assert spectrum_distance(noisy, ref, spacing=3.0, signed=True) > 1  # invented detail
+    # a change below the band (a slow ramp) hardly moves the distance
+    ramp = ref + np.linspace(0, 1, 96)[None, :]
+    assert spectrum_distance(ramp, ref, spacing=3.0) < 0.5
+    with pytest.raises(ValueError, match="spacing"):
+        spectrum_distance(ref, ref, spacing=0)
+    with pytest.raises(ValueError, match="same shape"):
+        spectrum_distance(ref, ref[:-1], spacing=3)
+
+
+def test_hallucination_counts_detail_only_where_the_truth_is_flat():
+    rng = np.random.default_rng(3)
+    ref = np.zeros((96, 96))
+    ref[:, 48:] = rng.random((96, 48))  # left half flat, right half textured
+    texture = 0.1 * rng.standard_normal((96, 96))
+    on_flat = ref.copy()
+    on_flat[:, :48] += texture[:, :48]
+    on_texture = ref.copy()
+    on_texture[:, 56:] += texture[:, 56:]
+    assert hallucination(ref, ref, spacing=3.0) == 0.0
+    assert hallucination(on_flat, ref, spacing=3.0) > 0.05
+    assert hallucination(on_texture, ref, spacing=3.0) < 0.01
+    # a smooth change of brightness is not detail, and neither is missing detail
+    assert hallucination(ref + 0.2, ref, spacing=3.0) < 1e-12
+    assert hallucination(ndimage.gaussian_filter(ref, 2.0), ref, spacing=3.0) == 0.0
+    with pytest.raises(ValueError, match="flat_fraction"):
+        hallucination(ref, ref, spacing=3.0, flat_fraction=1.5)
+
+
+def test_gradient_ratio_detects_streak_direction():
+    rng = np.random.default_rng(4)
+    base = rng.random((64, 64))
+    vertical = base + 0.1 * (np.arange(64) % 2)[None, :]  # columns alternate
+    horizontal = base + 0.1 * (np.arange(64) % 2)[:, None]
+    isotropic = base + 0.1 * rng.standard_normal((64, 64))
+    assert gradient_ratio(vertical, base) > 100
+    assert gradient_ratio(horizontal, base) < 0.01
+    assert gradient_ratio(isotropic, base) == pytest.approx(1.0, abs=0.15)
+    assert np.isnan(gradient_ratio(base, base))
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True
+    left = base.copy()
+    left[:, 32:] += 0.1 * (np.arange(64) % 2)[:, None][:, :1]  # streaks outside the mask
+    assert np.isnan(gradient_ratio(left, base, mask=mask))
+
+
+def test_hallucination_ignores_what_lies_outside_the_mask():
+    ref = np.full((64, 64), 0.5)
+    yy, xx = np.mgrid[0:64, 0:64]
+    disc = (yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 28**2
+    cut = np.where(disc, ref, 0.0)  # the same flat image, zero outside the field of view
+    assert hallucination(cut, ref, spacing=3.0, mask=disc) < 1e-9
+    assert hallucination(cut, ref, spacing=3.0) > 0.01  # without the mask the edge counts

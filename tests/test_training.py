@@ -15,6 +15,7 @@ import torch
 from skimage import data
 
 from napari_cycsr.data import LRPatchSampler
+from napari_cycsr.inference import super_resolve
 from napari_cycsr.io import load_checkpoint, load_model
 from napari_cycsr.losses import l_vec, voronoi_means
 from napari_cycsr.models import Generator, get_preset
@@ -482,3 +483,120 @@ def test_threads_option_applies_during_the_run_only(sim):
     for _ in trainer.run():
         seen.append(torch.get_num_threads())
     assert seen == [2, 2] and torch.get_num_threads() == before
+
+
+def test_augmented_patches_keep_their_cells():
+    """A flip / quarter turn moves pixels and cell ids together: the cell means are the same."""
+    from napari_cycsr.losses import voronoi_means
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(0).random((96, 96)), seed=0)
+    cfg = TrainConfig(
+        preset="tiny", iterations=1, batch_size=8, patch=32, device="cpu", preview_every=0,
+        augment_lr=True,
+    )  # fmt: skip
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+    batch = trainer.sampler.sample(8)
+    moved = trainer._augment(batch)
+    assert {k for k, _ in moved.transforms} | {int(f) for _, f in moved.transforms}
+    assert not torch.equal(moved.lr, batch.lr)
+    before = voronoi_means(batch.lr, batch.cell_index, batch.n_cells)
+    after = voronoi_means(moved.lr, moved.cell_index, moved.n_cells)
+    torch.testing.assert_close(after, before)
+
+
+def test_training_with_the_adversarial_options_runs():
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(1).random((96, 96)), seed=1)
+    for kind in ("hinge", "relativistic"):
+        cfg = TrainConfig(
+            preset="tiny", iterations=2, batch_size=2, patch=32, device="cpu", preview_every=0,
+            adv_loss=kind, adv_highpass=0.5, d_spectral_norm=True, augment_lr=True,
+            vec_tolerance=1.5, noise_sigma=0.02,
+        )  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+        events = list(trainer.run())
+        assert len(events) == 2 and np.isfinite(events[-1].losses["l_adv"])
+        assert trainer.noise_levels[0] > 0  # estimated from the values for vec_tolerance
+        assert np.isfinite(trainer.model.metadata["noise_levels"][0])
+    with pytest.raises(ValueError, match="adv_loss"):
+        TrainConfig(adv_loss="wgan")
+    with pytest.raises(ValueError, match="augment_lr"):
+        TrainConfig(augment_lr=1)
+
+
+def test_adversarial_options_under_bf16(monkeypatch):
+    """Spectral norm, the relativistic loss and augmentation in bfloat16: float32 weights,
+    finite losses."""
+    from napari_cycsr import _device
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: True)  # no emulation warning
+    sim = simulate_pcle(np.random.default_rng(1).random((96, 96)), seed=1)
+    cfg = TrainConfig(
+        preset="tiny", iterations=2, batch_size=2, patch=32, device="cpu", preview_every=0,
+        adv_loss="relativistic", d_spectral_norm=True, augment_lr=True, warmup=0,
+        precision="bf16",
+    )  # fmt: skip
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+    events = list(trainer.run())
+    assert trainer.precision == "bf16"
+    assert all(np.isfinite(e.losses["l_adv"]) and np.isfinite(e.losses["loss_d"]) for e in events)
+    for name, value in trainer._d.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32, name
+
+
+def test_init_starts_from_a_models_weights():
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(2).random((96, 96)), seed=2)
+    cfg = TrainConfig(preset="tiny", iterations=1, batch_size=2, patch=32, device="cpu",
+                      preview_every=0, seed=5)  # fmt: skip
+    torch.manual_seed(123)
+    start = SRModel.new("tiny")
+    for param in start.generator.parameters():
+        torch.nn.init.normal_(param, std=0.01)
+    start.metadata["pretrained_name"] = "default"
+    kept = {k: v.clone() for k, v in start.generator.state_dict().items()}
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=start)
+    before = trainer.model
+    for a, b in zip(before.generator.state_dict().values(), start.generator.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    list(trainer.run())
+    assert trainer.model.metadata["initialised_from"] == "default"
+    # training moved the weights, and left the initial model as it was
+    for key, value in start.generator.state_dict().items():
+        torch.testing.assert_close(value, kept[key])
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(
+            trainer.model.generator.state_dict().values(), start.generator.state_dict().values()
+        )
+    )
+    with pytest.raises(ValueError, match="network differs"):
+        Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=SRModel.new("default"))
+    with pytest.raises(TypeError, match="SRModel"):
+        Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init="default")
+
+
+def test_residual_penalty_keeps_the_output_near_its_input():
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(3).random((96, 96)), seed=3)
+    change = {}
+    for w_res in (0.0, 100.0):
+        cfg = TrainConfig(preset="tiny", iterations=8, batch_size=4, patch=32, device="cpu",
+                          preview_every=0, lr=2e-3, w_res=w_res)  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+        list(trainer.run())
+        out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)
+        change[w_res] = float(np.abs(out - sim.lr)[sim.mask].mean())
+    assert change[100.0] < 0.5 * change[0.0]

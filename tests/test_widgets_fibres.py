@@ -96,7 +96,9 @@ def test_voronoi_reconstruct_lattice(viewer, qtbot, errors):
     values = bundle.core_values(lr.data)
     error_tli = np.nanmean((cell_means(tli.data, bundle) - values) ** 2)
     error_sharp = np.nanmean((cell_means(sharp.data, bundle) - values) ** 2)
-    assert error_sharp < error_tli / 5
+    # the noise-aware projection stops at the noise level of the values (sd 0.01 here), so
+    # the error drops to about the noise variance, not to zero
+    assert error_sharp < error_tli / 3
     assert "projected" in widget.status.value
 
     widget.spacing.value = 6.0

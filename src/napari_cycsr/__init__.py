@@ -65,8 +65,8 @@ _EXPORTS: dict[str, str] = {
     "cell_means": "consistency",
     "upsampled_bundle": "consistency",
     # the method
-    "NetworkConfig": "models",
-    "PRESETS": "models",
+    "NetworkConfig": "config",
+    "PRESETS": "config",
     "SRModel": "models",
     "TrainConfig": "training",
     "Trainer": "training",
@@ -81,6 +81,9 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "io",
     "load_model": "io",
     "save_model": "io",
+    # pretrained models shipped with the package
+    "pretrained": "_pretrained",
+    "list_pretrained": "_pretrained",
     # models kept in this session and in the models folder
     "models_in_session": "models_store",
     "models_folder": "models_store",

@@ -22,7 +22,7 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 def _readable(path: Path) -> bool:
     if path.is_dir():
-        from .video._io import FRAME_SUFFIXES
+        from ._imageio import FRAME_SUFFIXES
 
         return any(
             p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")

@@ -16,7 +16,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["raw_bundle_frame", "render_raw_frame", "synthetic_pcle", "synthetic_pcle_video"]
+__all__ = [
+    "BUNDLE_KEY",
+    "raw_bundle_frame",
+    "render_raw_frame",
+    "synthetic_pcle",
+    "synthetic_pcle_video",
+]
+
+#: Metadata key under which a Points layer keeps the FibreBundle it was made from (the sample
+#: layers here and the widgets' fibre layers).
+BUNDLE_KEY = "cycsr_bundle"
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -43,8 +53,6 @@ def synthetic_pcle(seed: int = 0) -> list[LayerDataTuple]:
         ``ground truth HR`` (hidden), ``pCLE LR (TLI)`` and ``fibres`` layers.
     """
     from napari_cycsr.simulate import simulate_pcle
-
-    from ._widgets._common import BUNDLE_KEY
 
     hr = _cameraman(256)
     sim = simulate_pcle(hr, seed=seed)
@@ -91,8 +99,6 @@ def synthetic_pcle_video(seed: int = 0, n_frames: int = 12) -> list[LayerDataTup
         (the fibre centres, with the bundle and every frame's fibre values in metadata).
     """
     from napari_cycsr.simulate import simulate_pcle_video
-
-    from ._widgets._common import BUNDLE_KEY
 
     vid = simulate_pcle_video(_cameraman(300), n_frames, seed=seed, step=0.7, noise=0.01)
     fov = vid.bundle.fov_mask

@@ -437,14 +437,15 @@ def backproject(
     bundle: Any,
     values: ArrayLike | None = None,
     *,
-    iterations: int = 2,
+    iterations: int | None = None,
+    noise: Any = "auto",
 ) -> np.ndarray:
     """TLI image made consistent with the fibre values: the no-training baseline.
 
     A thin wrapper over :func:`napari_cycsr.consistency.project_consistent` (one
     implementation) for use next to :func:`wiener` and :func:`sharpen`: it sharpens the TLI
-    image until its Voronoi cell means equal the measured fibre values. The result is 0
-    outside the bundle's field of view.
+    image until its Voronoi cell means agree with the measured fibre values up to their
+    noise. The result is 0 outside the bundle's field of view.
 
     Parameters
     ----------
@@ -456,8 +457,11 @@ def backproject(
         Measured fibre values, ``(N,)`` or ``(..., N)``. Default: ``bundle.sample(image)``,
         the image's values at the fibre centres, which are exactly the measured values when
         ``image`` is the TLI reconstruction of them (and only then).
-    iterations : int
-        Back-projection steps (default 2).
+    iterations : int, optional
+        Back-projection steps (default: the projection's, 5 noise-aware, 2 exact).
+    noise : "auto", None, float or array_like
+        Noise level of the values (``"auto"``: estimated from them; ``None``: exact fit);
+        see :func:`~napari_cycsr.consistency.project_consistent`.
 
     Returns
     -------
@@ -479,4 +483,4 @@ def backproject(
         raise TypeError(f"bundle must be a FibreBundle, got {type(bundle).__name__}")
     if values is None:
         values = bundle.sample(stack)
-    return project_consistent(stack, bundle, values, iterations=iterations)
+    return project_consistent(stack, bundle, values, iterations=iterations, noise=noise)

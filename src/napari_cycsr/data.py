@@ -25,6 +25,7 @@ import torch
 from scipy import ndimage
 
 from ._validate import as_image, as_mask
+from .config import TARGET_KINDS
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -55,8 +56,6 @@ NATURAL_IMAGES: tuple[str, ...] = (
     "coins",
 )
 
-#: Target domains understood by :class:`TargetSampler`.
-TARGET_KINDS: tuple[str, ...] = ("natural", "images", "downscaled", "paired")
 
 #: Percentiles of :func:`robust_normalisation`.
 LOW_PERCENTILE = 1.0

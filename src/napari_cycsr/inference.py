@@ -10,10 +10,15 @@ in eval mode, so an output pixel depends only on the input pixels within the net
 receptive-field radius (:func:`receptive_radius`). Large images are cut into overlapping
 windows of ``tile`` x ``tile`` input pixels; each window contributes only its centre, at least
 ``overlap`` pixels away from any window edge that is not an image edge. Windows that would
-cross the image border are shifted inward instead of padded, so border pixels see exactly the
-zero padding of the convolutions, as when the whole image is processed. With ``overlap`` at
-least the receptive radius (the default) the tiled result equals the whole-image result up to
+cross the image border are shifted inward instead of padded. With ``overlap`` at least the
+receptive radius (the default) the tiled result equals the whole-image result up to
 floating-point rounding; there is no blending and no seam.
+
+Borders. Each frame is first extended by the network's receptive radius on every side by
+mirror reflection (after the outside of the field of view, when known, is filled with the
+nearest pixel inside it), and the output cropped back: no output pixel sees the zero padding
+of the convolutions, which a trained network answers with stripes along the frame border
+where a bundle runs past the camera frame.
 
 Speed. Each run works on a private copy of the generator (a few MB; the caller's model is
 never changed): eval mode, every BatchNorm folded into the conv before it (exact: eval-mode
@@ -64,6 +69,7 @@ __all__ = [
     "available_devices",
     "check_image",
     "check_model_spacing",
+    "estimate_tli_spacing",
     "fov_from_image",
     "iter_super_resolve",
     "receptive_radius",
@@ -223,7 +229,8 @@ class _Projection(NamedTuple):
 
     bundle: FibreBundle
     values: np.ndarray | None  # (*lead, N) measured values, or None: sample the input frames
-    iterations: int
+    iterations: int | None  # None: the projection's default for its noise setting
+    noise: Any = "auto"  # "auto", None (exact fit) or a noise level (consistency.py)
 
     def subset(self, rows: tuple[slice, ...]) -> _Projection:
         """The projection of a chunk of frames (``rows`` index the leading axes)."""
@@ -238,11 +245,13 @@ class _Projection(NamedTuple):
             values = self.bundle.sample(frames)
         else:
             values = self.values.reshape(frames.shape[0], self.bundle.n_fibres)
-        return project_consistent(out, self.bundle, values, iterations=self.iterations)
+        return project_consistent(
+            out, self.bundle, values, iterations=self.iterations, noise=self.noise
+        )
 
 
 def _check_projection(
-    bundle: Any, values: Any, iterations: Any, shape: tuple[int, ...]
+    bundle: Any, values: Any, iterations: Any, shape: tuple[int, ...], noise: Any = "auto"
 ) -> _Projection | None:
     if bundle is None:
         if values is not None:
@@ -256,7 +265,13 @@ def _check_projection(
             f"the fibre bundle's grid {bundle.shape} differs from the image's frame shape "
             f"{frame}; expected the bundle the image was reconstructed with"
         )
-    iterations = check_int(iterations, "project_iterations", 0, allow_none=False)
+    iterations = check_int(iterations, "project_iterations", 0)
+    if not (noise is None or (isinstance(noise, str) and noise == "auto")):
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.number)):
+            raise TypeError(f"project_noise must be 'auto', None or a number, got {noise!r}")
+        if not (math.isfinite(float(noise)) and noise >= 0):
+            raise ValueError(f"project_noise must be a finite number >= 0, got {noise!r}")
+        noise = float(noise)
     if values is not None:
         if _is_dask(values):
             values = values.compute()
@@ -269,7 +284,7 @@ def _check_projection(
                 f"values must have shape {expected} (one value per fibre for each frame), "
                 f"got {values.shape}"
             )
-    return _Projection(bundle, values, int(iterations))
+    return _Projection(bundle, values, iterations, noise)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,33 +325,44 @@ def receptive_radius(model: SRModel | nn.Module) -> int:
     return int(math.ceil(radius - 1e-9))
 
 
-def _segments(length: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows ``(ws, we)`` of size ``window`` and the core ``(cs, ce)`` each one fills."""
+def _segments(
+    length: int, window: int, overlap: int, margin: int = 0
+) -> list[tuple[int, int, int, int]]:
+    """Windows ``(ws, we)`` of size ``window`` and the core ``(cs, ce)`` each one fills.
+
+    The cores tile ``[margin, length - margin)``: the ``margin`` on both ends (the mirrored
+    border) is context only. Each window holds ``overlap`` pixels of context around its
+    core, except where the axis ends.
+    """
+    stop = length - margin
     if window >= length:
-        return [(0, length, 0, length)]
+        return [(0, length, margin, stop)]
     segments = []
-    start = 0
-    ws = 0
+    start = margin
     while True:
+        ws = max(0, start - overlap)
         we = ws + window
         if we >= length:
-            ws, we = length - window, length
-            ce = length
+            ws, we, ce = length - window, length, stop
         else:
-            ce = we - overlap
+            ce = min(we - overlap, stop)
         segments.append((ws, we, start, ce))
-        if ce >= length:
+        if ce >= stop:
             return segments
         start = ce
-        ws = ce - overlap
 
 
 def _plan(
-    n_frames: int, shape: tuple[int, int], tile: int, overlap: int, first_frame: int = 0
+    n_frames: int,
+    shape: tuple[int, int],
+    tile: int,
+    overlap: int,
+    first_frame: int = 0,
+    margin: int = 0,
 ) -> list[tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]]:
     h, w = shape
-    ys = _segments(h, min(tile, h), overlap)
-    xs = _segments(w, min(tile, w), overlap)
+    ys = _segments(h, min(tile, h), overlap, margin)
+    xs = _segments(w, min(tile, w), overlap, margin)
     return [(f, sy, sx) for f in range(first_frame, n_frames) for sy in ys for sx in xs]
 
 
@@ -401,6 +427,80 @@ def _forward(
         return net(batch).float()
 
 
+def _resample(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``frame`` resized to ``shape``: bilinear with anti-aliasing when shrinking, else cubic."""
+    from skimage.transform import resize
+
+    shrink = shape[0] < frame.shape[0] or shape[1] < frame.shape[1]
+    out = resize(
+        frame.astype(np.float32, copy=False),
+        shape,
+        order=1 if shrink else 3,
+        anti_aliasing=shrink,
+        mode="symmetric",
+        preserve_range=True,
+    )
+    return out.astype(np.float32, copy=False)
+
+
+#: The network runs on resampled frames when the input's fibre spacing differs from the
+#: model's by more than this fraction.
+SPACING_MATCH = 0.05
+
+
+def estimate_tli_spacing(image: Any, *, mask: Any = None) -> float:
+    """Fibre spacing of a TLI reconstruction, estimated from the image alone.
+
+    A triangulated linear interpolation is flat inside each Delaunay triangle and bends
+    along the triangle edges, so the magnitude of its Laplacian draws the fibre lattice
+    whatever the scene; the peak of that pattern's power spectrum
+    (:func:`~napari_cycsr.fibres.estimate_spacing`) gives the hexagonal lattice spacing, and
+    0.84 of it the median nearest-neighbour distance of the fibres (what
+    ``FibreBundle.spacing`` and a model's ``metadata["fibre_spacing"]`` hold; 0.83 for the
+    jittered lattices of ``simulate_pcle``, about 0.85 on real bundles).
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W)
+        A TLI image (the first frame of a stack).
+    mask : array_like of bool, optional
+        Field of view (default: the nonzero pixels).
+
+    Returns
+    -------
+    float
+        Median nearest-neighbour fibre spacing, in pixels.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera() / 255.0, spacing=4.0, seed=0)
+    >>> round(estimate_tli_spacing(sim.lr, mask=sim.mask) / sim.bundle.spacing, 1)
+    1.0
+    """
+    from scipy import ndimage
+
+    from .fibres import estimate_spacing
+
+    frame = np.asarray(image, dtype=np.float64)
+    if frame.ndim != 2:
+        raise ValueError(f"image must be one 2-D frame, got shape {frame.shape}")
+    m = frame != 0 if mask is None else np.asarray(mask, dtype=bool)
+    inner = ndimage.binary_erosion(m, iterations=3)
+    if inner.sum() < 64:
+        raise ValueError("the field of view is too small to estimate the fibre spacing")
+    curvature = np.abs(ndimage.laplace(frame))
+    return 0.84 * estimate_spacing(curvature, mask=inner)
+
+
+def _mirror(frame: np.ndarray, pad: int) -> np.ndarray:
+    """``frame`` extended by ``pad`` pixels on every side by mirror reflection."""
+    if pad <= 0:
+        return frame
+    return np.pad(frame, pad, mode="symmetric")
+
+
 def _run_numpy(
     model: SRModel,
     image: np.ndarray,
@@ -412,13 +512,23 @@ def _run_numpy(
     mask: np.ndarray | None,
     precision: str,
     projection: _Projection | None = None,
+    zoom: float = 1.0,
 ) -> GeneratorType[Progress, None, np.ndarray]:
     lead, (h, w) = image.shape[:-2], image.shape[-2:]
     n_frames = int(np.prod(lead)) if lead else 1
     s = model.scale
     dtype = resolve_precision(precision, device)
     net = _prepare_network(model, device)
-    out = np.empty((n_frames, h * s, w * s), dtype=np.float32)
+    # spacing normalisation: the network runs on frames resampled by `zoom` (the model's
+    # fibre spacing over the input's) and its output is resampled back
+    rh, rw = (max(1, round(h * zoom)), max(1, round(w * zoom))) if zoom != 1.0 else (h, w)
+    # frames are mirrored by the receptive radius on every side, so that no output pixel
+    # sees the convolutions' zero padding (a trained network draws stripes along it)
+    pad = receptive_radius(model)
+    ph, pw = rh + 2 * pad, rw + 2 * pad
+    if tile >= max(h, w):  # a whole frame per window: the whole mirrored frame
+        tile = max(ph, pw)
+    out = np.empty((n_frames, ph * s, pw * s), dtype=np.float32)
     oom = _oom_errors()
     # The network was trained on patches inside the field of view; the hard edge between a
     # circular bundle image and the zeros around it is new to it and comes out as a ring.
@@ -428,16 +538,18 @@ def _run_numpy(
     filled: dict[int, np.ndarray] = {}  # the current frame, filled once for all its windows
 
     def frame(f: int) -> np.ndarray:
-        data = image[np.unravel_index(f, lead)] if lead else image
-        if fill is None:
-            return data
         if f not in filled:
+            data = np.asarray(image[np.unravel_index(f, lead)] if lead else image)
+            if fill is not None:
+                data = data[fill]
+            if (rh, rw) != (h, w):
+                data = _resample(data, (rh, rw))
             filled.clear()
-            filled[f] = np.asarray(data)[fill]
+            filled[f] = _mirror(data, pad)
         return filled[f]
 
-    jobs = _plan(n_frames, (h, w), tile, overlap)
-    window_pixels = min(tile, h) * min(tile, w)
+    jobs = _plan(n_frames, (ph, pw), tile, overlap, margin=pad)
+    window_pixels = min(tile, ph) * min(tile, pw)
     batch = max(1, min(batch, _MAX_BATCH_PIXELS // window_pixels))
     pos = 0
     done = 0
@@ -458,17 +570,17 @@ def _run_numpy(
             if batch > 1:  # first try fewer windows at once
                 batch = max(1, batch // 2)
                 continue
-            smaller = min(tile, max(h, w)) // 2
+            smaller = min(tile, max(ph, pw)) // 2
             if smaller - 2 * overlap < _MIN_CORE:
                 raise RuntimeError(
                     f"{device.type.upper()} ran out of memory even for one "
-                    f"{min(tile, h)}x{min(tile, w)} window (overlap {overlap}): free memory on "
+                    f"{min(tile, ph)}x{min(tile, pw)} window (overlap {overlap}): free memory on "
                     "the device (close other programs or models), pass a smaller overlap, or "
                     "use device='cpu'"
                 )
             # frames before the interrupted one are complete: re-plan the rest, smaller tiles
             tile = smaller
-            jobs = _plan(n_frames, (h, w), tile, overlap, first_frame=chunk[0][0])
+            jobs = _plan(n_frames, (ph, pw), tile, overlap, chunk[0][0], margin=pad)
             pos = 0
             total = done + len(jobs)
             continue
@@ -482,6 +594,10 @@ def _run_numpy(
         done += len(chunk)
         yield Progress(done, total)
 
+    if pad:
+        out = np.ascontiguousarray(out[:, pad * s : (pad + rh) * s, pad * s : (pad + rw) * s])
+    if (rh, rw) != (h, w):
+        out = np.stack([_resample(o, (h * s, w * s)) for o in out])
     if projection is not None:
         out = projection.apply(out, image.reshape(n_frames, h, w))
     if mask is not None:
@@ -512,6 +628,7 @@ def _dask_block(
     mask: np.ndarray | None,
     precision: str,
     projection: _Projection | None = None,
+    zoom: float = 1.0,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     block = check_image(block, name="image block")
@@ -530,6 +647,7 @@ def _dask_block(
         mask=mask,
         precision=precision,
         projection=projection,
+        zoom=zoom,
     )
     return _consume(gen, None)
 
@@ -553,6 +671,44 @@ def _lazy_result(model: SRModel, image: Any, **kwargs: Any) -> GeneratorType[Pro
     yield  # pragma: no cover - unreachable; makes this a generator that only returns
 
 
+def _spacing_zoom(
+    model: SRModel,
+    image: Any,
+    spacing: Any,
+    bundle: FibreBundle | None,
+    mask: np.ndarray | None,
+    match: Any,
+) -> float:
+    """Resampling factor that brings the input's fibre spacing to the model's (or 1)."""
+    if not isinstance(match, bool):
+        raise TypeError(f"match_spacing must be True or False, got {match!r}")
+    given: float | None = None
+    if isinstance(spacing, str):
+        if spacing != "auto":
+            raise ValueError(f"spacing must be a number, 'auto' or None, got {spacing!r}")
+    elif spacing is not None:
+        if isinstance(spacing, bool) or not isinstance(spacing, (int, float, np.number)):
+            raise TypeError(f"spacing must be a number, 'auto' or None, got {spacing!r}")
+        if not (math.isfinite(float(spacing)) and spacing > 0):
+            raise ValueError(f"spacing must be a positive number of pixels, got {spacing!r}")
+        given = float(spacing)
+    trained = model.metadata.get("fibre_spacing") if isinstance(model.metadata, dict) else None
+    if not match or not trained:
+        return 1.0
+    if given is None and spacing == "auto":
+        first = image[(0,) * (image.ndim - 2)] if image.ndim > 2 else image
+        if _is_dask(first):
+            first = first.compute()
+        fov = mask if mask is not None else (bundle.fov_mask if bundle is not None else None)
+        given = estimate_tli_spacing(np.asarray(first), mask=fov)
+    elif given is None and bundle is not None:
+        given = bundle.spacing
+    if given is None:
+        return 1.0
+    zoom = float(trained) / given
+    return 1.0 if abs(zoom - 1.0) <= SPACING_MATCH else zoom
+
+
 def iter_super_resolve(
     model: SRModel,
     image: Any,
@@ -565,7 +721,10 @@ def iter_super_resolve(
     amp: bool = True,
     bundle: FibreBundle | None = None,
     values: Any = None,
-    project_iterations: int = 2,
+    project_iterations: int | None = None,
+    project_noise: Any = "auto",
+    spacing: float | str | None = None,
+    match_spacing: bool = True,
     precision: str = "auto",
     threads: int | None = None,
 ) -> GeneratorType[Progress, None, Any]:
@@ -635,7 +794,8 @@ def iter_super_resolve(
     if precision != "auto":
         resolve_precision(precision, target)  # fail now on a precision the device lacks
     threads = check_threads(threads)
-    projection = _check_projection(bundle, values, project_iterations, image.shape)
+    projection = _check_projection(bundle, values, project_iterations, image.shape, project_noise)
+    zoom = _spacing_zoom(model, image, spacing, bundle, mask, match_spacing)
     options = {
         "tile": tile,
         "overlap": overlap,
@@ -643,6 +803,7 @@ def iter_super_resolve(
         "mask": mask,
         "precision": precision,
         "projection": projection,
+        "zoom": zoom,
     }
     if _is_dask(image):
         return _lazy_result(model, image, device=device, **options)
@@ -679,7 +840,10 @@ def super_resolve(
     amp: bool = True,
     bundle: FibreBundle | None = None,
     values: Any = None,
-    project_iterations: int = 2,
+    project_iterations: int | None = None,
+    project_noise: Any = "auto",
+    spacing: float | str | None = None,
+    match_spacing: bool = True,
     precision: str = "auto",
     threads: int | None = None,
 ) -> Any:
@@ -721,15 +885,32 @@ def super_resolve(
     bundle : FibreBundle, optional
         The fibres of the input (its grid must be the frames' ``(H, W)``). When given, each
         output frame is projected onto the images consistent with the measured fibre
-        values (:func:`napari_cycsr.consistency.project_consistent`, Eq. 4 of the paper
-        enforced on the output) and pixels outside the bundle's field of view are set to 0.
+        values up to their noise (:func:`napari_cycsr.consistency.project_consistent`,
+        Eq. 4 of the paper enforced on the output) and pixels outside the bundle's field of
+        view are set to 0.
     values : array-like, shape (N,) or (..., N), optional
         The measured fibre values of each input frame (needs ``bundle``). ``None``: the
         values of the input frames at the fibre centres, ``bundle.sample(frame)``, which are
         exactly the measured values when the input is a TLI reconstruction (as every pCLE
         system displays); pass the raw core values for any other input.
-    project_iterations : int
-        Back-projection steps of the projection (default 2; 0 only applies the FOV mask).
+    project_iterations : int, optional
+        Back-projection steps of the projection (default: 5 for the noise-aware projection,
+        2 for the exact fit; 0 only applies the FOV mask).
+    project_noise : "auto", None or float
+        Noise level of the fibre values for the projection (``noise`` of
+        :func:`~napari_cycsr.consistency.project_consistent`): ``"auto"`` (default)
+        estimates it per frame from the values, a number gives it (in the image's intensity
+        units), ``None`` fits the values exactly.
+    spacing : float, "auto" or None
+        Fibre spacing of the input in pixels (median nearest-neighbour distance, as
+        ``FibreBundle.spacing``). ``None`` (default): the ``bundle``'s when given;
+        ``"auto"``: estimated from the first frame (:func:`estimate_tli_spacing`).
+    match_spacing : bool
+        When the model records the fibre spacing it was trained on
+        (``metadata["fibre_spacing"]``, e.g. the pretrained models) and the input's spacing
+        is known and differs by more than 5 %, the frames are resampled so that their
+        spacing matches the model's, super-resolved, and resampled back (default True): one
+        model then serves any bundle. False: never resample.
     precision : {"auto", "fp32", "bf16", "fp16"}
         Arithmetic of the network. ``"auto"``: bfloat16 on a CPU with native bfloat16 (AMX /
         AVX-512 BF16) where a one-off timing shows it faster, bfloat16 (else float16) on
@@ -781,6 +962,9 @@ def super_resolve(
         bundle=bundle,
         values=values,
         project_iterations=project_iterations,
+        project_noise=project_noise,
+        spacing=spacing,
+        match_spacing=match_spacing,
         precision=precision,
         threads=threads,
     )

@@ -22,15 +22,19 @@ import torch
 from torch.nn import functional as F
 
 __all__ = [
+    "ADV_LOSSES",
     "PAPER_FIBRES_PER_PATCH",
     "add_instance_noise",
     "consistency_layer",
     "discriminator_loss",
+    "highpass",
     "l_adv",
     "l_pix",
     "l_reg",
     "l_vec",
+    "l_vec_noise_aware",
     "segment_minmax",
+    "smooth_cells",
     "voronoi_means",
 ]
 
@@ -137,6 +141,7 @@ def l_vec(
     segment_patch: torch.Tensor | None = None,
     n_patches: int | None = None,
     padding: int | None = None,
+    tolerance: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Cycle-consistency loss between measured and re-vectorised fibre values (Eq. 4).
 
@@ -158,6 +163,11 @@ def l_vec(
         The paper's zero padding: divide the summed squared error by ``padding * n_patches``
         (``padding=682`` in the paper), as if every patch's vector were zero-padded to
         ``padding`` elements, instead of by the number of valid cells.
+    tolerance : torch.Tensor or float, optional
+        Noise-aware cycle consistency: a difference is only penalised beyond ``tolerance``
+        (a scalar or one value per cell, e.g. 1.5 times the noise level of the fibre values),
+        ``max(|v_hat - v| - tolerance, 0) ** 2``: the output must agree with the measurement
+        up to its noise, not fit the noise. ``None`` or 0: the plain squared difference.
 
     Returns
     -------
@@ -185,7 +195,16 @@ def l_vec(
     if normalise:
         v_hat = _minmax_normalise(v_hat, segment_patch, int(n_patches))
         v = _minmax_normalise(v, segment_patch, int(n_patches))
-    squared = (v_hat - v).square()
+    diff = v_hat - v
+    if tolerance is not None:
+        tol = torch.as_tensor(tolerance, dtype=v_hat.dtype, device=v_hat.device)
+        if tol.dim() not in (0, 1) or (tol.dim() == 1 and tol.shape != v.shape):
+            raise ValueError(
+                f"tolerance must be a scalar or one value per cell {tuple(v.shape)}, "
+                f"got {tuple(tol.shape)}"
+            )
+        diff = torch.relu(diff.abs() - tol)
+    squared = diff.square()
     if padding is not None:
         if padding < 1:
             raise ValueError(f"padding must be a positive integer, got {padding!r}")
@@ -195,41 +214,211 @@ def l_vec(
     return squared.mean()
 
 
-def l_adv(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Adversarial loss of the generator, ``-log DS(SR(x))`` averaged over the batch (Eq. 5).
+#: Adversarial loss functions: "bce" (the paper's Eqs. 1 and 5), "hinge" (Lim & Ye 2017,
+#: as in SN-GAN / SAGAN), "relativistic" (relativistic average GAN, Jolicoeur-Martineau 2018,
+#: as in ESRGAN).
+ADV_LOSSES = ("bce", "hinge", "relativistic")
 
-    Computed from logits as ``softplus(-logit)``, which is ``-log sigmoid(logit)`` without
-    overflow for large negative logits.
+
+def _check_adv_kind(kind: str) -> None:
+    if kind not in ADV_LOSSES:
+        raise ValueError(f"kind must be one of {ADV_LOSSES}, got {kind!r}")
+
+
+def smooth_cells(
+    values: torch.Tensor, cell_index: torch.Tensor, n_cells: int, sigma: float
+) -> torch.Tensor:
+    """The smooth part of per-cell values: their map blurred over ``sigma`` pixels, per cell.
+
+    Each counted pixel takes its cell's value, the map is blurred by a Gaussian of standard
+    deviation ``sigma`` (a normalised convolution over the counted pixels of each patch, so
+    uncounted pixels and other patches do not leak in), and the blurred map is averaged over
+    every cell again. Differentiable with respect to ``values``.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        ``(n_cells,)`` one value per segment (e.g. the residuals ``V^ - V``).
+    cell_index : torch.Tensor
+        ``(B, h, w)`` segment of every pixel, ``-1`` where not counted (as for
+        :func:`voronoi_means`).
+    n_cells : int
+        Number of segments.
+    sigma : float
+        Blur in pixels (> 0), e.g. two fibre spacings.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_cells,)``.
+    """
+    counted = cell_index >= 0
+    field = torch.where(counted, values[cell_index.clamp(min=0)], torch.zeros_like(values[:1]))
+    weight = _gaussian_blur(counted.unsqueeze(1).to(values.dtype), sigma)
+    blurred = _gaussian_blur(field.unsqueeze(1), sigma) / weight.clamp(min=1e-6)
+    return voronoi_means(blurred, cell_index, n_cells)
+
+
+def l_vec_noise_aware(
+    v_hat: torch.Tensor,
+    v: torch.Tensor,
+    cell_index: torch.Tensor,
+    n_cells: int,
+    *,
+    tolerance: torch.Tensor | float,
+    sigma: float,
+    smooth_ratio: float,
+) -> torch.Tensor:
+    """Cycle consistency up to the noise of the measured values, at two scales.
+
+    The residual ``r = V^ - V`` is split into its smooth part ``r_s``
+    (:func:`smooth_cells`: an offset or shading error, which many fibres measure together,
+    so its noise is ``smooth_ratio`` times smaller) and its fibre-to-fibre part ``r - r_s``.
+    Each is penalised only beyond its own noise band::
+
+        mean( max(|r_s| - smooth_ratio * tol, 0)^2 + max(|r - r_s| - tol, 0)^2 )
+
+    so the output must agree with the fibres up to their noise, and may not drift by a
+    common offset inside the band (which a plain dead zone on ``r`` would allow).
+
+    Parameters
+    ----------
+    v_hat, v : torch.Tensor
+        ``(n_cells,)`` Voronoi means of the output and measured values.
+    cell_index, n_cells
+        The batch's cells (as for :func:`voronoi_means`).
+    tolerance : torch.Tensor or float
+        Band of the fibre-to-fibre part: a scalar or one value per cell (e.g. 1.5 times the
+        noise level).
+    sigma : float
+        Blur of :func:`smooth_cells` in pixels.
+    smooth_ratio : float
+        Noise of the smooth part per unit of fibre noise (about 0.15 for two spacings).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (0 when there is no cell).
+    """
+    if v_hat.shape != v.shape or v_hat.dim() != 1:
+        raise ValueError(
+            f"v_hat and v must be 1-D of equal length, got {tuple(v_hat.shape)} and "
+            f"{tuple(v.shape)}"
+        )
+    if v.numel() == 0:
+        return v_hat.sum() * 0.0
+    r = v_hat - v.to(v_hat.dtype)
+    tol = torch.as_tensor(tolerance, dtype=r.dtype, device=r.device)
+    smooth = smooth_cells(r, cell_index, n_cells, sigma)
+    low = torch.relu(smooth.abs() - smooth_ratio * tol)
+    high = torch.relu((r - smooth).abs() - tol)
+    return (low.square() + high.square()).mean()
+
+
+def l_adv(
+    fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None, *, kind: str = "bce"
+) -> torch.Tensor:
+    """Adversarial loss of the generator (Eq. 5 for ``kind="bce"``).
+
+    * ``"bce"``: ``-log DS(SR(x))`` averaged over the batch, computed from logits as
+      ``softplus(-logit)`` (no overflow for large negative logits);
+    * ``"hinge"``: ``-mean(logit)``;
+    * ``"relativistic"``: the relativistic average loss, ``BCE(C(fake) - mean C(real), 1) +
+      BCE(C(real) - mean C(fake), 0)``: SR patches should look *more* real than the real
+      ones on average (needs ``real_logits``).
 
     Parameters
     ----------
     fake_logits : torch.Tensor
         ``(B,)`` discriminator logits of super-resolved patches.
+    real_logits : torch.Tensor, optional
+        ``(B,)`` logits of target patches (``"relativistic"`` only; no gradient flows to
+        them from here).
+    kind : {"bce", "hinge", "relativistic"}
 
     Returns
     -------
     torch.Tensor
         Scalar loss.
     """
-    return F.softplus(-fake_logits).mean()
+    _check_adv_kind(kind)
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()
+    if kind == "hinge":
+        return -fake_logits.mean()
+    if real_logits is None:
+        raise ValueError("the relativistic loss needs real_logits")
+    real_logits = real_logits.detach()
+    fake_rel = fake_logits - real_logits.mean()
+    real_rel = real_logits - fake_logits.mean()
+    return F.binary_cross_entropy_with_logits(
+        fake_rel, torch.ones_like(fake_rel)
+    ) + F.binary_cross_entropy_with_logits(real_rel, torch.zeros_like(real_rel))
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the discriminator: targets real, SR outputs fake (Eq. 1).
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, *, kind: str = "bce"
+) -> torch.Tensor:
+    """Loss of the discriminator: target patches real, SR outputs fake (Eq. 1 for "bce").
 
     Parameters
     ----------
     real_logits, fake_logits : torch.Tensor
         ``(B,)`` logits on target-domain patches and on super-resolved patches.
+    kind : {"bce", "hinge", "relativistic"}
+        ``"bce"``: ``BCE(real, 1) + BCE(fake, 0)``, each averaged over its batch;
+        ``"hinge"``: ``mean relu(1 - real) + mean relu(1 + fake)``; ``"relativistic"``:
+        ``BCE(real - mean fake, 1) + BCE(fake - mean real, 0)``.
 
     Returns
     -------
     torch.Tensor
-        ``BCE(real, 1) + BCE(fake, 0)``, each averaged over its batch.
+        Scalar loss.
     """
+    _check_adv_kind(kind)
+    if kind == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    if kind == "relativistic":
+        real_logits, fake_logits = (
+            real_logits - fake_logits.mean(),
+            fake_logits - real_logits.mean(),
+        )
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real + fake
+
+
+def highpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Fine detail of a batch: ``x`` minus its Gaussian blur (reflected at the borders).
+
+    What a frequency-separated discriminator sees: with ``sigma`` about half the fibre
+    spacing, the band of detail the fibres do not measure (the cycle consistency governs
+    the cell means, the adversarial term the detail inside the cells).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, 1, h, w)`` patches.
+    sigma : float
+        Standard deviation of the blur in pixels (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, h, w)``, differentiable.
+    """
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    y = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = F.pad(y, (0, 0, radius, radius), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    return x - y
 
 
 def l_reg(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,12 @@
   the circular field of view (FOV) of a fibre bundle.
 - :func:`tot_cs`: the paper's composite score, the mean of the normalised SSIM and the
   normalised dGCF, with two documented normalisations.
+- :func:`spectrum_distance`: radially averaged power spectrum of an image against the
+  reference's, in the band above the fibre sampling frequency (the detail the fibres do not
+  measure): how real the added detail's spectrum is.
+- :func:`hallucination`: detail added where the reference is flat.
+- :func:`gradient_ratio`: horizontal over vertical gradient energy of the detail a method
+  added (directional streaks).
 - :func:`evaluate`, :func:`format_table`, :func:`rows_to_csv`: one row of metrics per method,
   printed as Markdown or CSV.
 - :func:`sharpness`: a no-reference sharpness (mean gradient magnitude); :func:`image_fov`:
@@ -40,12 +46,16 @@ __all__ = [
     "gcf",
     "gcf_contrasts",
     "gcf_weights",
+    "gradient_ratio",
+    "hallucination",
     "image_fov",
     "iter_evaluate_frames",
     "mean_over_frames",
     "psnr",
+    "radial_power_spectrum",
     "rows_to_csv",
     "sharpness",
+    "spectrum_distance",
     "ssim",
     "tot_cs",
 ]
@@ -556,6 +566,274 @@ def tot_cs(
             nd = 1.0 / (1.0 + np.exp(-d / dgcf_scale))
         return (np.clip(s, 0.0, 1.0) + nd) / 2.0
     raise ValueError(f"method must be 'minmax' or 'fixed', got {method!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# spectra, hallucinated detail, directional streaks
+# --------------------------------------------------------------------------------------------
+def _positive_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _window(mask: np.ndarray | None, shape: tuple[int, ...], taper: float) -> np.ndarray:
+    """Apodisation window: the mask (or the whole frame) with edges smoothed over ``taper`` px.
+
+    The window is the mask eroded by ``taper`` pixels, blurred by a Gaussian of standard
+    deviation ``taper / 2``, so it falls smoothly to ~0 at the mask's edge; without a mask a
+    separable Hann window of the frame.
+    """
+    from scipy import ndimage
+
+    if mask is None:
+        hy = np.hanning(shape[0] + 2)[1:-1]
+        hx = np.hanning(shape[1] + 2)[1:-1]
+        return np.outer(hy, hx)
+    radius = max(1, int(round(taper)))
+    inner = ndimage.binary_erosion(mask, iterations=radius, border_value=0)
+    if not inner.any():
+        inner = mask
+    win = ndimage.gaussian_filter(inner.astype(np.float64), max(taper / 2.0, 0.5))
+    return win * mask
+
+
+def radial_power_spectrum(
+    image: ArrayLike, *, mask: ArrayLike | None = None, taper: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of a 2-D image (or of its masked region).
+
+    The image minus its (window-weighted) mean is multiplied by an apodisation window (the
+    mask with edges tapered over ``taper`` pixels; a Hann window without a mask), Fourier
+    transformed, and ``|F|^2`` averaged over rings one frequency bin wide, normalised by the
+    window's energy so that white noise of variance ``v`` gives about ``v`` at every
+    frequency.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    mask : array_like of bool, optional
+        Region to analyse (e.g. the field of view).
+    taper : float, optional
+        Width of the window's edge (px), default 4.
+
+    Returns
+    -------
+    (frequencies, power) : tuple of ndarray
+        Ring centres in cycles per pixel (from ``1 / n`` to 0.5, ``n`` the longer side of the
+        region's bounding box) and the mean power in each ring.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> f, p = radial_power_spectrum(rng.normal(0, 0.1, (128, 128)))
+    >>> bool(abs(np.median(p) / 0.01 - 1) < 0.1)
+    True
+    """
+    im = _as_2d(image, "image").astype(np.float64)
+    m = as_mask(mask, im.shape)
+    _check_finite(im, m, "image")
+    taper = _positive_number(taper, "taper")
+    if m is not None:
+        ys, xs = np.nonzero(m)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        im, m = im[box], m[box]
+    if min(im.shape) < 8:
+        raise ValueError(f"the region is too small for a spectrum: {im.shape}, expected >= 8x8")
+    win = _window(m, im.shape, taper)
+    mean = float((im * win).sum() / win.sum())
+    n = max(im.shape)
+    spec = np.abs(np.fft.fft2(np.where(win > 0, im - mean, 0.0) * win, s=(n, n))) ** 2
+    spec /= float((win**2).sum())
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.fftfreq(n)[None, :]
+    ring = np.rint(np.hypot(fy, fx) * n).astype(np.int64)  # ring k: frequency k / n
+    k_max = n // 2
+    sel = (ring >= 1) & (ring <= k_max)
+    power = np.bincount(ring[sel], weights=spec[sel], minlength=k_max + 1)[1:]
+    count = np.bincount(ring[sel], minlength=k_max + 1)[1:]
+    freqs = np.arange(1, k_max + 1) / n
+    return freqs, power / np.maximum(count, 1)
+
+
+def spectrum_distance(
+    image: ArrayLike,
+    reference: ArrayLike,
+    *,
+    spacing: float,
+    mask: ArrayLike | None = None,
+    signed: bool = False,
+) -> float:
+    """Distance between the power spectra of an image and its reference, above the fibres'.
+
+    The radially averaged power spectra (:func:`radial_power_spectrum`, same window for
+    both images) are compared in the band of frequencies the fibre bundle does not sample,
+    from ``1 / (2 * spacing)`` (the Nyquist frequency of samples ``spacing`` pixels apart)
+    to 0.5 cycles per pixel: the detail a super-resolution method must invent. The distance
+    is the mean, over the rings in that band, of ``|10 log10(P_image / P_reference)|`` in dB;
+    0 when the image has the reference's spectrum there. A blurry output scores a large
+    distance (too little power), and so does an over-sharpened or noisy one (too much).
+
+    Parameters
+    ----------
+    image, reference : array_like
+        2-D images of the same shape.
+    spacing : float
+        Fibre spacing in pixels (``bundle.spacing``), > 0.
+    mask : array_like of bool, optional
+        Region to analyse (e.g. the field of view).
+    signed : bool, optional
+        Return the mean of ``10 log10(P_image / P_reference)`` instead (dB): positive when the
+        image has *more* power than the reference in the band (over-sharpened, noisy),
+        negative when it has less (blurry).
+
+    Returns
+    -------
+    float
+        dB. NaN when the band holds no ring (``spacing`` below 1 pixel).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> ref = rng.random((96, 96))
+    >>> round(spectrum_distance(ref, ref, spacing=3.0), 6)
+    0.0
+    >>> round(spectrum_distance(0.5 * ref, ref, spacing=3.0, signed=True), 2)  # 1/4 the power
+    -6.02
+    """
+    im, ref, m = _check_pair(image, reference, mask)
+    spacing = _positive_number(spacing, "spacing")
+    f, p_im = radial_power_spectrum(im, mask=m)
+    _, p_ref = radial_power_spectrum(ref, mask=m)
+    band = f >= 1.0 / (2.0 * spacing)
+    tiny = 1e-20
+    db = 10.0 * np.log10((p_im[band] + tiny) / (p_ref[band] + tiny))
+    if db.size == 0:
+        return math.nan
+    return float(db.mean() if signed else np.abs(db).mean())
+
+
+def _detail(image: np.ndarray, sigma: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Fine detail: the image minus its Gaussian blur of standard deviation ``sigma``.
+
+    With a mask the blur is a normalised convolution over the mask's pixels only, so that
+    pixels outside (e.g. the zeros around a field of view) do not count as detail.
+    """
+    from scipy import ndimage
+
+    if mask is None:
+        return image - ndimage.gaussian_filter(image, sigma, mode="reflect")
+    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma, mode="constant")
+    blur = ndimage.gaussian_filter(np.where(mask, image, 0.0), sigma, mode="constant")
+    return np.where(mask, image - blur / np.maximum(weight, 1e-12), 0.0)
+
+
+def hallucination(
+    image: ArrayLike,
+    reference: ArrayLike,
+    *,
+    spacing: float,
+    mask: ArrayLike | None = None,
+    flat_fraction: float = 0.25,
+) -> float:
+    """Detail added where the reference is flat: RMS of invented fine structure.
+
+    Fine detail is an image minus its Gaussian blur of standard deviation ``spacing / 2``
+    (structure below the fibre spacing, which the fibres do not resolve; with a mask, the
+    blur averages only pixels inside it). The *flat* pixels
+    are the ``flat_fraction`` of the mask's pixels where the reference's own fine detail is
+    weakest (its local RMS, Gaussian-weighted over about one fibre spacing). The measure is
+    the fine-detail energy the image has there in excess of the reference's,
+    ``sqrt(max(0, mean(d_image^2) - mean(d_reference^2)))`` over the flat pixels: 0 for the
+    reference itself and for an image that is only smoother (missing detail is not
+    counted), and, in intensity units, how much texture, noise or ringing a method draws
+    where the truth has little or none.
+
+    Parameters
+    ----------
+    image, reference : array_like
+        2-D images of the same shape.
+    spacing : float
+        Fibre spacing in pixels (``bundle.spacing``), > 0.
+    mask : array_like of bool, optional
+        Region to score (e.g. the field of view).
+    flat_fraction : float, optional
+        Share of the (masked) pixels counted as flat, in (0, 1]; default 0.25.
+
+    Returns
+    -------
+    float
+        RMS in the images' intensity units.
+
+    Examples
+    --------
+    >>> ref = np.zeros((64, 64))
+    >>> ref[:, 32:] = 1.0  # flat halves with one edge
+    >>> noisy = ref + 0.05 * np.random.default_rng(0).standard_normal(ref.shape)
+    >>> hallucination(ref, ref, spacing=3.0)
+    0.0
+    >>> bool(0.03 < hallucination(noisy, ref, spacing=3.0) < 0.06)
+    True
+    """
+    from scipy import ndimage
+
+    im, ref, m = _check_pair(image, reference, mask)
+    spacing = _positive_number(spacing, "spacing")
+    frac = _positive_number(flat_fraction, "flat_fraction")
+    if frac > 1:
+        raise ValueError(f"flat_fraction must be in (0, 1], got {flat_fraction!r}")
+    sigma = spacing / 2.0
+    d_ref = _detail(ref, sigma, m)
+    local = np.sqrt(ndimage.gaussian_filter(d_ref**2, spacing, mode="reflect"))
+    inside = np.ones(im.shape, dtype=bool) if m is None else m
+    threshold = np.quantile(local[inside], frac)
+    flat = inside & (local <= threshold)
+    excess = np.mean(_detail(im, sigma, m)[flat] ** 2) - np.mean(d_ref[flat] ** 2)
+    return float(np.sqrt(max(float(excess), 0.0)))
+
+
+def gradient_ratio(image: ArrayLike, base: ArrayLike, *, mask: ArrayLike | None = None) -> float:
+    """Horizontal over vertical gradient energy of the detail a method added to its input.
+
+    ``added = image - base`` (e.g. the output minus its TLI input); the ratio is
+    ``sum (d added / dx)^2 / sum (d added / dy)^2`` over pixel pairs inside the mask. About 1
+    for detail without a preferred direction; above 1 when the added detail varies mostly
+    along x, i.e. draws *vertical* streaks; below 1 for horizontal streaks.
+
+    Parameters
+    ----------
+    image, base : array_like
+        2-D images of the same shape.
+    mask : array_like of bool, optional
+        Region to score; a difference counts when both its pixels are inside.
+
+    Returns
+    -------
+    float
+        The ratio (NaN when nothing was added).
+
+    Examples
+    --------
+    >>> base = np.zeros((32, 32))
+    >>> stripes = base + (np.arange(32) % 2)[None, :]  # columns alternate: vertical stripes
+    >>> gradient_ratio(stripes, base) > 100
+    True
+    """
+    im, b, m = _check_pair(image, base, mask)
+    added = im - b
+    gx = np.diff(added, axis=1)
+    gy = np.diff(added, axis=0)
+    if m is not None:
+        gx = gx[m[:, 1:] & m[:, :-1]]
+        gy = gy[m[1:, :] & m[:-1, :]]
+    ex, ey = float(np.sum(gx**2)), float(np.sum(gy**2))
+    if ey == 0.0:
+        return math.nan if ex == 0.0 else math.inf
+    return ex / ey
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ on the input's pixel grid (``scale=1``, as in Ravì et al.). An optional pixel-s
 predicts a correction that is added to the (upsampled) input, which keeps the untrained model
 close to the identity and makes the cycle consistency easy to satisfy from the first step.
 
-Sizes are named by :class:`NetworkConfig`; :data:`PRESETS` holds the named sizes.
+Sizes are named by :class:`~napari_cycsr.config.NetworkConfig`; :data:`~napari_cycsr.config.PRESETS`
+holds the named sizes (both torch-free, in :mod:`napari_cycsr.config`, re-exported here).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .config import PRESETS, NetworkConfig, get_preset
 
 __all__ = [
     "PRESETS",
@@ -28,71 +30,6 @@ __all__ = [
     "SRModel",
     "get_preset",
 ]
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Sizes of the generator and discriminator.
-
-    Parameters
-    ----------
-    channels : int
-        Feature channels of the generator's residual trunk (SRGAN: 64).
-    blocks : int
-        Number of residual blocks (SRGAN: 16).
-    scale : int
-        Output grid relative to the input grid: 1 (paper), 2 or 4 (pixel-shuffle head).
-    residual : bool
-        Predict a correction added to the input (True) or the image itself (False, paper).
-    disc_channels : int
-        Channels of the discriminator's first layer (SRGAN: 64); doubled at each stage.
-    disc_dense : int
-        Width of the discriminator's dense layer (SRGAN: 1024).
-    """
-
-    channels: int = 64
-    blocks: int = 16
-    scale: int = 1
-    residual: bool = True
-    disc_channels: int = 64
-    disc_dense: int = 1024
-
-    def __post_init__(self) -> None:
-        if isinstance(self.scale, bool) or self.scale not in (1, 2, 4):
-            raise ValueError(f"scale must be 1, 2 or 4, got {self.scale!r}")
-        for name in ("channels", "blocks", "disc_channels", "disc_dense"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown network config keys: {sorted(unknown)}")
-        return cls(**data)
-
-
-#: Named network sizes. "paper" is SRGAN's size used by Ravì et al.; "default" is the
-#: CPU-friendly size chosen by benchmark (see docs/performance.md); "tiny" is for tests.
-PRESETS: dict[str, NetworkConfig] = {
-    "paper": NetworkConfig(channels=64, blocks=16, disc_channels=64, disc_dense=1024),
-    "default": NetworkConfig(channels=32, blocks=6, disc_channels=32, disc_dense=256),
-    "tiny": NetworkConfig(channels=8, blocks=2, disc_channels=8, disc_dense=32),
-}
-
-
-def get_preset(name: str, **overrides: Any) -> NetworkConfig:
-    """Return the named :class:`NetworkConfig`, with fields optionally overridden."""
-    try:
-        base = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
-    return dataclasses.replace(base, **overrides) if overrides else base
 
 
 class _ResidualBlock(nn.Module):
@@ -237,15 +174,3 @@ class SRModel:
     def denormalise(self, x: Any) -> Any:
         low, high = self.normalisation["low"], self.normalisation["high"]
         return x * (high - low) + low
-
-    def save(self, path: Any) -> Any:
-        """Write the model file; see :func:`~napari_cycsr.io.save_model`."""
-        from .io import save_model
-
-        return save_model(self, path)
-
-    def super_resolve(self, image: Any, **kwargs: Any) -> Any:
-        """Shortcut for :func:`napari_cycsr.inference.super_resolve` with this model."""
-        from .inference import super_resolve
-
-        return super_resolve(self, image, **kwargs)

@@ -48,14 +48,18 @@ from ._device import (
 from ._validate import check_setting_ranges
 from .data import TARGET_KINDS, LRPatchSampler, TargetSampler
 from .losses import (
+    ADV_LOSSES,
     PAPER_FIBRES_PER_PATCH,
     add_instance_noise,
     consistency_layer,
     discriminator_loss,
+    highpass,
     l_adv,
     l_pix,
     l_reg,
     l_vec,
+    l_vec_noise_aware,
+    smooth_cells,
     voronoi_means,
 )
 from .models import PRESETS, Discriminator, Generator, SRModel, get_preset
@@ -74,6 +78,8 @@ _RUN_ONLY_FIELDS = ("precision", "threads")
 #: Smoothing of the training-time consistency layer, in fibre spacings (0.4: each step cuts
 #: the cycle error of TLI patches several-fold while keeping the correction smooth).
 _CONSISTENCY_SIGMA = 0.4
+#: Smooth part of the residuals in the noise-aware l_vec: a Gaussian of this many spacings.
+_SMOOTH_SPACINGS = 2.0
 
 
 # ----------------------------------------------------------------------------- config
@@ -105,6 +111,11 @@ class TrainConfig:
         it still does in 300 iterations of the default network; the row/column-mean
         regulariser (``w_reg=1``) cost 1.5 dB PSNR and 0.05 SSIM at the default budget, so it
         is off by default (``l_reg`` is still computed and reported).
+    w_res : float
+        Weight of a penalty on the generator's change to its input, the mean squared
+        ``SR - LR`` (LR upsampled bilinearly for ``scale > 1``): the output moves away from
+        the TLI image only as far as the other terms ask, so where the fibres are consistent
+        with the input (flat, noisy content) nothing is invented. 0 = none (the paper).
     w_pix : float
         Weight of a supervised pixel loss against paired targets (``target="paired"``
         only; 0 = the unsupervised method).
@@ -114,6 +125,33 @@ class TrainConfig:
     paper_padding : bool
         Divide l_vec by 682 per patch as the paper's zero padding does, instead of by the
         number of valid fibres.
+    vec_tolerance : float
+        Noise-aware cycle consistency: ``l_vec`` only penalises the fibre-to-fibre part of
+        the differences ``V^ - V`` beyond ``vec_tolerance`` times the noise level of the
+        fibre values, and their smooth part (an offset or shading, measured by many fibres
+        together) beyond its own, smaller noise band
+        (:func:`~napari_cycsr.losses.l_vec_noise_aware`), so the network is not taught to
+        reproduce the noise (0 = the paper's exact fit; ignored with ``normalise_vec`` or
+        ``paper_padding``).
+    noise_level : float or None
+        Standard deviation of the noise on the fibre values, in the input images'
+        intensity units, for ``vec_tolerance``; ``None`` = estimated from the training
+        values, one level per image (:func:`~napari_cycsr.consistency.estimate_noise`, pooled
+        over the image's frames).
+    adv_loss : str
+        Adversarial loss: "bce" (the paper's Eqs. 1 and 5), "hinge" or "relativistic"
+        (:data:`~napari_cycsr.losses.ADV_LOSSES`).
+    adv_highpass : float
+        Frequency separation: when > 0 the discriminator sees only the fine detail of its
+        inputs, ``x - blur(x)`` with a Gaussian blur of ``adv_highpass`` fibre spacings
+        (:func:`~napari_cycsr.losses.highpass`), the band the fibres do not measure; the
+        cycle consistency governs the cell means. 0 = the whole image (the paper).
+    d_spectral_norm : bool
+        Spectral normalisation of the discriminator's convolution and dense layers.
+    augment_lr : bool
+        Random flips and 90-degree rotations of every LR patch with its fibre cells (the
+        method has no preferred direction; without it a network can learn the orientation
+        of the training lattices and textures).
     noise_sigma : float
         Standard deviation of the white noise added to the discriminator's inputs (in
         normalised intensity units, image range about [0, 1]); 0.2 was best of 0, 0.05 and
@@ -172,9 +210,16 @@ class TrainConfig:
     w_vec: float = 1.0
     w_adv: float = 1e-4
     w_reg: float = 0.0
+    w_res: float = 0.0
     w_pix: float = 0.0
     normalise_vec: bool = False
     paper_padding: bool = False
+    vec_tolerance: float = 0.0
+    noise_level: float | None = None
+    adv_loss: str = "bce"
+    adv_highpass: float = 0.0
+    d_spectral_norm: bool = False
+    augment_lr: bool = False
     noise_sigma: float = 0.2
     consistency_steps: int = 0
     d_steps: int = 1
@@ -222,7 +267,28 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for name in ("w_vec", "w_adv", "w_reg", "w_pix", "noise_sigma"):
+        if self.noise_level is not None and not (
+            isinstance(self.noise_level, (int, float))
+            and not isinstance(self.noise_level, bool)
+            and math.isfinite(self.noise_level)
+            and self.noise_level >= 0
+        ):
+            raise ValueError(f"noise_level must be None or a number >= 0, got {self.noise_level!r}")
+        if self.adv_loss not in ADV_LOSSES:
+            raise ValueError(f"adv_loss must be one of {ADV_LOSSES}, got {self.adv_loss!r}")
+        for name in ("d_spectral_norm", "augment_lr"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in (
+            "w_vec",
+            "w_adv",
+            "w_reg",
+            "w_res",
+            "w_pix",
+            "noise_sigma",
+            "vec_tolerance",
+            "adv_highpass",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -277,6 +343,7 @@ class TrainConfig:
             "batch_size": 54,
             "normalise_vec": True,
             "paper_padding": True,
+            "vec_tolerance": 0.0,
         }
         return cls(**{**base, **overrides})
 
@@ -360,6 +427,37 @@ def _thin_history(history: list[dict[str, float]], points: int) -> dict[str, lis
     return out
 
 
+def _load_initial_weights(generator: nn.Module, init: Any) -> None:
+    """Copy ``init``'s generator weights into ``generator`` (same network), or raise."""
+    if not isinstance(init, SRModel):
+        raise TypeError(f"init must be an SRModel, got {type(init).__name__}")
+    mine = generator.config.to_dict()
+    theirs = init.generator.config.to_dict()
+    if mine != theirs:
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        raise ValueError(
+            "init's network differs from the training config's (init, config): "
+            f"{diff}; choose the preset, scale and residual of the initial model"
+        )
+    state = {k: v.detach().to("cpu").clone() for k, v in init.generator.state_dict().items()}
+    generator.load_state_dict(state, strict=True)
+
+
+def _spectral_norm(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every conv and dense layer, in place."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            spectral_norm(child)
+
+
+def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two axes by ``k`` quarter turns, then optionally mirror them."""
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
 def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
@@ -400,6 +498,11 @@ class Trainer:
         crop of the field of view, at most 256 x 256).
     normalisation : dict, optional
         ``{"low", "high"}`` intensity range (default: robust percentiles of the LR images).
+    init : SRModel, optional
+        Start the generator from this model's weights (fine-tuning, e.g. a pretrained
+        model from :func:`napari_cycsr.pretrained`); its network (preset, scale, residual)
+        must be the config's. The discriminator and the optimisers start fresh; the
+        intensity normalisation comes from the new LR images.
 
     Examples
     --------
@@ -411,8 +514,8 @@ class Trainer:
     >>> trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
     >>> [event.iteration for event in trainer.run()]
     [1, 2]
-    >>> trainer.model.super_resolve  # doctest: +ELLIPSIS
-    <bound method SRModel.super_resolve of ...>
+    >>> trainer.model.scale
+    1
     """
 
     def __init__(
@@ -427,6 +530,7 @@ class Trainer:
         checkpoint: str | os.PathLike[str] | None = None,
         preview_crop: tuple[int, int, int, int] | None = None,
         normalisation: dict[str, float] | None = None,
+        init: SRModel | None = None,
     ) -> None:
         if config is None:
             config = TrainConfig()
@@ -452,6 +556,10 @@ class Trainer:
             torch.manual_seed(seed)
             generator = Generator(net_config)
             discriminator = Discriminator(net_config)
+        if init is not None:
+            _load_initial_weights(generator, init)
+        if config.d_spectral_norm:
+            _spectral_norm(discriminator)
         # channels-last (NHWC) convolutions are faster on CPU (oneDNN) and on tensor cores
         layout = memory_format(self.device)
         self._g: nn.Module = generator.to(self.device, memory_format=layout)
@@ -481,6 +589,14 @@ class Trainer:
             rng=self._np_rng,
         )
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
+        self.noise_levels = self._noise_levels()  # per image, normalised units
+        # noise-aware l_vec: smooth part of the residuals over two fibre spacings, and the
+        # noise of that part per unit of fibre noise (calibrated once on white noise)
+        self._smooth_sigma = _SMOOTH_SPACINGS * self.fibre_spacing * config.scale
+        self._smooth_ratio = self._calibrate_smooth_ratio() if config.vec_tolerance else 1.0
+        self._init_name = None
+        if init is not None:
+            self._init_name = str(init.metadata.get("pretrained_name") or "a model")
 
         self._g_step_module: nn.Module = self._g
         self._d_step_module: nn.Module = self._d
@@ -522,6 +638,36 @@ class Trainer:
         self._durations: deque[float] = deque(maxlen=25)
 
     # ------------------------------------------------------------------ setup
+    def _noise_levels(self) -> np.ndarray:
+        """Noise level of each training image's fibre values, in normalised units."""
+        span = self.normalisation["high"] - self.normalisation["low"]
+        n = self.sampler.n_images
+        if self.config.noise_level is not None:
+            return np.full(n, float(self.config.noise_level) / span)
+        if not self.config.vec_tolerance:
+            return np.zeros(n)
+        from .consistency import estimate_noise
+
+        levels = [
+            estimate_noise(v, b, pooled=True)
+            for v, b in zip(self.sampler.values, self.sampler.bundles)
+        ]
+        return np.nan_to_num(np.asarray(levels, dtype=np.float64), nan=0.0)
+
+    def _calibrate_smooth_ratio(self) -> float:
+        """Standard deviation of the smooth part of unit white noise on the training cells."""
+        rng = np.random.default_rng(self.config.seed + 777)  # not the training stream
+        saved, self.sampler.rng = self.sampler.rng, rng
+        try:
+            positions = self.sampler.draw_positions(4)
+        finally:
+            self.sampler.rng = saved
+        batch = self.sampler.batch_at(positions)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        noise = torch.randn(batch.n_cells, generator=gen, dtype=torch.float64)
+        smooth = smooth_cells(noise, batch.cell_index, batch.n_cells, self._smooth_sigma)
+        return float(smooth.std())
+
     def _setup_device(self) -> torch.device:
         device = _resolve_device(self.config.device)
         if self.world_size > 1 and device.type == "cuda":
@@ -692,15 +838,21 @@ class Trainer:
                     buffer.div_(self.world_size)
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees: (the fine detail of) ``x`` plus instance noise."""
+        if self.config.adv_highpass:
+            sigma = self.config.adv_highpass * self.fibre_spacing * self.config.scale
+            x = highpass(x, sigma)
         return add_instance_noise(x, self.config.noise_sigma, self._torch_rng)
 
     def _d_update(self, sr: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
         d = self._d_step_module
+        # the high-pass and the instance noise in float32, the discriminator under autocast
+        real_in, fake_in = self._noisy(real), self._noisy(sr.detach())
         with self._autocast():
-            real_logits = d(self._noisy(real))
-            fake_logits = d(self._noisy(sr.detach()))
+            real_logits = d(real_in)
+            fake_logits = d(fake_in)
         real_logits, fake_logits = real_logits.float(), fake_logits.float()
-        loss = discriminator_loss(real_logits, fake_logits)
+        loss = discriminator_loss(real_logits, fake_logits, kind=self.config.adv_loss)
         self.optimizer_d.zero_grad(set_to_none=True)
         self._scaler_d.scale(loss).backward()
         self._scaler_d.step(self.optimizer_d)
@@ -711,7 +863,21 @@ class Trainer:
 
     def _target_batch(self, batch: Any) -> torch.Tensor:
         positions = batch.positions if self.config.target == "paired" else None
-        return self.target_sampler.sample(batch.batch_size, positions).to(self.device)
+        target = self.target_sampler.sample(batch.batch_size, positions).to(self.device)
+        transforms = getattr(batch, "transforms", None)
+        if transforms is not None and self.config.target == "paired":
+            target = torch.stack([_dihedral(t, k, f) for t, (k, f) in zip(target, transforms)])
+        return target
+
+    def _augment(self, batch: Any) -> Any:
+        """A random flip / quarter turn of every LR patch with its cell map (same cells)."""
+        draws = self._np_rng.integers(0, 8, size=batch.batch_size)
+        transforms = [(int(d) % 4, bool(d >= 4)) for d in draws]
+        lr = torch.stack([_dihedral(x, k, f) for x, (k, f) in zip(batch.lr, transforms)])
+        cells = torch.stack([_dihedral(c, k, f) for c, (k, f) in zip(batch.cell_index, transforms)])
+        out = dataclasses.replace(batch, lr=lr.contiguous(), cell_index=cells.contiguous())
+        out.transforms = transforms  # the paired target follows the same transform
+        return out
 
     def _step(self) -> dict[str, float]:
         cfg = self.config
@@ -725,6 +891,8 @@ class Trainer:
                     extra_sr = self._g(extra.lr).float()
                 self._d_update(extra_sr, self._target_batch(extra))
         batch = self.sampler.sample(bsz).to(self.device)
+        if cfg.augment_lr:
+            batch = self._augment(batch)
         with self._autocast():
             sr = self._g_step_module(batch.lr)
         sr = sr.float()  # losses, cell means and the consistency layer in float32
@@ -744,24 +912,50 @@ class Trainer:
             loss_d, accuracy = self._d_update(sr, real)
 
         v_hat = voronoi_means(sr, batch.cell_index, batch.n_cells)
-        vec = l_vec(
-            v_hat,
-            batch.values,
-            normalise=cfg.normalise_vec,
-            segment_patch=batch.segment_patch,
-            n_patches=bsz,
-            padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
-        )
+        if cfg.vec_tolerance and not (cfg.normalise_vec or cfg.paper_padding):
+            image_of_cell = batch.positions[batch.segment_patch.cpu().numpy(), 0]
+            tol = cfg.vec_tolerance * self.noise_levels[image_of_cell]
+            vec = l_vec_noise_aware(
+                v_hat,
+                batch.values,
+                batch.cell_index,
+                batch.n_cells,
+                tolerance=torch.from_numpy(tol.astype(np.float32)).to(self.device),
+                sigma=self._smooth_sigma,
+                smooth_ratio=self._smooth_ratio,
+            )
+        else:
+            vec = l_vec(
+                v_hat,
+                batch.values,
+                normalise=cfg.normalise_vec,
+                segment_patch=batch.segment_patch,
+                n_patches=bsz,
+                padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
+            )
         reg = l_reg(sr, batch.lr)
         loss_g = cfg.w_vec * vec + cfg.w_reg * reg
+        if cfg.w_res:
+            base = batch.lr
+            if cfg.scale > 1:
+                base = torch.nn.functional.interpolate(
+                    base, scale_factor=cfg.scale, mode="bilinear", align_corners=False
+                )
+            loss_g = loss_g + cfg.w_res * (sr - base).square().mean()
         adv = torch.zeros((), device=self.device)
         if adversarial:
             for p in self._d.parameters():
                 p.requires_grad_(False)
             try:
+                real_logits = None
+                if cfg.adv_loss == "relativistic":
+                    real_in = self._noisy(real)
+                    with torch.no_grad(), self._autocast():
+                        real_logits = self._d(real_in).float()
+                fake_in = self._noisy(sr)
                 with self._autocast():
-                    fake_logits = self._d(self._noisy(sr))
-                adv = l_adv(fake_logits.float())
+                    fake_logits = self._d(fake_in)
+                adv = l_adv(fake_logits.float(), real_logits, kind=cfg.adv_loss)
             finally:
                 for p in self._d.parameters():
                     p.requires_grad_(True)
@@ -803,6 +997,11 @@ class Trainer:
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
             "fibre_spacing": self.fibre_spacing,
+            "initialised_from": self._init_name,
+            "noise_levels": [
+                float(x) * (self.normalisation["high"] - self.normalisation["low"])
+                for x in self.noise_levels
+            ],
             "normalisation": dict(self.normalisation),
             "world_size": self.world_size,
         }
@@ -836,6 +1035,7 @@ class Trainer:
             "optimizer_d": od_skeleton,
             "grad_scalers": [self._scaler_g.state_dict(), self._scaler_d.state_dict()],
             "rng_numpy": json.loads(json.dumps(self._np_rng.bit_generator.state)),
+            "initialised_from": self._init_name,
             "world_size": self.world_size,
         }
         return tensors, meta
@@ -871,6 +1071,7 @@ class Trainer:
         self._torch_rng.set_state(tensors["rng.torch"].clone())
         self._np_rng.bit_generator.state = meta["rng_numpy"]
         self.iteration = int(meta["iteration"])
+        self._init_name = meta.get("initialised_from")
         keys = meta.get("history_keys", [])
         rows = tensors.get("history", torch.zeros(0, len(keys))).tolist()
         self.history = [
@@ -999,6 +1200,7 @@ def train(
     target_images: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool | Callable[[TrainEvent], Any] | None = True,
+    init: SRModel | None = None,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -1011,6 +1213,8 @@ def train(
         True (default): show a progress bar with the losses and the time left (napari's
         activity bar inside a napari session, else ``tqdm`` on stderr). A callable is called
         with every :class:`TrainEvent` instead. False or None: silent.
+    init : SRModel, optional
+        Initial generator weights (fine-tuning); see :class:`Trainer`.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -1046,6 +1250,7 @@ def train(
         values=values,
         target_images=target_images,
         checkpoint=checkpoint,
+        init=init,
     )
     bar = None
     if progress is True:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Layer, Points
 
+from napari_cycsr._sample_data import BUNDLE_KEY
 from napari_cycsr.models_store import SESSION, ModelRegistry
 
 from ._layers import layer_array, layer_choices, require_layer, yx_shape
@@ -35,8 +36,6 @@ __all__ = [
     "yx_shape",
 ]
 
-#: Metadata key under which a Points layer keeps the FibreBundle it was made from.
-BUNDLE_KEY = "cycsr_bundle"
 
 
 #: The models of this session (:data:`napari_cycsr.models_store.SESSION`).

@@ -34,7 +34,7 @@ class TrainForm:
 
     def __init__(self) -> None:
         from napari_cycsr._device import PRECISION_HELP, available_devices, precision_choices
-        from napari_cycsr.models import PRESETS
+        from napari_cycsr.config import PRESETS
         from napari_cycsr.training import TrainConfig
 
         defaults = TrainConfig()  # the form starts from the library's measured defaults

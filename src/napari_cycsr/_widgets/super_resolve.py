@@ -28,10 +28,12 @@ from ._worker import Runner, Step, guarded
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["FROM_FILE", "SOURCES", "SuperResolveWidget"]
+__all__ = ["FROM_FILE", "PRETRAINED", "SOURCES", "SuperResolveWidget"]
 
 #: Choice of the model menu meaning "load the model file below".
 FROM_FILE = "<model file>"
+#: Prefix of the model menu's entries for the pretrained models that ship with the package.
+PRETRAINED = "pretrained: "
 #: What to super-resolve: (label, value).
 SOURCES = [
     ("the chosen layer", "layer"),
@@ -176,8 +178,11 @@ class SuperResolveWidget(Form):
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         session = [(name, name) for name in MODELS.names()]
+        from napari_cycsr._pretrained import list_pretrained
+
         saved = [(f"{m.name} [saved: {m.path.name}]", m.path) for m in saved_models()]
-        return [*session, *saved, (FROM_FILE, FROM_FILE)]
+        shipped = [(PRETRAINED + m["name"],) * 2 for m in list_pretrained()]
+        return [*session, *saved, *shipped, (FROM_FILE, FROM_FILE)]
 
     def _show_details(self, _value: Any = None) -> None:
         """Show what made the chosen model (preset, scale, spacing, data, iterations)."""
@@ -195,6 +200,9 @@ class SuperResolveWidget(Form):
 
                     header = read_header(path)
                     text = model_details(header.get("metadata") or {}, header.get("network"))
+            elif isinstance(choice, str) and choice.startswith(PRETRAINED):
+                model = self._load(choice, None)
+                text = model_details(model.metadata, {"scale": model.scale})
             elif choice is not None:
                 model = MODELS.get(choice)
                 text = model_details(model.metadata, {"scale": model.scale})
@@ -209,9 +217,13 @@ class SuperResolveWidget(Form):
             return choice.stem
         if choice == FROM_FILE and path is not None:
             return path.stem
-        return str(choice)
+        return str(choice).removeprefix(PRETRAINED)
 
     def _load(self, choice: Any, path: Path | None) -> Any:
+        if isinstance(choice, str) and choice.startswith(PRETRAINED):
+            from napari_cycsr._pretrained import pretrained
+
+            return pretrained(choice[len(PRETRAINED) :])
         if isinstance(choice, Path) or choice == FROM_FILE:
             from napari_cycsr.io import load_model
 
@@ -259,7 +271,7 @@ class SuperResolveWidget(Form):
         return [require_layer(layer, "each layer") for layer in layers]
 
     def _run_layers(self) -> None:
-        from napari_cycsr.inference import check_model_spacing, iter_super_resolve
+        from napari_cycsr.inference import iter_super_resolve
 
         layers = self._layers()
         datas = [layer_array(layer, stack=True, what="the image") for layer in layers]
@@ -280,15 +292,15 @@ class SuperResolveWidget(Form):
             targets = output_paths([out_folder / f"{layer.name}.tif" for layer in layers])
 
         def _work() -> Any:
+            # a model trained on other fibre spacings runs on frames resampled to its own
             model = self._load(choice, path)
-            if bundles[0] is not None:
-                check_model_spacing(model, bundles[0].spacing)
             done = 0
             for i, (layer, data, bundle) in enumerate(zip(layers, datas, bundles)):
                 gen = iter_super_resolve(
                     model, data, device=device, tile=tile,
                     mask=None if bundle is None else bundle.fov_mask,
-                    bundle=bundle if project else None, precision=precision,
+                    bundle=bundle if project else None,
+                    spacing=None if bundle is None else bundle.spacing, precision=precision,
                 )  # fmt: skip
                 while True:
                     try:
@@ -340,8 +352,6 @@ class SuperResolveWidget(Form):
             iter_super_resolve_files,
             output_paths,
         )
-        from napari_cycsr.inference import check_model_spacing
-
         if _empty(self.folder.value):
             raise ValueError("choose the input folder")
         inputs = folder_inputs(self.folder.value)
@@ -367,12 +377,11 @@ class SuperResolveWidget(Form):
         precision = self.precision.value
 
         def _work() -> Any:
-            model = self._load(choice, path)
-            if bundle is not None:
-                check_model_spacing(model, bundle.spacing)
+            model = self._load(choice, path)  # other fibre spacings: resampled to the model's
             gen = iter_super_resolve_files(
                 model, inputs, outputs, bundle_for=(lambda _shape: bundle) if bundle else None,
-                project=project, device=device, tile=tile, precision=precision,
+                project=project, device=device, tile=tile,
+                spacing=None if bundle is None else bundle.spacing, precision=precision,
             )  # fmt: skip
             while True:
                 try:

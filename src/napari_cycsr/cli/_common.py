@@ -112,6 +112,60 @@ positive_float = number(float, 0.0, True, "a positive number")
 non_negative_float = number(float, 0.0, False, "a number >= 0")
 
 
+def projection_noise(text: str) -> Any:
+    """``--project-noise``: "auto" (estimated), "exact" (no noise: fit the values) or a sd."""
+    if text in ("auto", "exact"):
+        return "auto" if text == "auto" else None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'exact' or a noise level >= 0, got {text!r}"
+        ) from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'exact' or a noise level >= 0, got {text!r}"
+        )
+    return value
+
+
+def describe_noise(noise: Any) -> str:
+    """Words for a projection's noise setting, for the one-line reports."""
+    if noise is None:
+        return "exact fit"
+    if noise == "auto":
+        return "noise-aware, noise estimated from the values"
+    return f"noise-aware, noise sd {noise:g}"
+
+
+def project_noise_option(parser: argparse.ArgumentParser) -> None:
+    """``--project-noise auto|exact|SD``: how closely the projection fits the fibre values."""
+    parser.add_argument(
+        "--project-noise", type=projection_noise, default="auto", metavar="auto|exact|SD",
+        help="noise of the fibre values for the consistency projection: 'auto' estimates it "
+        "from the values, a number gives it (image units), 'exact' fits the values exactly "
+        "(it also fits their noise) (default: auto; docs/consistency.md)",
+    )  # fmt: skip
+
+
+def load_any_model(spec: str) -> Any:
+    """A model file, or ``pretrained`` / ``pretrained:NAME`` (a model shipped with the package)."""
+    from ..io import load_model
+
+    if spec == "pretrained" or spec.startswith("pretrained:"):
+        from .._pretrained import DEFAULT_PRETRAINED, pretrained
+
+        name = spec.partition(":")[2] or DEFAULT_PRETRAINED
+        return pretrained(name)
+    path = Path(spec)
+    if not path.is_file():
+        raise OSError(
+            f"{path}: no such model file (or use 'pretrained' / 'pretrained:NAME'; "
+            "`cycsr super-resolve --list-pretrained` lists them)"
+        )
+    return load_model(path)
+
+
 def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with a JSON value (``w_adv=1e-4``, ``normalise_vec=true``); a value that
     is not JSON is kept as a string. Parsed as data: nothing is evaluated."""

@@ -17,10 +17,12 @@ from ._common import (
     check_outputs,
     check_shape,
     check_writable,
+    describe_noise,
     load_bundle,
     non_negative_int,
     overwrite_option,
     positive_float,
+    project_noise_option,
     read_2d,
 )
 
@@ -65,9 +67,10 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "--project", type=non_negative_int, default=0, metavar="N",
         help="then project the TLI image onto the measured core values with N steps of "
         "iterative back-projection: a training-free sharpening that keeps the image "
-        "consistent with the fibres (1-2 recommended; docs/consistency.md; default: 0, plain "
-        "TLI)",
+        "consistent with the fibres up to their noise (5 recommended, 2 with --project-noise "
+        "exact; docs/consistency.md; default: 0, plain TLI)",
     )  # fmt: skip
+    project_noise_option(p)
     overwrite_option(p)
     p.set_defaults(func=run)
     return p
@@ -106,8 +109,13 @@ def run(args: argparse.Namespace) -> int:
     if args.project:
         from ..consistency import project_consistent
 
-        recon = project_consistent(recon, bundle, values, iterations=args.project)
-        method += f" + consistency projection, {args.project} step(s)"
+        recon = project_consistent(
+            recon, bundle, values, iterations=args.project, noise=args.project_noise
+        )
+        method += (
+            f" + consistency projection, {args.project} step(s), "
+            f"{describe_noise(args.project_noise)}"
+        )
     recon = recon.reshape(raw.shape[:-2] + recon.shape[-2:])
     with FolderMaker() as folders:
         folders.make(out.parent)

@@ -15,14 +15,18 @@ from ._common import (
     Formatter,
     check_outputs,
     check_writable,
+    describe_noise,
     device_option,
     distinct_names,
+    load_any_model,
     load_bundle,
     non_negative_int,
     overwrite_option,
+    positive_float,
     positive_int,
     precision_option,
     progress_bar,
+    project_noise_option,
     quiet_option,
     read_values,
     threads_option,
@@ -42,19 +46,49 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "folders of them; stacks are processed frame by frame. Large images are processed in\n"
             "overlapping tiles (--tile) to bound memory. Results are float32 in the input's\n"
             "intensity units, written as <name>_sr.tif (<name>_sr.npy for .npy inputs) in the\n"
-            "--out folder, or to --out itself when it names one file."
+            "--out folder, or to --out itself when it names one file.\n"
+            "MODEL is a model file or 'pretrained' / 'pretrained:NAME', a model that ships with\n"
+            "the package (--list-pretrained). Inputs whose fibre spacing differs from the\n"
+            "model's are resampled to it and back (the spacing comes from --fibres or\n"
+            "--spacing; --spacing auto estimates it from the image)."
         ),
         epilog=(
             "examples:\n"
             "  cycsr super-resolve model.safetensors lr.tif --out results/\n"
             "  cycsr super-resolve model.safetensors lr.tif --out lr_sr.tif\n"
             "  cycsr super-resolve model.safetensors videos/ --out results/ --tile 512 \\\n"
-            "      --device cuda"
+            "      --device cuda\n"
+            "  cycsr super-resolve pretrained lr.tif --fibres fibres.csv --out results/\n"
+            "  cycsr super-resolve --pretrained default lr.tif --spacing auto --out lr_sr.tif\n"
+            "  cycsr super-resolve --list-pretrained"
         ),
     )
-    p.add_argument("model", metavar="MODEL", help="model file from `cycsr train`")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, stacks or folders")
-    p.add_argument("--out", required=True, metavar="DIR|FILE", help="output folder or file")
+    p.add_argument(
+        "model", nargs="?", metavar="MODEL",
+        help="model file from `cycsr train`, or 'pretrained' / 'pretrained:NAME' (omit it "
+        "with --pretrained)",
+    )  # fmt: skip
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="images, stacks or folders")
+    p.add_argument("--out", metavar="DIR|FILE", help="output folder or file (required)")
+    p.add_argument(
+        "--pretrained", metavar="NAME",
+        help="use the pretrained model NAME that ships with the package (e.g. default) "
+        "instead of MODEL",
+    )  # fmt: skip
+    p.add_argument(
+        "--list-pretrained", action="store_true",
+        help="list the pretrained models and what they were trained on, then exit",
+    )  # fmt: skip
+    p.add_argument(
+        "--spacing", metavar="PX|auto",
+        help="fibre spacing of the inputs in pixels (median nearest-neighbour distance), or "
+        "'auto' to estimate it from the image (default: from --fibres); used to resample "
+        "the inputs to the model's spacing",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-match-spacing", action="store_true",
+        help="never resample the inputs to the model's fibre spacing",
+    )  # fmt: skip
     p.add_argument(
         "--fibres", metavar="CSV",
         help="fibre positions of the inputs: pixels outside the bundle's field of view are 0, "
@@ -70,9 +104,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="with --fibres, only mask the output: no consistency projection",
     )  # fmt: skip
     p.add_argument(
-        "--project-iterations", type=non_negative_int, default=2, metavar="N",
-        help="back-projection steps of the consistency projection (default: %(default)s)",
+        "--project-iterations", type=non_negative_int, metavar="N",
+        help="back-projection steps of the consistency projection (default: 5, or 2 with "
+        "--project-noise exact)",
     )  # fmt: skip
+    project_noise_option(p)
     device_option(p)
     precision_option(p)
     threads_option(p)
@@ -91,13 +127,49 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import load_model
+def _spacing(text: str | None) -> float | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise CLIError(
+            f"--spacing: expected a positive number of pixels or 'auto', got {text!r}"
+        ) from None
 
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise OSError(f"{model_path}: no such model file")
-    files = find_images(args.inputs)
+
+def _list_pretrained() -> int:
+    from .._pretrained import list_pretrained
+
+    models = list_pretrained()
+    if not models:
+        print("no pretrained model is installed")
+        return 0
+    for m in models:
+        print(
+            f"{m['name']}: {m['description']}; fibre spacing {m['fibre_spacing']:.2f} px\n"
+            f"    trained on {m['trained_on']}"
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+
+    if args.list_pretrained:
+        return _list_pretrained()
+    inputs = list(args.inputs)
+    if args.pretrained is not None:
+        if args.model is not None:
+            inputs.insert(0, args.model)
+        model_spec = f"pretrained:{args.pretrained}"
+    else:
+        model_spec = args.model
+    if model_spec is None or not inputs:
+        raise CLIError("give MODEL (or --pretrained) and at least one INPUT")
+    if args.out is None:
+        raise CLIError("--out is required: an output folder, or one file for one input")
+    spacing = _spacing(args.spacing)
+    files = find_images(inputs)
     out = Path(args.out)
     single_file = out.suffix.lower() in IMAGE_SUFFIXES
     if single_file and len(files) != 1:
@@ -105,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out {out} names one file but {len(files)} inputs were given; "
             "give a folder for several inputs"
         )
-    model = load_model(model_path)
+    model = load_any_model(model_spec)
     fibres = None
     if args.fibres is not None:
         fibres = Path(args.fibres)
@@ -130,13 +202,14 @@ def run(args: argparse.Namespace) -> int:
         )
         targets = [(path, out / name) for path, name in zip(files, names)]
     outputs = [("--out", target) for _, target in targets]
+    model_path = None if model_spec.startswith("pretrained") else Path(model_spec)
     inputs = [*files, model_path, fibres, args.values]
-    check_outputs(outputs, inputs, overwrite=args.overwrite)
+    check_outputs(outputs, [i for i in inputs if i is not None], overwrite=args.overwrite)
     check_writable(outputs)
     with FolderMaker() as folders:
         folders.make(out.parent if single_file else out)
         for path, target in targets:
-            _one(args, model, path, target, fibres, measured, project)
+            _one(args, model, path, target, fibres, measured, project, spacing)
     return 0
 
 
@@ -148,6 +221,7 @@ def _one(
     fibres: Path | None,
     measured: np.ndarray | None,
     project: bool,
+    spacing: float | str | None,
 ) -> None:
     """Super-resolve one input file into ``target``."""
     from ..inference import check_model_spacing, fov_from_image, super_resolve
@@ -157,7 +231,8 @@ def _one(
     mask = bundle = values = None
     if fibres is not None:
         bundle = load_bundle(fibres, tuple(image.shape[-2:]))
-        check_model_spacing(model, bundle.spacing)
+        if args.no_match_spacing:
+            check_model_spacing(model, bundle.spacing)
         mask = bundle.fov_mask
     if measured is not None:
         expected = (*image.shape[:-2], bundle.n_fibres)
@@ -201,6 +276,9 @@ def _one(
             bundle=bundle if project else None,
             values=values,
             project_iterations=args.project_iterations,
+            project_noise=args.project_noise,
+            spacing=spacing if spacing is not None or bundle is None else bundle.spacing,
+            match_spacing=not args.no_match_spacing,
             precision=args.precision,
             threads=args.threads,
         )
@@ -212,5 +290,10 @@ def _one(
     how = ""
     if project:
         source = "--values" if values is not None else "values sampled from the input"
-        how = f", projected onto the fibre values ({args.project_iterations} it., {source})"
+        steps = args.project_iterations
+        steps = f"{steps} it., " if steps is not None else ""
+        how = (
+            f", projected onto the fibre values ({steps}{describe_noise(args.project_noise)}"
+            f", {source})"
+        )
     print(f"{path} ({what}) -> {target}{how}")

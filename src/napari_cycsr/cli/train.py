@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._imageio import find_images, read_image, to_unit_float
+from ..config import PRESETS, TARGET_KINDS
 from ._common import (
     PROG,
     CLIError,
@@ -26,6 +27,7 @@ from ._common import (
     format_losses,
     is_main_process,
     key_value,
+    load_any_model,
     load_bundle,
     loss_postfix,
     non_negative_int,
@@ -70,6 +72,22 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
         array = read_image(path, grey=True)
         images.extend(to_unit_float(f) for f in as_frames(array))
     return images
+
+
+def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
+    """The TrainConfig network fields (preset, scale, residual) that rebuild ``model``'s."""
+    from ..config import PRESETS, get_preset
+
+    config = model.generator.config
+    names = [preset] if preset else list(PRESETS)
+    for name in names:
+        candidate = get_preset(name, scale=config.scale, residual=config.residual)
+        if candidate.to_dict() == config.to_dict():
+            return {"preset": name, "scale": config.scale, "residual": config.residual}
+    raise CLIError(
+        f"--init: the model's network ({config.channels} channels, {config.blocks} blocks) "
+        + (f"is not the {preset!r} preset" if preset else "matches no preset")
+    )
 
 
 def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -118,6 +136,8 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "      --target-images histology/ --iterations 5000 --out model.safetensors\n"
             "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
             "      --resume model_checkpoints/checkpoint.safetensors\n"
+            "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
+            "      --init pretrained --iterations 300\n"
             "  torchrun --nproc_per_node 4 $(which cycsr) train lr.tif --fibres fibres.csv \\\n"
             "      --out model.safetensors --device cuda"
         ),
@@ -133,7 +153,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="MODEL", help="model file (.safetensors)")
     p.add_argument(
-        "--target", default="natural", choices=["natural", "images", "downscaled", "paired"],
+        "--target", default="natural", choices=list(TARGET_KINDS),
         help="target (high-resolution) domain",
     )  # fmt: skip
     p.add_argument(
@@ -141,7 +161,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="HR images or folders for --target images / paired",
     )  # fmt: skip
     p.add_argument(
-        "--preset", choices=["default", "paper", "tiny"],
+        "--preset", choices=sorted(PRESETS),
         help="network size: default (CPU-friendly), paper (SRGAN size), tiny (tests) "
         "(default: default)",
     )  # fmt: skip
@@ -167,6 +187,11 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     precision_option(p)
     threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument(
+        "--init", metavar="MODEL",
+        help="fine-tune: start the network from this model file, or from 'pretrained' / "
+        "'pretrained:NAME' (a model that ships with the package); its preset is used",
+    )  # fmt: skip
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
         help="folder of the checkpoint file (default: MODEL_checkpoints/ next to --out)",
@@ -272,6 +297,12 @@ def _train(
     # this machine's choices, also when resuming a run started elsewhere
     options.update(precision=args.precision, threads=args.threads)
     bundles = [bundle] * len(frames)
+    init = None
+    if args.init is not None:
+        if args.resume is not None:
+            raise CLIError("--init starts a new run and --resume continues one: give one of them")
+        init = load_any_model(args.init)
+        options.update(_network_of(init, args.preset))
     if args.resume is not None:
         resume = Path(args.resume)
         if not resume.exists():
@@ -292,7 +323,7 @@ def _train(
             device=args.device, checkpoint_dir=str(checkpoint_dir), target=args.target, **options
         )
         trainer = Trainer(
-            frames, bundles, config=config, values=values, target_images=target_images
+            frames, bundles, config=config, values=values, target_images=target_images, init=init
         )
     main_process = trainer.is_main
     cfg = trainer.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._imageio import VIDEO_SUFFIXES, frame_files, is_video_path, natural_key, read_video
 from ._common import VideoProgress
 from ._fuse import (
     FusionInfo,
@@ -15,7 +16,6 @@ from ._fuse import (
     mosaic,
     pooled_interpolation,
 )
-from ._io import VIDEO_SUFFIXES, frame_files, is_video_path, natural_key, read_video
 from ._lattice import estimate_lattice, estimate_video_spacing, neighbour_gains, vertex_map
 from ._register import Registration, estimate_fov, frame_values, iter_register, register
 
