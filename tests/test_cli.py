@@ -492,7 +492,8 @@ def test_train_set_passes_training_settings(tmp_path, sim_dir, capsys, one_threa
     assert config["betas"] == [0.5, 0.9]
     for bad, message in [
         ("preset=tiny", "use the --preset option"),
-        ("learning_rate=1", "unknown training setting"),
+        ("learning_rat=1", "unknown training setting"),
+        ("lr=1e-3", "renamed; use --set learning_rate"),
         ("w_adv=-1", "w_adv"),
         ("noise_sigma=loud", "noise_sigma"),
     ]:

@@ -64,7 +64,7 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 def test_config_defaults_roundtrip_and_paper_settings():
     config = TrainConfig()
     assert config.effective_batch_size == 16 and config.patch == 64
-    assert config.betas == (0.9, 0.999) and config.lr == 1e-4 and config.eps == 1e-8
+    assert config.betas == (0.9, 0.999) and config.learning_rate == 1e-4 and config.eps == 1e-8
     again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
     paper = TrainConfig.paper()
@@ -79,7 +79,7 @@ def test_config_defaults_roundtrip_and_paper_settings():
         ({"preset": "huge"}, "preset"),
         ({"iterations": 0}, "iterations"),
         ({"batch_size": -1}, "batch_size"),
-        ({"lr": 0.0}, "lr"),
+        ({"learning_rate": 0.0}, "learning_rate"),
         ({"betas": (0.9, 1.5)}, "betas"),
         ({"w_adv": -1.0}, "w_adv"),
         ({"target": "sun"}, "target"),
@@ -97,7 +97,27 @@ def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
     with pytest.raises(ValueError, match="unknown"):
-        TrainConfig.from_dict({"learning_rate": 1.0})
+        TrainConfig.from_dict({"learning_rat": 1.0})
+
+
+def test_config_is_frozen_grouped_and_reads_the_old_learning_rate_name():
+    config = TrainConfig(preset="tiny", learning_rate=3e-4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.iterations = 5  # a changed copy is made with dataclasses.replace, validated
+    with pytest.raises(ValueError, match="iterations"):
+        dataclasses.replace(config, iterations=0)
+    groups = config.grouped()
+    assert list(groups) == ["network", "optimiser", "losses", "data", "run"]
+    flat = [name for fields in groups.values() for name in fields]
+    assert sorted(flat) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert len(flat) == len(set(flat))  # every field in exactly one group
+    assert groups["optimiser"]["learning_rate"] == 3e-4
+    # model files and checkpoints written before the rename say "lr"
+    old = {**config.to_dict(), "lr": 2e-4}
+    del old["learning_rate"]
+    assert TrainConfig.from_dict(old).learning_rate == 2e-4
+    with pytest.raises(ValueError, match="both"):
+        TrainConfig.from_dict({**config.to_dict(), "lr": 2e-4})
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -360,7 +380,7 @@ def test_train_convenience(sim):
     )
     assert model.metadata["iteration"] == 2
     with pytest.raises(TypeError, match="unknown"):
-        train(sim.lr, sim.bundle, learning_rate=1.0)
+        train(sim.lr, sim.bundle, learning_rat=1.0)
 
 
 def test_train_shows_progress_unless_asked_not_to(sim, capsys):
@@ -594,7 +614,7 @@ def test_residual_penalty_keeps_the_output_near_its_input():
     change = {}
     for w_res in (0.0, 100.0):
         cfg = TrainConfig(preset="tiny", iterations=8, batch_size=4, patch=32, device="cpu",
-                          preview_every=0, lr=2e-3, w_res=w_res)  # fmt: skip
+                          preview_every=0, learning_rate=2e-3, w_res=w_res)  # fmt: skip
         trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
         list(trainer.run())
         out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)

@@ -61,7 +61,7 @@ def test_train_stop_and_reload(setup, qtbot, errors, registry, tmp_path):
     np.testing.assert_allclose(preview.scale, viewer.layers["pCLE LR (TLI)"].scale)
     np.testing.assert_allclose(preview.translate, (y0, x0))
     assert widget.progress.value == stopped_at and widget.progress.max == 10_000
-    assert (tmp_path / "model.checkpoint.safetensors").is_file()
+    assert (tmp_path / "model_checkpoints" / "checkpoint.safetensors").is_file()
     assert (tmp_path / "model.safetensors").is_file()
     assert registry.names() and widget.save_button.enabled
     assert widget.status.value.startswith(f"stopped at iteration {stopped_at} of 10000")
@@ -245,7 +245,7 @@ def test_closing_the_dock_stops_training_and_blocks_a_second_run(
         assert "still stopping" in errors[-1]
     qtbot.waitUntil(lambda: not runner.busy, timeout=60_000)
     assert widget.trainer.iteration < 100_000
-    assert (tmp_path / "m.checkpoint.safetensors").is_file()
+    assert (tmp_path / "m_checkpoints" / "checkpoint.safetensors").is_file()
     assert (tmp_path / "m.safetensors").is_file()  # nothing lost
     assert [e for e in errors if "still stopping" not in e] == []
 

@@ -68,7 +68,7 @@ _EXPORTS: dict[str, str] = {
     "NetworkConfig": "config",
     "PRESETS": "config",
     "SRModel": "models",
-    "TrainConfig": "training",
+    "TrainConfig": "config",
     "Trainer": "training",
     "train": "training",
     "TrainEvent": "training",

@@ -305,7 +305,7 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "checkpoint_every": (0, 10_000_000),
     "preview_every": (0, 10_000_000),
     "consistency_steps": (0, 50),
-    "lr": (0.0, 1.0),
+    "learning_rate": (0.0, 1.0),
     "eps": (0.0, 1.0),
     "w_vec": (0.0, 1e6),
     "w_adv": (0.0, 1e6),

@@ -21,6 +21,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from .config import ADV_LOSSES
+
 __all__ = [
     "ADV_LOSSES",
     "PAPER_FIBRES_PER_PATCH",
@@ -217,7 +219,6 @@ def l_vec(
 #: Adversarial loss functions: "bce" (the paper's Eqs. 1 and 5), "hinge" (Lim & Ye 2017,
 #: as in SN-GAN / SAGAN), "relativistic" (relativistic average GAN, Jolicoeur-Martineau 2018,
 #: as in ESRGAN).
-ADV_LOSSES = ("bce", "hinge", "relativistic")
 
 
 def _check_adv_kind(kind: str) -> None:

@@ -49,8 +49,6 @@ SMALL_FOV = 0.2
 #: lattice at their spacing (complete detections on the real test frames give 0.87-0.88;
 #: tissue_paper.tif without its background, which misses half the cores, 0.49).
 SPARSE = 0.7
-#: Frames reconstructed per step of a stack (progress and cancel between steps).
-FRAMES_PER_STEP = 8
 _BACKGROUND_NAME = re.compile(r"back|flat|bg\b|blank", re.IGNORECASE)
 
 
@@ -316,29 +314,20 @@ class FibresWidget(Form):
         background = self._background(image)
         data = layer_array(image, stack=True, what="the bundle image")
         steps = int(self.project_steps.value)
-        lead = tuple(data.shape[:-2])
-        n_frames = int(np.prod(lead)) if lead else 1
 
         def _work() -> Any:
-            frames = data.reshape(n_frames, *data.shape[-2:]) if lead else data[None]
-            out = np.empty((n_frames, *bundle.shape), dtype=np.float32)
-            chunks = range(0, n_frames, FRAMES_PER_STEP)
-            total = len(chunks) * (2 if steps else 1)
-            for k, start in enumerate(chunks):
-                yield Step(k, total, f"frames {start + 1}-{min(start + FRAMES_PER_STEP, n_frames)}"
-                           f" of {n_frames}: core values and TLI...")  # fmt: skip
-                block = np.asarray(frames[start : start + FRAMES_PER_STEP], dtype=np.float32)
-                values = bundle.core_values(block, background=background)
-                out[start : start + len(block)] = bundle.reconstruct(values)
-                if steps:
-                    from napari_cycsr.consistency import project_consistent
+            from napari_cycsr.workflows import iter_reconstruct
 
-                    yield Step(len(chunks) + k, total, f"projection ({steps} steps)...")
-                    out[start : start + len(block)] = project_consistent(
-                        out[start : start + len(block)], bundle, values, iterations=steps
-                    )
-            yield Step(total, total, "adding the layer...")
-            return out.reshape(*lead, *bundle.shape) if lead else out[0]
+            # the pipeline `cycsr reconstruct` runs too: core values -> TLI (-> projection)
+            gen = iter_reconstruct(data, bundle, background=background, project=steps)
+            while True:
+                try:
+                    step = next(gen)
+                except StopIteration as end:
+                    image, _values = end.value
+                    return image
+                text = "adding the layer..." if step.done == step.total else step.text
+                yield Step(step.done, step.total, text)
 
         def _done(tli: np.ndarray) -> None:
             suffix = f"[TLI + projection {steps}]" if steps else "[TLI]"
@@ -357,7 +346,7 @@ class FibresWidget(Form):
             self.runner.say(f"cancelled: {image.name!r} not reconstructed (no layer added)")
 
         self.runner.start(
-            _work, where="Reconstruct", on_return=_done, on_cancel=_cancelled, total=n_frames
+            _work, where="Reconstruct", on_return=_done, on_cancel=_cancelled, total=0
         )
 
     @guarded("Synthetic lattice")

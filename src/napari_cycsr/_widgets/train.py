@@ -206,7 +206,9 @@ class TrainWidget(Form):
     def _checkpoint_path(self) -> Path:
         path = self._model_path(required=False)
         if path is not None:
-            return path.with_name(path.stem + ".checkpoint.safetensors")
+            from napari_cycsr.workflows import checkpoint_path_for
+
+            return checkpoint_path_for(path)  # the name `cycsr train` uses too
         if self._checkpoint is None:
             self._checkpoint = Path(tempfile.mkdtemp(prefix="cycsr-")) / "checkpoint.safetensors"
         return self._checkpoint

@@ -102,16 +102,16 @@ def run(args: argparse.Namespace) -> int:
         source = background if background is not None else as_frames(raw).mean(axis=0)
         bundle = FibreBundle.detect(source, spacing=args.spacing)
         how = f"{bundle.n_fibres} fibres detected"
+    from ..workflows import reconstruct
+
     frames = as_frames(raw)
-    values = bundle.core_values(frames if raw.ndim > 2 else raw, background=background)
-    recon = np.asarray(bundle.reconstruct(values), dtype=np.float32)
+    # the pipeline the Fibres widget runs too: core values -> TLI (-> projection)
+    recon, values = reconstruct(
+        frames if raw.ndim > 2 else raw, bundle, background=background,
+        project=args.project or 0, project_noise=args.project_noise,
+    )  # fmt: skip
     method = "Delaunay linear interpolation"
     if args.project:
-        from ..consistency import project_consistent
-
-        recon = project_consistent(
-            recon, bundle, values, iterations=args.project, noise=args.project_noise
-        )
         method += (
             f" + consistency projection, {args.project} step(s), "
             f"{describe_noise(args.project_noise)}"

@@ -94,11 +94,13 @@ def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The ``--set`` pairs of `cycsr train`, checked against the TrainConfig fields."""
     import dataclasses
 
-    from ..training import TrainConfig
+    from ..config import RENAMED_FIELDS, TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     out: dict[str, Any] = {}
     for key, value in pairs:
+        if key in RENAMED_FIELDS:
+            raise CLIError(f"--set {key}: renamed; use --set {RENAMED_FIELDS[key]}=...")
         if key in _SET_RESERVED:
             option = "--" + key.replace("_", "-")
             raise CLIError(f"--set {key}: use the {option} option instead")
@@ -242,14 +244,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.target_images:
         raise CLIError("--target-images is used only with --target images or paired")
 
+    from ..config import CHECKPOINT_NAME
+    from ..workflows import checkpoint_dir_for
+
     if args.checkpoint_dir:
         checkpoint_dir = Path(args.checkpoint_dir)
     else:
-        checkpoint_dir = out.with_name(f"{out.stem}_checkpoints")
+        checkpoint_dir = checkpoint_dir_for(out)
     if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
         raise CLIError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder")
-    from ..training import CHECKPOINT_NAME
-
     checkpoint_file = checkpoint_dir / CHECKPOINT_NAME
     # the model and the checkpoint: never an input, never one file, writable before training
     inputs = [*find_images(args.lr), args.fibres, args.values]

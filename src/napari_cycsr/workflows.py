@@ -1,0 +1,163 @@
+"""The pipelines every front end shares: one implementation for the CLI, the widgets and scripts.
+
+* :func:`iter_reconstruct` / :func:`reconstruct`: raw bundle frames (or a stack) -> core
+  values -> TLI, optionally projected onto the core values (the training-free sharpening),
+  frame block by frame block with progress. ``cycsr reconstruct`` and the Fibres widget's
+  Reconstruct call it.
+* :func:`checkpoint_path_for`: where the training checkpoint of a model file lives
+  (``cycsr train`` and the Train widget name it the same way, so ``--resume`` finds what the
+  widget wrote and the other way round).
+
+Nothing here imports torch, Qt or napari.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import CHECKPOINT_NAME
+from .fibres import FibreBundle
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FRAMES_PER_STEP",
+    "ReconstructProgress",
+    "checkpoint_dir_for",
+    "checkpoint_path_for",
+    "iter_reconstruct",
+    "reconstruct",
+]
+
+#: Frames reconstructed per progress step (a bounded amount of work between two events).
+FRAMES_PER_STEP = 8
+
+
+@dataclass(frozen=True)
+class ReconstructProgress:
+    """One step of :func:`iter_reconstruct`: ``done`` of ``total`` steps and what is next."""
+
+    done: int
+    total: int
+    text: str
+
+
+def iter_reconstruct(
+    raw: Any,
+    bundle: FibreBundle,
+    *,
+    background: Any = None,
+    project: int = 0,
+    project_noise: Any = "auto",
+    frames_per_step: int = FRAMES_PER_STEP,
+) -> Generator[ReconstructProgress, None, tuple[np.ndarray, np.ndarray]]:
+    """Reconstruct raw frames step by step: yields progress, *returns* ``(image, values)``.
+
+    Parameters
+    ----------
+    raw : array_like, shape (H, W) or (..., H, W)
+        Raw bundle frame(s) on the bundle's grid (numpy or dask; read one block at a time).
+    bundle : FibreBundle
+        The fibre cores.
+    background : array_like (H, W), optional
+        Flat-field frame: core values are divided by the background's.
+    project : int
+        Steps of the projection onto the core values after the TLI (0: plain TLI).
+    project_noise : "auto", None or float
+        Noise handling of the projection (:func:`~napari_cycsr.consistency.project_consistent`).
+    frames_per_step : int
+        Frames per progress step.
+
+    Returns
+    -------
+    image : ndarray, float32, the shape of ``raw``
+    values : ndarray, float32, ``raw.shape[:-2] + (N,)``: the core values
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(np.random.default_rng(0).random((64, 64)), seed=0)
+    >>> image, values = reconstruct(sim.lr, sim.bundle, project=2)
+    >>> image.shape, values.shape == (sim.bundle.n_fibres,)
+    ((64, 64), True)
+    """
+    if isinstance(project, bool) or not isinstance(project, (int, np.integer)) or project < 0:
+        raise ValueError(f"project must be a whole number of steps >= 0, got {project!r}")
+    if isinstance(frames_per_step, bool) or int(frames_per_step) < 1:
+        raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
+    if not hasattr(raw, "reshape"):
+        raw = np.asarray(raw)
+    shape = tuple(int(n) for n in np.shape(raw))
+    if len(shape) < 2 or shape[-2:] != tuple(bundle.shape):
+        raise ValueError(
+            f"the frames are {'x'.join(map(str, shape))}; expected (..., {bundle.shape[0]}, "
+            f"{bundle.shape[1]}), the bundle's image size"
+        )
+    lead = shape[:-2]
+    n_frames = int(np.prod(lead)) if lead else 1
+    frames = raw.reshape(n_frames, *shape[-2:]) if lead else raw[None]
+    out = np.empty((n_frames, *bundle.shape), dtype=np.float32)
+    values_out = np.empty((n_frames, bundle.n_fibres), dtype=np.float32)
+    starts = range(0, n_frames, int(frames_per_step))
+    total = len(starts) * (2 if project else 1)
+    for k, start in enumerate(starts):
+        stop = min(start + int(frames_per_step), n_frames)
+        yield ReconstructProgress(
+            k, total, f"frames {start + 1}-{stop} of {n_frames}: core values and TLI..."
+        )
+        block = np.asarray(frames[start:stop], dtype=np.float32)
+        values = bundle.core_values(block, background=background)
+        values_out[start:stop] = values
+        out[start:stop] = bundle.reconstruct(values)
+        if project:
+            from .consistency import project_consistent
+
+            yield ReconstructProgress(
+                len(starts) + k, total, f"frames {start + 1}-{stop}: projection ({project} steps)"
+            )
+            out[start:stop] = project_consistent(
+                out[start:stop], bundle, values, iterations=int(project), noise=project_noise
+            )
+    yield ReconstructProgress(total, total, "done")
+    if lead:
+        return out.reshape(*lead, *bundle.shape), values_out.reshape(*lead, bundle.n_fibres)
+    return out[0], values_out[0]
+
+
+def reconstruct(raw: Any, bundle: FibreBundle, **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`iter_reconstruct` run to the end: ``(image, values)``."""
+    gen = iter_reconstruct(raw, bundle, **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as end:
+            return end.value
+
+
+def checkpoint_dir_for(model_path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder of a model file: ``MODEL_checkpoints`` beside it.
+
+    Examples
+    --------
+    >>> checkpoint_dir_for("runs/model.safetensors").as_posix()
+    'runs/model_checkpoints'
+    """
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}_checkpoints")
+
+
+def checkpoint_path_for(model_path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file of a model file: ``MODEL_checkpoints/checkpoint.safetensors``.
+
+    Examples
+    --------
+    >>> checkpoint_path_for("model.safetensors").as_posix()
+    'model_checkpoints/checkpoint.safetensors'
+    """
+    return checkpoint_dir_for(model_path) / CHECKPOINT_NAME
