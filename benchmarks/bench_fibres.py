@@ -80,7 +80,7 @@ def main() -> None:
     bundle.reconstruct(values)  # build the operator once
     t_ours = median_time(lambda: bundle.reconstruct(values), rep * 10)
 
-    tri = bundle._delaunay
+    tri = bundle.delaunay
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     grid = (yy, xx)
 

@@ -138,12 +138,12 @@ class _Neighbourhood:
         import scipy.sparse as sp
 
         n = bundle.n_fibres
-        indptr, idx = bundle._delaunay.vertex_neighbor_vertices
+        indptr, idx = bundle.delaunay.vertex_neighbor_vertices
         counts = np.diff(indptr)
         rows = np.repeat(np.arange(n), counts)
         adjacency = sp.csr_matrix((np.ones(idx.size), (rows, idx)), shape=(n, n))
         hull = np.zeros(n, dtype=bool)
-        hull[np.unique(bundle._delaunay.convex_hull)] = True
+        hull[np.unique(bundle.delaunay.convex_hull)] = True
         interior = ~hull & (counts > 0)
         # residual against the plane through the Delaunay neighbours: the minimum-norm
         # weights w (sum 1, sum w * (c_j - c_i) = 0) are exact for any linear intensity

@@ -229,7 +229,9 @@ class FibreBundle:
         return self.n_fibres
 
     @property
-    def _delaunay(self) -> Delaunay:
+    def delaunay(self) -> Delaunay:
+        """The Delaunay triangulation of the centres (scipy; computed once, cached): the
+        triangles of the TLI and the fibres' neighbours (``vertex_neighbor_vertices``)."""
         tri = self._cache.get("delaunay")
         if tri is None:
             try:
@@ -247,7 +249,7 @@ class FibreBundle:
         """
         located = self._cache.get("located")
         if located is None:
-            tri = self._delaunay
+            tri = self.delaunay
             located = _rasterise_triangles(self.centres[tri.simplices], self.shape)
             self._cache["located"] = located
         return located
@@ -340,7 +342,7 @@ class FibreBundle:
         # the one field of view: TLI, projection and super-resolution all end at fov_mask
         keep = self.fov_mask.ravel()[pix]
         pix, simplex, bary = pix[keep], simplex[keep], bary[keep]
-        cols = self._delaunay.simplices[simplex]  # (K, 3) fibre indices
+        cols = self.delaunay.simplices[simplex]  # (K, 3) fibre indices
         n_pix = self.shape[0] * self.shape[1]
         indptr = np.zeros(n_pix + 1, dtype=np.int64)
         indptr[pix + 1] = 3

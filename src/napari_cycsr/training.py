@@ -346,7 +346,7 @@ class Trainer:
 
         first = self.sampler.images[0][0]
         if preview_crop is None:
-            preview_crop = _default_preview_crop(self.sampler._labels[0] >= 0)
+            preview_crop = _default_preview_crop(self.sampler.bundles[0].fov_mask)
         y0, x0, h, w = (int(v) for v in preview_crop)
         if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > first.shape[0] or x0 + w > first.shape[1]:
             raise ValueError(
