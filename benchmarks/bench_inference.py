@@ -139,11 +139,12 @@ def memory_child(size: int, preset: str, with_mask: bool = False) -> None:
     if with_mask:
         yy, xx = np.ogrid[:size, :size]
         mask = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.48 * size) ** 2
-    super_resolve(model, image[:64, :64], device="cpu")  # load kernels, allocator warm-up
+    run = {"device": "cpu", "precision": "fp32", "threads": torch.get_num_threads()}
+    super_resolve(model, image[:64, :64], **run)  # load kernels, allocator warm-up
     gc.collect()
     before = rss()
     start = time.perf_counter()
-    out = super_resolve(model, image, device="cpu", mask=mask)
+    out = super_resolve(model, image, mask=mask, **run)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     flops = generator_flops(model, 64, 64) / (64 * 64) * size * size  # per-pixel cost x pixels
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+        help="precision of the frames/s runs (default fp32; bench_precision.py compares)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-layout",
         action="store_true",
         help="also time the 'default' generator: NCHW, NHWC, NHWC with BatchNorm folded",
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     repeats = 3 if args.quick else 5
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU float32")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, {args.precision}")
     peak_mm = matmul_gflops(2048, repeats)
     peak_conv = conv_gflops(64, 256, repeats)
     print(
@@ -218,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         config = get_preset(preset)
         flops = generator_flops(model, size, size)
         n = min(repeats, 1 if args.quick else 3) if preset == "paper" else repeats  # slow
-        seconds = median_time(lambda m=model: super_resolve(m, frame, device="cpu"), n)
+        run = {"device": "cpu", "precision": args.precision, "threads": torch.get_num_threads()}
+        seconds = median_time(lambda m=model, r=run: super_resolve(m, frame, **r), n)
         achieved = flops / seconds / 1e9
         print(
             f"{preset:>8} {config.channels:>3} {config.blocks:>6} {receptive_radius(model):>6} "

@@ -26,6 +26,7 @@ Usage::
     python benchmarks/bench_training.py                 # all presets
     python benchmarks/bench_training.py --presets tiny default --iterations 6
     python benchmarks/bench_training.py --threads 2
+    python benchmarks/bench_training.py --presets tiny default --compare   # layouts, compile
     python benchmarks/bench_training.py --quality --iterations 150 --threads 1
     python benchmarks/bench_training.py --quality --settings w_adv_1 w_adv_1e-3
 
@@ -98,23 +99,78 @@ def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
     return 2.0 * n**3 / statistics.median(times) / 1e9
 
 
-def time_training(preset: str, iterations: int, sim) -> tuple[float, int]:  # noqa: ANN001
-    """Median seconds per iteration (after the first) and the batch size used."""
+def time_training(
+    preset: str,
+    iterations: int,
+    sim,  # noqa: ANN001
+    precision: str = "fp32",
+    *,
+    layout: str = "channels_last",
+    compile_: bool = False,
+) -> tuple[float, int]:
+    """Median seconds per iteration (after the first) and the batch size used.
+
+    ``layout="nchw"`` trains in torch's default layout instead of channels-last (NHWC);
+    ``compile_`` wraps both networks in :func:`torch.compile` (the first iteration then
+    includes the compilation).
+    """
+    from napari_cycsr import training
+
+    real_format = training.memory_format
+    if layout == "nchw":
+        training.memory_format = lambda device: torch.contiguous_format
     config = TrainConfig(
         preset=preset,
         iterations=iterations,
         device="cpu",
+        precision=precision,
+        threads=torch.get_num_threads(),  # the benchmark's --threads, not the load policy
         preview_every=0,
         checkpoint_every=0,
     )
-    trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
+    try:
+        trainer = Trainer(sim.lr, sim.bundle, config=config, values=sim.values)
+    finally:
+        training.memory_format = real_format
+    if compile_:
+        trainer._g_step_module = torch.compile(trainer._g)
+        trainer._d_step_module = torch.compile(trainer._d)
     durations = []
     last = time.perf_counter()
     for _ in trainer.run():
         now = time.perf_counter()
         durations.append(now - last)
         last = now
+    if compile_:  # steady state: the second half (recompilations settle in the first)
+        return statistics.median(durations[len(durations) // 2 :]), durations[0]
     return statistics.median(durations[1:] or durations), config.effective_batch_size
+
+
+def compare_speedups(presets: list[str], iterations: int, repeats: int, sim) -> None:  # noqa: ANN001
+    """channels-last against NCHW, and torch.compile against eager, in one run.
+
+    The compilation uses a fresh, empty inductor cache (as a user's first run does).
+    """
+    import os
+    import tempfile
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="cycsr-bench-inductor-")
+    print(f"\ntraining layouts and torch.compile (median s/iteration of {repeats} runs)")
+    print(f"{'preset':<8} {'NCHW':>8} {'NHWC':>8} {'NHWC/NCHW':>10} {'compiled':>9} "
+          f"{'compile s':>10}")  # fmt: skip
+    for preset in presets:
+        times: dict[str, list[float]] = {"nchw": [], "channels_last": []}
+        for _ in range(repeats):  # interleaved, so that load changes hit both alike
+            for layout in times:
+                times[layout].append(time_training(preset, iterations, sim, layout=layout)[0])
+        nchw = statistics.median(times["nchw"])
+        nhwc = statistics.median(times["channels_last"])
+        compiled, first = time_training(preset, 3 * iterations, sim, compile_=True)
+        print(
+            f"{preset:<8} {nchw:>8.3f} {nhwc:>8.3f} {nchw / nhwc:>9.2f}x {compiled:>9.3f} "
+            f"{first - nhwc:>10.1f}",
+            flush=True,
+        )
 
 
 #: Settings compared by ``--quality`` (TrainConfig overrides of the default run).
@@ -225,6 +281,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
     parser.add_argument("--iterations", type=int, default=None, help="per preset (default 8/6/3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+        help="precision of the timed runs (default fp32; bench_precision.py compares)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="also time NCHW against channels-last training and torch.compile against eager",
+    )  # fmt: skip
     parser.add_argument("--quality", action="store_true", help="short quality check instead")
     parser.add_argument(
         "--settings", nargs="+", default=list(QUALITY_SETTINGS), choices=list(QUALITY_SETTINGS)
@@ -255,13 +319,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     for preset in args.presets:
         iterations = args.iterations or DEFAULT_ITERATIONS.get(preset, 4)
-        seconds, batch = time_training(preset, max(iterations, 2), sim)
+        seconds, batch = time_training(preset, max(iterations, 2), sim, args.precision)
         flops = iteration_flops(preset, batch, 64)
         rate = flops / seconds / 1e9
         print(
             f"{preset:<8} {batch:>5} {seconds:>8.3f} {flops / 1e9:>11.1f} {rate:>8.1f} "
             f"{100 * rate / peak:>7.0f}%"
         )
+    if args.compare:
+        presets = [p for p in args.presets if p != "paper"]
+        compare_speedups(presets, args.iterations or 6, 2, sim)
 
 
 if __name__ == "__main__":

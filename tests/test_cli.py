@@ -600,6 +600,32 @@ def test_runtime_errors_are_one_line_too(tmp_path, sim_dir, tiny_model, monkeypa
         main([*args, "--debug"])
 
 
+# ---------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "super-resolve"])
+def test_precision_option_in_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--precision" in text and "bf16" in text and "AMX" in text
+    assert "--threads" in text and "other processes" in text
+
+
+def test_precision_errors(tmp_path, sim_dir, tiny_model, capsys):
+    lr = str(sim_dir / "lr.tif")
+    args = ["super-resolve", str(tiny_model), lr, "--out", str(tmp_path / "o")]
+    assert main([*args, "--precision", "fp16", "--device", "cpu"]) == 1
+    assert "fp16" in _one_line_error(capsys)
+    assert main([*args, "--precision", "half"]) == 2
+    assert "--precision" in capsys.readouterr().err
+    assert main([*args, "--precision", "fp32", "--threads", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    model = str(tmp_path / "m.safetensors")
+    train = ["train", lr, "--fibres", str(sim_dir / "fibres.csv"), "--out", model]
+    assert main([*train, "--set", "precision=fp32"]) == 1
+    assert "use the --precision option" in _one_line_error(capsys)
+
+
 # ---------------------------------------------------------------------------- issue 11
 
 

@@ -226,3 +226,45 @@ def test_target_paired_uses_lr_positions(sim):
         sampler.sample(2)
     with pytest.raises(ValueError, match="kind"):
         TargetSampler("sun2012")
+
+
+def _batch_one_patch_at_a_time(sampler, positions):
+    """Reference for the batched gather of ``batch_at``: one patch after the other."""
+    p, n_max = sampler.patch, sampler._n_max
+    keys, lr = [], []
+    for b, (i, t, y0, x0) in enumerate(positions):
+        lr.append(sampler.images[i][t, y0 : y0 + p, x0 : x0 + p])
+        lab = sampler._labels[i][y0 : y0 + p, x0 : x0 + p]
+        key = np.full((p, p), -1, dtype=np.int64)
+        for cell in np.unique(lab[lab >= 0]):
+            ys, xs = np.nonzero(sampler._labels[i] == cell)
+            inside = ys.min() >= y0 and ys.max() < y0 + p and xs.min() >= x0 and xs.max() < x0 + p
+            if inside:
+                key[lab == cell] = b * n_max + cell
+        keys.append(key)
+    keys = np.stack(keys)
+    unique = np.unique(keys[keys >= 0])
+    values = [sampler.values[positions[k // n_max, 0]][positions[k // n_max, 1], k % n_max]
+              for k in unique]  # fmt: skip
+    return np.stack(lr), keys, unique, np.asarray(values, dtype=np.float32)
+
+
+def test_batched_gather_equals_patch_by_patch(sim):
+    other = simulate_pcle(data.coins()[:120, :100], seed=3)
+    sampler = LRPatchSampler(
+        [sim.lr, np.stack([other.lr, other.lr * 0.5])], [sim.bundle, other.bundle], patch=24,
+        fov_fraction=0.7, rng=np.random.default_rng(5),
+    )  # fmt: skip
+    positions = sampler.draw_positions(9)
+    assert len(np.unique(positions[:, 0])) == 2  # patches of both images in one batch
+    batch = sampler.batch_at(positions)
+    lr, keys, unique, values = _batch_one_patch_at_a_time(sampler, positions)
+    np.testing.assert_array_equal(batch.lr[:, 0].numpy(), lr)
+    assert batch.n_cells == len(unique)
+    np.testing.assert_array_equal(batch.segment_patch.numpy(), unique // sampler._n_max)
+    np.testing.assert_array_equal(batch.fibre, unique % sampler._n_max)
+    np.testing.assert_array_equal(batch.values.numpy(), values)
+    # the same cells, renumbered 0..n-1 in order
+    index = batch.cell_index.numpy()
+    np.testing.assert_array_equal(index >= 0, keys >= 0)
+    np.testing.assert_array_equal(unique[index[index >= 0]], keys[keys >= 0])

@@ -430,6 +430,61 @@ def test_projection_arguments_are_checked(model, pcle):
         super_resolve(model, pcle.lr, device="cpu", bundle=b, project_iterations=-1)
 
 
+# ----------------------------------------------------------------------------- precision
+def test_bf16_inference_is_close_to_fp32_and_keeps_float32_output(model, monkeypatch):
+    from napari_cycsr import _device
+
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: True)  # no emulation warning
+    image = _image((2, 40, 40), seed=21)
+    fp32 = super_resolve(model, image, device="cpu", precision="fp32")
+    bf16 = super_resolve(model, image, device="cpu", precision="bf16")
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    diff = np.abs(bf16 - fp32)
+    assert 0 < diff.max() < 0.05  # bfloat16 rounding of the correction only
+    # the float32 input skip keeps the error far below the image range (0..2)
+    assert diff.mean() < 5e-3
+
+
+def test_precision_choice_reaches_the_network(model, monkeypatch):
+    from napari_cycsr import _device
+
+    dtypes = []
+    real_forward = inference._forward
+
+    def spy(net, batch, device, dtype):
+        dtypes.append(dtype)
+        return real_forward(net, batch, device, dtype)
+
+    monkeypatch.setattr(inference, "_forward", spy)
+    monkeypatch.setattr(_device, "cpu_bf16_pays", lambda: False)
+    image = _image((20, 20))
+    super_resolve(model, image, device="cpu")  # auto on a CPU where bf16 does not pay
+    monkeypatch.setattr(_device, "cpu_bf16_pays", lambda: True)
+    super_resolve(model, image, device="cpu")  # auto where it pays
+    super_resolve(model, image, device="cpu", amp=False)  # the old switch: float32
+    super_resolve(model, image, device="cpu", precision="fp32")
+    assert dtypes == [None, torch.bfloat16, None, None]
+
+
+def test_precision_and_threads_validation(model):
+    image = _image((20, 20))
+    with pytest.raises(ValueError, match="fp16"):
+        super_resolve(model, image, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        super_resolve(model, image, device="cpu", precision="half")
+    with pytest.raises(ValueError, match="threads"):
+        super_resolve(model, image, device="cpu", threads=0)
+
+
+def test_threads_option_is_restored_after_the_call(model):
+    before = torch.get_num_threads()
+    seen = []
+    gen = iter_super_resolve(model, _image((2, 20, 20)), device="cpu", threads=3, batch=1)
+    for _ in gen:
+        seen.append(torch.get_num_threads())
+    assert set(seen) == {3} and torch.get_num_threads() == before
+
+
 def test_projection_is_noise_aware_by_default():
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.models import SRModel

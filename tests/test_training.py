@@ -88,6 +88,9 @@ def test_config_defaults_roundtrip_and_paper_settings():
         ({"scale": 3}, "scale"),
         ({"fov_fraction": 0.0}, "fov_fraction"),
         ({"consistency_steps": -1}, "consistency_steps"),
+        ({"precision": "int8"}, "precision"),
+        ({"threads": 0}, "threads"),
+        ({"threads": 1.5}, "threads"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -443,6 +446,65 @@ def test_ddp_two_processes(tmp_path):
     assert model.metadata["world_size"] == 2
 
 
+# ----------------------------------------------------------------------------- precision
+def test_bf16_training_keeps_weights_states_and_losses_float32(sim, monkeypatch, tmp_path):
+    from napari_cycsr import _device
+    from napari_cycsr.io import load_model
+
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: True)  # no emulation warning
+    trainer = Trainer(
+        sim.lr, sim.bundle, config=_config(precision="bf16", iterations=3), values=sim.values
+    )
+    assert trainer.precision == "bf16"
+    conv_dtypes = set()
+    hook = trainer._g.head[0].register_forward_hook(lambda m, i, o: conv_dtypes.add(o.dtype))
+    events = list(trainer.run())
+    hook.remove()
+    assert conv_dtypes == {torch.bfloat16}  # the convolutions did run in bfloat16
+    assert all(np.isfinite(e.losses["l_vec"]) and np.isfinite(e.losses["loss_d"]) for e in events)
+    assert events[-1].preview.dtype == np.float32
+    for name, value in _weights(trainer).items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32, name
+    # the model file is the same as for a float32 run: float32 weights
+    path = trainer.save(tmp_path / "bf16.safetensors")
+    model = load_model(path)
+    assert all(p.dtype == torch.float32 for p in model.generator.parameters())
+    train_config = model.metadata["train_config"]
+    assert "precision" not in train_config and "threads" not in train_config
+    assert "preset" in train_config
+
+    fp32 = Trainer(sim.lr, sim.bundle, config=_config(precision="fp32", iterations=3),
+                   values=sim.values)  # fmt: skip
+    list(fp32.run())
+    assert fp32.precision == "fp32"
+    diff = (fp32._g.head[0].weight - trainer._g.head[0].weight).abs().max()
+    assert 0 < diff < 1e-2  # the same run up to bfloat16 rounding
+
+
+def test_auto_precision_is_fp32_where_bf16_does_not_pay(sim, monkeypatch):
+    from napari_cycsr import _device
+
+    monkeypatch.setattr(_device, "cpu_bf16_pays", lambda: False)
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1), values=sim.values)
+    assert trainer.config.precision == "auto" and trainer.precision == "fp32"
+    monkeypatch.setattr(_device, "cpu_bf16_pays", lambda: True)
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1), values=sim.values)
+    assert trainer.precision == "bf16"
+    with pytest.raises(ValueError, match="fp16"):
+        Trainer(sim.lr, sim.bundle, config=_config(precision="fp16"), values=sim.values)
+
+
+def test_threads_option_applies_during_the_run_only(sim):
+    before = torch.get_num_threads()
+    seen = []
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(threads=2, iterations=2),
+                      values=sim.values)  # fmt: skip
+    for _ in trainer.run():
+        seen.append(torch.get_num_threads())
+    assert seen == [2, 2] and torch.get_num_threads() == before
+
+
 def test_augmented_patches_keep_their_cells():
     """A flip / quarter turn moves pixels and cell ids together: the cell means are the same."""
     from napari_cycsr.losses import voronoi_means
@@ -484,6 +546,29 @@ def test_training_with_the_adversarial_options_runs():
         TrainConfig(adv_loss="wgan")
     with pytest.raises(ValueError, match="augment_lr"):
         TrainConfig(augment_lr=1)
+
+
+def test_adversarial_options_under_bf16(monkeypatch):
+    """Spectral norm, the relativistic loss and augmentation in bfloat16: float32 weights,
+    finite losses."""
+    from napari_cycsr import _device
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: True)  # no emulation warning
+    sim = simulate_pcle(np.random.default_rng(1).random((96, 96)), seed=1)
+    cfg = TrainConfig(
+        preset="tiny", iterations=2, batch_size=2, patch=32, device="cpu", preview_every=0,
+        adv_loss="relativistic", d_spectral_norm=True, augment_lr=True, warmup=0,
+        precision="bf16",
+    )  # fmt: skip
+    trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+    events = list(trainer.run())
+    assert trainer.precision == "bf16"
+    assert all(np.isfinite(e.losses["l_adv"]) and np.isfinite(e.losses["loss_d"]) for e in events)
+    for name, value in trainer._d.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32, name
 
 
 def test_init_starts_from_a_models_weights():

@@ -164,6 +164,32 @@ def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry)
     assert not widget.consistency.value and not widget.consistency.enabled
 
 
+def test_precision_menu_is_passed_to_inference(
+    make_napari_viewer, qtbot, errors, registry, monkeypatch
+):
+    from napari_cycsr import inference
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.random.default_rng(3).random((24, 24)), name="lr")
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    assert widget.precision.value == "auto" and widget.precision.tooltip
+    seen = []
+    real = inference.iter_super_resolve
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    widget.image.value = layer
+    widget.device.value = "cpu"
+    widget.precision.value = "fp32"
+    _run(qtbot, widget)
+    assert errors == [] and seen == ["fp32"]
+    assert viewer.layers["lr [SR m]"].data.shape == (24, 24)
+
+
 # --- issue 11: batch, models folder, grey RGB, names ------------------------------------------
 
 

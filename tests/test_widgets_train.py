@@ -153,6 +153,17 @@ def test_train_form_starts_from_the_library_defaults(qtbot):
     assert form.config().w_adv == pytest.approx(defaults.w_adv)
 
 
+def test_train_form_precision_menu(qtbot):
+    from napari_cycsr._widgets._train_form import TrainForm
+
+    form = TrainForm()
+    assert form.precision.value == "auto" and form.config().precision == "auto"
+    assert {"auto", "fp32", "bf16"} <= set(form.precision.choices)
+    assert "AMX" in form.precision.tooltip
+    form.precision.value = "fp32"
+    assert form.config().precision == "fp32"
+
+
 # --- issue 11 ---------------------------------------------------------------------------------
 
 

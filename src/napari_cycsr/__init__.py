@@ -7,12 +7,21 @@ consistency.
 
 The public scripting API is re-exported here and imported lazily, so ``import napari_cycsr``
 is cheap and does not load torch until a torch-backed name is used.
+
+Importing the package before torch also lets torch's idle OpenMP threads sleep instead of
+spinning (``OMP_WAIT_POLICY=PASSIVE``, set only where the environment does not say otherwise;
+:func:`napari_cycsr._device.configure_openmp`): spinning threads make torch several times
+slower on a machine whose cores other programs are using (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from . import _device
+
+_device.configure_openmp()
 
 __version__ = "0.1.0"
 
@@ -65,8 +74,8 @@ _EXPORTS: dict[str, str] = {
     "TrainEvent": "training",
     "super_resolve": "inference",
     "iter_super_resolve": "inference",
-    "resolve_device": "inference",
-    "available_devices": "inference",
+    "resolve_device": "_device",
+    "available_devices": "_device",
     "check_image": "inference",
     "save_checkpoint": "io",
     "load_checkpoint": "io",

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ._device import check_precision, check_threads
 from ._validate import check_setting_ranges
 
 __all__ = [
@@ -49,7 +50,9 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
         "noise_sigma", "consistency_steps",
     ),
     "data": ("target", "augment", "augment_lr", "fov_fraction", "seed"),
-    "run": ("device", "checkpoint_every", "preview_every", "checkpoint_dir"),
+    "run": (
+        "device", "precision", "threads", "checkpoint_every", "preview_every", "checkpoint_dir",
+    ),
 }  # fmt: skip
 
 #: File name of the training checkpoint inside a checkpoint folder (every front end).
@@ -232,6 +235,17 @@ class TrainConfig:
         Seeds weight initialisation, patch sampling and noise.
     device : str
         "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1", "mps".
+    precision : str
+        Arithmetic of the networks' forward passes: "auto", "fp32", "bf16" or "fp16" (CUDA
+        only). Mixed precision runs convolutions and dense layers under autocast; weights,
+        Adam states, losses and the Voronoi cell means stay float32, and the model file is
+        the same whatever the precision. "auto": bfloat16 on a CPU with native bfloat16
+        (AMX / AVX-512 BF16) where a one-off timing shows it faster, bfloat16 (else float16,
+        with loss scaling) on CUDA, float32 elsewhere (docs/performance.md).
+    threads : int or None
+        CPU threads of torch during the run; ``None`` (default): as many as the CPUs that
+        other processes leave free, at least 1 and at most torch's current setting
+        (:func:`napari_cycsr._device.choose_threads`). Ignored on a GPU.
     checkpoint_every : int
         Write a checkpoint every this many iterations (0 = only on stop and at the end).
     preview_every : int
@@ -272,6 +286,8 @@ class TrainConfig:
     fov_fraction: float = 1.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
     checkpoint_every: int = 200
     preview_every: int = 50
     checkpoint_dir: str | None = None
@@ -340,6 +356,8 @@ class TrainConfig:
             raise ValueError(f"fov_fraction must be in (0, 1], got {self.fov_fraction!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be a string, got {type(self.device).__name__}")
+        object.__setattr__(self, "precision", check_precision(self.precision))
+        check_threads(self.threads)
         check_setting_ranges(self)  # upper bounds (memory, patience): _validate.SETTING_RANGES
 
     @property

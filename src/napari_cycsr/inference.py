@@ -23,7 +23,8 @@ where a bundle runs past the camera frame.
 Speed. Each run works on a private copy of the generator (a few MB; the caller's model is
 never changed): eval mode, every BatchNorm folded into the conv before it (exact: eval-mode
 BatchNorm is a per-channel affine map), channels-last layout on CPU and CUDA, and autocast
-(bfloat16 or float16) on CUDA. Figures: ``docs/performance.md``.
+to bfloat16 or float16 where it pays (``precision``, :mod:`napari_cycsr._device`). CPU
+threads follow the machine's load (``threads``). Figures: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import math
 import uuid
 from collections.abc import Callable, Iterator
 from collections.abc import Generator as GeneratorType
-from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +41,16 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ._device import (
+    autocast,
+    available_devices,
+    check_precision,
+    check_threads,
+    memory_format,
+    resolve_device,
+    resolve_precision,
+    thread_scope,
+)
 from ._validate import (
     as_image,
     as_mask,
@@ -82,103 +92,6 @@ class Progress(NamedTuple):
 
     done: int
     total: int
-
-
-# --------------------------------------------------------------------------------------------
-# devices
-# --------------------------------------------------------------------------------------------
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def available_devices() -> list[str]:
-    """Names of the devices usable here, for a device menu.
-
-    Returns
-    -------
-    list of str
-        ``"cpu"`` first, then ``"cuda:0"``, ``"cuda:1"``... and ``"mps"`` when present.
-        ``"auto"`` (see :func:`resolve_device`) is always accepted too but not listed.
-    """
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if _mps_available():
-        devices.append("mps")
-    return devices
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn a device request into an available :class:`torch.device`.
-
-    Parameters
-    ----------
-    device : str or torch.device
-        ``"auto"`` (CUDA if available, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``,
-        ``"cuda:N"``, ``"mps"`` or a :class:`torch.device`.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    ValueError
-        If the name is not a device, or the device is not available on this machine.
-    TypeError
-        If ``device`` is neither a string nor a :class:`torch.device`.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if isinstance(device, torch.device):
-        requested = device
-    elif isinstance(device, str):
-        name = device.strip().lower()
-        if name == "auto":
-            if torch.cuda.is_available():
-                return torch.device("cuda", torch.cuda.current_device())
-            if _mps_available():
-                return torch.device("mps")
-            return torch.device("cpu")
-        try:
-            requested = torch.device(name)
-        except RuntimeError as err:
-            raise ValueError(
-                f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-            ) from err
-    else:
-        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
-
-    if requested.type == "cpu":
-        return torch.device("cpu")
-    if requested.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {str(requested)!r} requested but CUDA is not available (no NVIDIA GPU "
-                "or a CPU-only torch build); use device='cpu' or 'auto'"
-            )
-        index = requested.index if requested.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device 'cuda:{index}' requested but only {torch.cuda.device_count()} CUDA "
-                f"device(s) exist; available: {available_devices()}"
-            )
-        return torch.device("cuda", index)
-    if requested.type == "mps":
-        if not _mps_available():
-            raise ValueError(
-                "device 'mps' requested but Apple MPS is not available; use 'cpu' or 'auto'"
-            )
-        return torch.device("mps")
-    raise ValueError(
-        f"unsupported device {str(requested)!r}; expected one of {available_devices()} or 'auto'"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,18 +380,6 @@ def _oom_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return nullcontext()
-
-
-def _memory_format(device: torch.device) -> torch.memory_format:
-    # NHWC convolutions are ~30 % cheaper on CPU (oneDNN) and suit tensor cores on CUDA
-    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
-
-
 def _prepare_network(model: SRModel, device: torch.device) -> nn.Module:
     """A private copy of the generator on ``device``, in eval mode and the fastest layout.
 
@@ -491,7 +392,7 @@ def _prepare_network(model: SRModel, device: torch.device) -> nn.Module:
         p.grad = None
     net.eval()
     _fold_batch_norm(net)
-    return net.to(device=device, memory_format=_memory_format(device))
+    return net.to(device=device, memory_format=memory_format(device))
 
 
 def _fold_batch_norm(net: nn.Module) -> None:
@@ -518,9 +419,11 @@ def _fold_batch_norm(net: nn.Module) -> None:
                 module[i + 1] = nn.Identity()
 
 
-def _forward(net: nn.Module, batch: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
-    batch = batch.to(device, memory_format=_memory_format(device), non_blocking=True)
-    with torch.inference_mode(), _autocast(device, amp):
+def _forward(
+    net: nn.Module, batch: torch.Tensor, device: torch.device, dtype: torch.dtype | None
+) -> torch.Tensor:
+    batch = batch.to(device, memory_format=memory_format(device), non_blocking=True)
+    with torch.inference_mode(), autocast(device, dtype):
         return net(batch).float()
 
 
@@ -607,13 +510,14 @@ def _run_numpy(
     overlap: int,
     batch: int,
     mask: np.ndarray | None,
-    amp: bool,
+    precision: str,
     projection: _Projection | None = None,
     zoom: float = 1.0,
 ) -> GeneratorType[Progress, None, np.ndarray]:
     lead, (h, w) = image.shape[:-2], image.shape[-2:]
     n_frames = int(np.prod(lead)) if lead else 1
     s = model.scale
+    dtype = resolve_precision(precision, device)
     net = _prepare_network(model, device)
     # spacing normalisation: the network runs on frames resampled by `zoom` (the model's
     # fibre spacing over the input's) and its output is resampled back
@@ -656,7 +560,7 @@ def _run_numpy(
         windows = np.stack([frame(f)[sy[0] : sy[1], sx[0] : sx[1]] for f, sy, sx in chunk])
         x = model.normalise(torch.from_numpy(windows.astype(np.float32, copy=False))[:, None])
         try:
-            y = _forward(net, x, device, amp)
+            y = _forward(net, x, device, dtype)
         except oom:
             y = None  # leave the except block first so the failed pass's tensors are freed
         if y is None:
@@ -722,7 +626,7 @@ def _dask_block(
     overlap: int,
     batch: int,
     mask: np.ndarray | None,
-    amp: bool,
+    precision: str,
     projection: _Projection | None = None,
     zoom: float = 1.0,
     block_info: dict[Any, Any] | None = None,
@@ -741,7 +645,7 @@ def _dask_block(
         overlap=overlap,
         batch=batch,
         mask=mask,
-        amp=amp,
+        precision=precision,
         projection=projection,
         zoom=zoom,
     )
@@ -821,6 +725,8 @@ def iter_super_resolve(
     project_noise: Any = "auto",
     spacing: float | str | None = None,
     match_spacing: bool = True,
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> GeneratorType[Progress, None, Any]:
     """Super-resolve step by step: a generator of :class:`Progress` that returns the result.
 
@@ -882,6 +788,12 @@ def iter_super_resolve(
     target = resolve_device(device)  # fail now on an unavailable device
     if not isinstance(amp, bool):
         raise TypeError(f"amp must be True or False, got {amp!r}")
+    precision = check_precision(precision)
+    if not amp:
+        precision = "fp32"
+    if precision != "auto":
+        resolve_precision(precision, target)  # fail now on a precision the device lacks
+    threads = check_threads(threads)
     projection = _check_projection(bundle, values, project_iterations, image.shape, project_noise)
     zoom = _spacing_zoom(model, image, spacing, bundle, mask, match_spacing)
     options = {
@@ -889,13 +801,30 @@ def iter_super_resolve(
         "overlap": overlap,
         "batch": batch,
         "mask": mask,
-        "amp": amp,
+        "precision": precision,
         "projection": projection,
         "zoom": zoom,
     }
     if _is_dask(image):
         return _lazy_result(model, image, device=device, **options)
-    return _run_numpy(model, image, device=target, **options)
+    return _with_threads(_run_numpy(model, image, device=target, **options), threads, target)
+
+
+def _with_threads(
+    work: GeneratorType[Progress, None, Any], threads: int | None, device: torch.device
+) -> GeneratorType[Progress, None, Any]:
+    """``work`` run with ``threads`` torch threads (None: automatic), restored after."""
+    with thread_scope(threads, device) as scope:
+        try:
+            while True:
+                try:
+                    event = next(work)
+                except StopIteration as stop:
+                    return stop.value
+                yield event
+                scope.update()  # fewer threads when other jobs take the cores
+        finally:
+            work.close()  # stopped early: end the work now, not at garbage collection
 
 
 def super_resolve(
@@ -915,6 +844,8 @@ def super_resolve(
     project_noise: Any = "auto",
     spacing: float | str | None = None,
     match_spacing: bool = True,
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> Any:
     """Apply a super-resolution model to an image or a stack of images.
 
@@ -950,8 +881,7 @@ def super_resolve(
         Called as ``progress(done, total)`` with the number of windows processed (numpy input
         only; first with ``done=0``).
     amp : bool
-        Use mixed precision on CUDA (bfloat16 where supported, else float16). Ignored on CPU
-        and MPS, which compute in float32.
+        ``False`` is ``precision="fp32"`` (kept for older scripts; prefer ``precision``).
     bundle : FibreBundle, optional
         The fibres of the input (its grid must be the frames' ``(H, W)``). When given, each
         output frame is projected onto the images consistent with the measured fibre
@@ -981,6 +911,17 @@ def super_resolve(
         is known and differs by more than 5 %, the frames are resampled so that their
         spacing matches the model's, super-resolved, and resampled back (default True): one
         model then serves any bundle. False: never resample.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Arithmetic of the network. ``"auto"``: bfloat16 on a CPU with native bfloat16 (AMX /
+        AVX-512 BF16) where a one-off timing shows it faster, bfloat16 (else float16) on
+        CUDA, float32 elsewhere. ``"bf16"`` runs the convolutions under bfloat16 autocast
+        (on a CPU without native bfloat16: emulated and slow, with a warning); ``"fp16"`` is
+        for CUDA. The input skip and the output stay float32 (docs/performance.md).
+    threads : int, optional
+        CPU threads of torch for this call (restored after). ``None``: as many as the CPUs
+        that other processes leave free, at most torch's current setting
+        (:func:`napari_cycsr._device.choose_threads`). Ignored on a GPU and for dask input
+        (dask's own threads run the chunks).
 
     Returns
     -------
@@ -993,7 +934,8 @@ def super_resolve(
     TypeError
         If ``model`` is not an :class:`SRModel` or the image dtype is not real numeric.
     ValueError
-        For a bad image (see :func:`check_image`), mask, tile, overlap, batch or device.
+        For a bad image (see :func:`check_image`), mask, tile, overlap, batch, device,
+        precision or threads.
     RuntimeError
         If CUDA runs out of memory even after halving the batch and the tile size.
 
@@ -1023,6 +965,8 @@ def super_resolve(
         project_noise=project_noise,
         spacing=spacing,
         match_spacing=match_spacing,
+        precision=precision,
+        threads=threads,
     )
     return _consume(gen, progress)
 

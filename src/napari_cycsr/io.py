@@ -366,7 +366,7 @@ def model_from_tensors(
     description : dict
         ``network``, ``normalisation`` and ``metadata`` as written by :func:`model_to_tensors`.
     device : str or torch.device
-        Where to put the weights (see :func:`napari_cycsr.inference.resolve_device`).
+        Where to put the weights (see :func:`napari_cycsr._device.resolve_device`).
     source : str
         Named in error messages (e.g. the file path).
 
@@ -383,7 +383,7 @@ def model_from_tensors(
         infinite, or the normalisation or the recorded fibre spacing is not a sane number.
         The network is built only after the sizes were checked against the tensors.
     """
-    from .inference import resolve_device
+    from ._device import resolve_device
 
     target = resolve_device(device)
     config, normalisation, metadata, prefix = _describe(description, source)

@@ -37,6 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._device import (
+    autocast,
+    memory_format,
+    resolve_precision,
+    thread_scope,
+)
 from .config import CHECKPOINT_NAME, TrainConfig
 from .data import LRPatchSampler, TargetSampler
 from .losses import (
@@ -61,6 +67,9 @@ __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 _CHECKPOINT_KIND = "napari-cycsr training state"
 _LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")
 _MAX_HISTORY_POINTS = 500
+#: TrainConfig fields that describe the machine's run, not the model: kept in checkpoints
+#: (for resuming), left out of the model metadata.
+_RUN_ONLY_FIELDS = ("precision", "threads")
 #: Smoothing of the training-time consistency layer, in fibre spacings (0.4: each step cuts
 #: the cycle error of TLI patches several-fold while keeping the correction smooth).
 _CONSISTENCY_SIGMA = 0.4
@@ -114,7 +123,7 @@ class TrainEvent:
 
 # ----------------------------------------------------------------------------- helpers
 def _resolve_device(name: str) -> torch.device:
-    from .inference import resolve_device
+    from ._device import resolve_device
 
     return torch.device(resolve_device(name))
 
@@ -262,6 +271,8 @@ class Trainer:
         self.rank, self.world_size = _distributed()
         self.is_main = self.rank == 0
         self.device = self._setup_device()
+        #: autocast dtype of the forward passes (None: float32), from ``config.precision``
+        self.autocast_dtype = resolve_precision(config.precision, self.device)
         self._setup_process_group()
 
         seed = config.seed
@@ -278,8 +289,10 @@ class Trainer:
             _load_initial_weights(generator, init)
         if config.d_spectral_norm:
             _spectral_norm(discriminator)
-        self._g: nn.Module = generator.to(self.device)
-        self._d: nn.Module = discriminator.to(self.device)
+        # channels-last (NHWC) convolutions are faster on CPU (oneDNN) and on tensor cores
+        layout = memory_format(self.device)
+        self._g: nn.Module = generator.to(self.device, memory_format=layout)
+        self._d: nn.Module = discriminator.to(self.device, memory_format=layout)
 
         self.sampler = LRPatchSampler(
             lr_images,
@@ -326,6 +339,10 @@ class Trainer:
         adam = {"lr": config.learning_rate, "betas": tuple(config.betas), "eps": config.eps}
         self.optimizer_g = torch.optim.Adam(self._g.parameters(), **adam)
         self.optimizer_d = torch.optim.Adam(self._d.parameters(), **adam)
+        # float16 gradients underflow without loss scaling (bfloat16 has float32's range)
+        fp16 = self.autocast_dtype == torch.float16
+        self._scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self._scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
 
         first = self.sampler.images[0][0]
         if preview_crop is None:
@@ -402,6 +419,14 @@ class Trainer:
     def total(self) -> int:
         return self.config.iterations
 
+    @property
+    def precision(self) -> str:
+        """The precision in effect: "fp32", "bf16" or "fp16" (``config.precision`` resolved)."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+
+    def _autocast(self) -> Any:
+        return autocast(self.device, self.autocast_dtype)
+
     def stop(self) -> None:
         """Ask :meth:`run` to end after the current iteration (thread-safe).
 
@@ -413,7 +438,8 @@ class Trainer:
     @property
     def model(self) -> SRModel:
         """A copy of the current generator as an :class:`SRModel` (CPU, eval mode)."""
-        generator = copy.deepcopy(self._g).to("cpu").eval()
+        generator = copy.deepcopy(self._g).to("cpu", memory_format=torch.contiguous_format)
+        generator.eval()
         return SRModel(generator, normalisation=dict(self.normalisation), metadata=self._metadata())
 
     def save(self, path: str | os.PathLike[str]) -> Path | None:
@@ -448,67 +474,69 @@ class Trainer:
         in_step = False
         self._g.train()
         self._d.train()
-        try:
-            while self.iteration < cfg.iterations:
-                started = time.perf_counter()
-                in_step = True
-                losses = self._step()
-                self.iteration += 1
-                in_step = False
-                self.history.append(losses)
-                self._durations.append(time.perf_counter() - started)
-                stopping = self._should_stop()
-                it = self.iteration
-                final = stopping or it >= cfg.iterations
-                due = final or bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
-                if due:
-                    self._sync_buffers()
-                written = None
-                if due and self.checkpoint_path is not None:
-                    written = self.save_checkpoint(self.checkpoint_path)
-                    last_checkpoint = it
-                preview = None
-                if cfg.preview_every and (it % cfg.preview_every == 0 or final):
-                    preview = self.preview()
-                spi = float(np.median(self._durations))
-                if self.is_main:
-                    yield TrainEvent(
-                        iteration=it,
-                        total=cfg.iterations,
-                        losses={k: v for k, v in losses.items() if k != "d_accuracy"},
-                        d_accuracy=losses["d_accuracy"],
-                        seconds_per_iteration=spi,
-                        eta_seconds=spi * (cfg.iterations - it),
-                        preview=preview,
-                        checkpoint=None if written is None else str(written),
-                        stopped=stopping,
-                    )
-                if stopping:
-                    break
-        finally:
-            self._running = False
-            # closed / interrupted between iterations: keep the last completed one (a failure
-            # in the middle of an iteration leaves the previous checkpoint, never a half step)
-            if (
-                not in_step
-                and self.checkpoint_path is not None
-                and self.iteration > last_checkpoint
-            ):
-                try:
-                    self.save_checkpoint(self.checkpoint_path)
-                except Exception as err:  # do not mask the exception that ended the run
-                    warnings.warn(
-                        f"could not write the checkpoint {self.checkpoint_path}: {err}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+        with thread_scope(cfg.threads, self.device) as threads:
+            try:
+                while self.iteration < cfg.iterations:
+                    started = time.perf_counter()
+                    in_step = True
+                    losses = self._step()
+                    self.iteration += 1
+                    in_step = False
+                    self.history.append(losses)
+                    self._durations.append(time.perf_counter() - started)
+                    stopping = self._should_stop()
+                    it = self.iteration
+                    final = stopping or it >= cfg.iterations
+                    due = final or bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+                    if due:
+                        self._sync_buffers()
+                    written = None
+                    if due and self.checkpoint_path is not None:
+                        written = self.save_checkpoint(self.checkpoint_path)
+                        last_checkpoint = it
+                    preview = None
+                    if cfg.preview_every and (it % cfg.preview_every == 0 or final):
+                        preview = self.preview()
+                    spi = float(np.median(self._durations))
+                    if self.is_main:
+                        yield TrainEvent(
+                            iteration=it,
+                            total=cfg.iterations,
+                            losses={k: v for k, v in losses.items() if k != "d_accuracy"},
+                            d_accuracy=losses["d_accuracy"],
+                            seconds_per_iteration=spi,
+                            eta_seconds=spi * (cfg.iterations - it),
+                            preview=preview,
+                            checkpoint=None if written is None else str(written),
+                            stopped=stopping,
+                        )
+                    if stopping:
+                        break
+                    threads.update()  # fewer threads when other jobs take the cores
+            finally:
+                self._running = False
+                # closed / interrupted between iterations: keep the last completed one (a failure
+                # in the middle of an iteration leaves the previous checkpoint, never a half step)
+                if (
+                    not in_step
+                    and self.checkpoint_path is not None
+                    and self.iteration > last_checkpoint
+                ):
+                    try:
+                        self.save_checkpoint(self.checkpoint_path)
+                    except Exception as err:  # do not mask the exception that ended the run
+                        warnings.warn(
+                            f"could not write the checkpoint {self.checkpoint_path}: {err}",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
 
     def preview(self) -> np.ndarray:
         """SR of the fixed preview crop, in input intensity units (float32)."""
         was_training = self._g.training
         self._g.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 out = self._g(self._preview_input.to(self.device))
         finally:
             self._g.train(was_training)
@@ -547,12 +575,17 @@ class Trainer:
 
     def _d_update(self, sr: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
         d = self._d_step_module
-        real_logits = d(self._noisy(real))
-        fake_logits = d(self._noisy(sr.detach()))
+        # the high-pass and the instance noise in float32, the discriminator under autocast
+        real_in, fake_in = self._noisy(real), self._noisy(sr.detach())
+        with self._autocast():
+            real_logits = d(real_in)
+            fake_logits = d(fake_in)
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
         loss = discriminator_loss(real_logits, fake_logits, kind=self.config.adv_loss)
         self.optimizer_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_d.step()
+        self._scaler_d.scale(loss).backward()
+        self._scaler_d.step(self.optimizer_d)
+        self._scaler_d.update()
         with torch.no_grad():
             accuracy = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
         return float(loss.detach()), float(accuracy)
@@ -583,13 +616,15 @@ class Trainer:
         if adversarial:
             for _ in range(cfg.d_steps - 1):
                 extra = self.sampler.sample(bsz).to(self.device)
-                with torch.no_grad():
-                    extra_sr = self._g(extra.lr)
+                with torch.no_grad(), self._autocast():
+                    extra_sr = self._g(extra.lr).float()
                 self._d_update(extra_sr, self._target_batch(extra))
         batch = self.sampler.sample(bsz).to(self.device)
         if cfg.augment_lr:
             batch = self._augment(batch)
-        sr = self._g_step_module(batch.lr)
+        with self._autocast():
+            sr = self._g_step_module(batch.lr)
+        sr = sr.float()  # losses, cell means and the consistency layer in float32
         if cfg.consistency_steps:
             sr = consistency_layer(
                 sr,
@@ -643,9 +678,13 @@ class Trainer:
             try:
                 real_logits = None
                 if cfg.adv_loss == "relativistic":
-                    with torch.no_grad():
-                        real_logits = self._d(self._noisy(real))
-                adv = l_adv(self._d(self._noisy(sr)), real_logits, kind=cfg.adv_loss)
+                    real_in = self._noisy(real)
+                    with torch.no_grad(), self._autocast():
+                        real_logits = self._d(real_in).float()
+                fake_in = self._noisy(sr)
+                with self._autocast():
+                    fake_logits = self._d(fake_in)
+                adv = l_adv(fake_logits.float(), real_logits, kind=cfg.adv_loss)
             finally:
                 for p in self._d.parameters():
                     p.requires_grad_(True)
@@ -661,8 +700,9 @@ class Trainer:
                 "lower the learning rate or check the input images"
             )
         self.optimizer_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.optimizer_g.step()
+        self._scaler_g.scale(loss_g).backward()
+        self._scaler_g.step(self.optimizer_g)
+        self._scaler_g.update()
         losses.update(
             l_vec=float(vec.detach()),
             l_adv=float(adv.detach()),
@@ -675,8 +715,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _metadata(self) -> dict[str, Any]:
+        # how this machine ran (precision, threads) is not part of the model: a model file
+        # is the same whatever the precision it was trained in (its weights are float32)
+        train_config = {
+            k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS
+        }
         return {
-            "train_config": self.config.to_dict(),
+            "train_config": train_config,
             "seed": self.config.seed,
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
@@ -717,6 +762,7 @@ class Trainer:
             "discriminator": d_skeleton,
             "optimizer_g": og_skeleton,
             "optimizer_d": od_skeleton,
+            "grad_scalers": [self._scaler_g.state_dict(), self._scaler_d.state_dict()],
             "rng_numpy": json.loads(json.dumps(self._np_rng.bit_generator.state)),
             "initialised_from": self._init_name,
             "world_size": self.world_size,
@@ -747,6 +793,10 @@ class Trainer:
         self._d.load_state_dict(unflatten_state_dict(tensors, meta["discriminator"]), strict=True)
         self.optimizer_g.load_state_dict(unflatten_state_dict(tensors, meta["optimizer_g"]))
         self.optimizer_d.load_state_dict(unflatten_state_dict(tensors, meta["optimizer_d"]))
+        scalers = meta.get("grad_scalers") or []
+        for scaler, state in zip((self._scaler_g, self._scaler_d), scalers):
+            if scaler.is_enabled() and state:
+                scaler.load_state_dict(state)
         self._torch_rng.set_state(tensors["rng.torch"].clone())
         self._np_rng.bit_generator.state = meta["rng_numpy"]
         self.iteration = int(meta["iteration"])
@@ -776,7 +826,10 @@ class Trainer:
         """Continue a run from a checkpoint written by :meth:`save_checkpoint`.
 
         With the same data, the resumed run is bit-identical to an uninterrupted one on the
-        same device (weights, optimiser moments, RNG streams and iteration are restored).
+        same device, in the same precision and with the same number of CPU threads (set
+        ``threads`` for that: the automatic count follows the machine's load, and a
+        convolution's rounding can depend on how its work was split); weights, optimiser
+        moments, RNG streams and iteration are restored.
 
         Parameters
         ----------

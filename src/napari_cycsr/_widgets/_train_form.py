@@ -33,8 +33,8 @@ class TrainForm:
     """
 
     def __init__(self) -> None:
+        from napari_cycsr._device import PRECISION_HELP, available_devices, precision_choices
         from napari_cycsr.config import PRESETS
-        from napari_cycsr.inference import available_devices
         from napari_cycsr.training import TrainConfig
 
         defaults = TrainConfig()  # the form starts from the library's measured defaults
@@ -58,11 +58,17 @@ class TrainForm:
             label="device", choices=["auto", *available_devices()],
             tooltip="Where to train: auto = CUDA, then Apple MPS, then the CPU.",
         )  # fmt: skip
+        self.precision = ComboBox(
+            label="precision", choices=precision_choices(), value=defaults.precision,
+            tooltip=PRECISION_HELP,
+        )  # fmt: skip
         self.seed = SpinBox(
             label="seed", value=0, min=0, max=2**31 - 1,
             tooltip="One seed drives every random choice: the same seed gives the same model.",
         )  # fmt: skip
-        self.basic = [self.preset, self.iterations, self.batch_size, self.device, self.seed]
+        self.basic = [
+            self.preset, self.iterations, self.batch_size, self.device, self.precision, self.seed
+        ]  # fmt: skip
 
         def weight(label: str, value: float, tooltip: str) -> FloatSpinBox:
             # a 1e-4 step gives four decimals, enough to show w_adv's default of 1e-4
@@ -116,6 +122,7 @@ class TrainForm:
             "iterations": self.iterations.value,
             "batch_size": self.batch_size.value or None,
             "device": self.device.value,
+            "precision": self.precision.value,
             "seed": self.seed.value,
             "w_vec": self.w_vec.value,
             "w_adv": self.w_adv.value,

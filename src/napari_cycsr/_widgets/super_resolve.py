@@ -56,7 +56,7 @@ class SuperResolveWidget(Form):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_cycsr.inference import available_devices
+        from napari_cycsr._device import PRECISION_HELP, available_devices, precision_choices
 
         super().__init__()
         self._viewer = viewer
@@ -103,6 +103,10 @@ class SuperResolveWidget(Form):
             label="device", choices=["auto", *available_devices()],
             tooltip="Where to run: auto = CUDA, then Apple MPS, then the CPU.",
         )  # fmt: skip
+        self.precision = ComboBox(
+            label="precision", choices=precision_choices(), value="auto",
+            tooltip=PRECISION_HELP,
+        )  # fmt: skip
         self.tile = SpinBox(
             label="tile (px, 0 = auto)", value=0, min=0, max=8192, step=64,
             tooltip="Process large frames in windows of this size to bound memory.",
@@ -125,7 +129,8 @@ class SuperResolveWidget(Form):
         self.extend(
             [
                 self.source, self.image, self.layers, self.folder, self.model, self.model_file,
-                self.details, self.fibres, self.consistency, self.device, self.tile,
+                self.details, self.fibres, self.consistency, self.device,
+                self.precision, self.tile,
                 self.out_folder, self.run_button, self.cancel_button, self.progress, self.status,
             ]
         )  # fmt: skip
@@ -277,6 +282,7 @@ class SuperResolveWidget(Form):
                    for layer in layers]  # fmt: skip
         project = points is not None and bool(self.consistency.value)
         device, tile = self.device.value, self.tile.value or None
+        precision = self.precision.value
         out_folder = self._out_folder()
         name_of = f"SR {label}" + (" + projection" if project else "")
         targets = None
@@ -294,7 +300,7 @@ class SuperResolveWidget(Form):
                     model, data, device=device, tile=tile,
                     mask=None if bundle is None else bundle.fov_mask,
                     bundle=bundle if project else None,
-                    spacing=None if bundle is None else bundle.spacing,
+                    spacing=None if bundle is None else bundle.spacing, precision=precision,
                 )  # fmt: skip
                 while True:
                     try:
@@ -368,13 +374,14 @@ class SuperResolveWidget(Form):
             bundle = ref
         project = bundle is not None and bool(self.consistency.value)
         device, tile = self.device.value, self.tile.value or None
+        precision = self.precision.value
 
         def _work() -> Any:
             model = self._load(choice, path)  # other fibre spacings: resampled to the model's
             gen = iter_super_resolve_files(
                 model, inputs, outputs, bundle_for=(lambda _shape: bundle) if bundle else None,
                 project=project, device=device, tile=tile,
-                spacing=None if bundle is None else bundle.spacing,
+                spacing=None if bundle is None else bundle.spacing, precision=precision,
             )  # fmt: skip
             while True:
                 try:

@@ -1,5 +1,6 @@
 """What every ``cycsr`` command shares: errors, progress, readers, option parsers, the help
-formatter and the common options (``--device``, ``--threads``, ``--quiet``, ``--debug``)."""
+formatter and the common options (``--device``, ``--threads``, ``--precision``, ``--quiet``,
+``--debug``)."""
 
 from __future__ import annotations
 
@@ -289,12 +290,21 @@ def device_option(parser: argparse.ArgumentParser) -> None:
 def threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, metavar="N",
-        help="CPU threads torch may use (default: torch's choice, one per core); 1 is "
-        "fastest on a machine shared with other jobs",
+        help="CPU threads torch may use (default: the CPUs that other processes leave free, "
+        "looked at as the work runs: all cores on an idle machine, fewer on a busy one)",
     )  # fmt: skip
 
 
+def precision_option(parser: argparse.ArgumentParser) -> None:
+    from .._device import PRECISION_HELP, PRECISIONS
+
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, metavar="P", help=PRECISION_HELP
+    )
+
+
 def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` to torch (commands also pass it on, so the library keeps it)."""
     threads = getattr(args, "threads", None)
     if threads is not None:
         import torch

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..demo import BUILTIN_IMAGES
+from ..demo import BUILTIN_IMAGES, DEMO_ITERATIONS, DEMO_PRESET, DEMO_SIZE, DEMO_TRAINING
 from ._common import (
     Formatter,
     device_option,
     loss_postfix,
     non_negative_int,
     positive_int,
+    precision_option,
     progress_bar,
     quiet_option,
     say,
@@ -28,15 +29,16 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="the whole method on built-in data: simulate, train, super-resolve, report",
         description=(
             "Run the whole method on a built-in scikit-image picture: simulate a pCLE\n"
-            "acquisition (fibre bundle, noise, Delaunay/TLI display image), train the default\n"
+            "acquisition (fibre bundle, noise, Delaunay/TLI display image), train a small\n"
             "super-resolution model on it without the ground truth, super-resolve, and compare\n"
             "with TLI, Wiener deconvolution and unsharp masking against the true image.\n"
             "Writes demo.png (figure), metrics.md (table), model.safetensors, and hr/lr/sr TIFFs."
         ),
         epilog=(
             "examples:\n"
-            "  cycsr demo                          # a few minutes on a laptop CPU\n"
-            "  cycsr demo --quick --out quick_out  # about 30 s, a rough result\n"
+            "  cycsr demo                          # about a minute on a 2-core CPU\n"
+            "  cycsr demo --quick --out quick_out  # a short check that everything works\n"
+            "  cycsr demo --preset default --iterations 300   # the larger network, minutes\n"
             "  cycsr demo --image brick --iterations 3000 --device cuda"
         ),
     )
@@ -54,27 +56,32 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     p.add_argument(
         "--iterations", type=positive_int, metavar="N",
-        help="training iterations (default: 300, a few minutes on a CPU; 60 with --quick)",
+        help=f"training iterations (default: {DEMO_ITERATIONS['full']}; "
+        f"{DEMO_ITERATIONS['quick']} with --quick)",
     )  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="a short run (about 30 s on a CPU)")
+    p.add_argument("--quick", action="store_true", help="a short run that checks the install")
     p.add_argument(
         "--size", type=positive_int, metavar="PX",
-        help="resize the picture so its longer side is PX pixels (default: 256; 128 with --quick)",
+        help=f"resize the picture so its longer side is PX pixels (default: {DEMO_SIZE['full']}; "
+        f"{DEMO_SIZE['quick']} with --quick)",
     )  # fmt: skip
     p.add_argument(
-        "--preset", default="default", choices=["default", "paper", "tiny"],
+        "--preset", default=DEMO_PRESET, choices=["tiny", "default", "paper"],
         help="network size",
     )  # fmt: skip
     p.add_argument(
         "--batch-size", type=positive_int, metavar="B",
-        help="patches per training step (default: 8; 4 with --quick)",
+        help=f"patches per training step (default: {DEMO_TRAINING['full']['batch_size']}; "
+        f"{DEMO_TRAINING['quick']['batch_size']} with --quick)",
     )  # fmt: skip
     p.add_argument(
         "--patch", type=positive_int, metavar="PX",
-        help="side of the training patches (default: 64; 48 with --quick)",
+        help=f"side of the training patches (default: {DEMO_TRAINING['full']['patch']}; "
+        f"{DEMO_TRAINING['quick']['patch']} with --quick)",
     )  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     device_option(p)
+    precision_option(p)
     threads_option(p)
     quiet_option(p)
     p.set_defaults(func=run)
@@ -112,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             progress=progress,
+            precision=args.precision,
+            threads=args.threads,
             overwrite=args.overwrite,
         )
     finally:

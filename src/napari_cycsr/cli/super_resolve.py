@@ -24,6 +24,7 @@ from ._common import (
     overwrite_option,
     positive_float,
     positive_int,
+    precision_option,
     progress_bar,
     project_noise_option,
     quiet_option,
@@ -109,6 +110,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     project_noise_option(p)
     device_option(p)
+    precision_option(p)
     threads_option(p)
     p.add_argument(
         "--tile", type=positive_int, metavar="N",
@@ -277,6 +279,8 @@ def _one(
             project_noise=args.project_noise,
             spacing=spacing if spacing is not None or bundle is None else bundle.spacing,
             match_spacing=not args.no_match_spacing,
+            precision=args.precision,
+            threads=args.threads,
         )
     finally:
         for bar in bars:

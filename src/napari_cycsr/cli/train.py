@@ -33,6 +33,7 @@ from ._common import (
     non_negative_int,
     overwrite_option,
     positive_int,
+    precision_option,
     progress_bar,
     quiet_option,
     read_values,
@@ -52,6 +53,8 @@ _SET_RESERVED = (
     "batch_size",
     "patch",
     "seed",
+    "precision",
+    "threads",
 )
 
 
@@ -183,6 +186,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "repeatable, e.g. --set w_adv=1e-4 --set normalise_vec=true (docs/method.md)",
     )  # fmt: skip
     device_option(p)
+    precision_option(p)
     threads_option(p)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
     p.add_argument(
@@ -293,6 +297,8 @@ def _train(
     }
     options = {k: v for k, v in options.items() if v is not None}
     options.update(_training_settings(args.set or []))
+    # this machine's choices, also when resuming a run started elsewhere
+    options.update(precision=args.precision, threads=args.threads)
     bundles = [bundle] * len(frames)
     init = None
     if args.init is not None:
@@ -329,7 +335,7 @@ def _train(
     say(
         f"training on {len(frames)} LR frame(s) of {shape[0]}x{shape[1]} px, "
         f"{bundle.n_fibres} fibres; target domain {cfg.target!r}, preset {cfg.preset!r}, "
-        f"batch {cfg.effective_batch_size}, device {trainer.device}"
+        f"batch {cfg.effective_batch_size}, device {trainer.device}, {trainer.precision}"
         + (f"; resumed at iteration {trainer.iteration}" if args.resume else "")
     )
     started = time.perf_counter()
