@@ -208,6 +208,7 @@ def _check_own_data(workdir: Path, outputs: list[str]) -> None:
     assert "| CycSR | 2 |" in outputs[5]
     assert (workdir / "shifts.csv").is_file()  # cycsr register, then fuse: HR^ of the video
     assert read_image(workdir / "hr.tif").shape == (384, 384)
+    assert read_image(workdir / "pretrained_sr.tif").shape == (3, 384, 384)  # shipped model
 
 
 def test_cli_builtin_block_on_small_inputs(workdir, capsys):
@@ -237,6 +238,7 @@ def test_python_block_on_small_inputs(workdir):
     assert ns["bundle"].n_fibres > 4000 and ns["lr"].shape == (384, 384)
     assert ns["reg"].shifts.shape == (3, 2) and ns["hr_hat"].shape == (384, 384)
     assert ns["reference_0"].shape == (384, 384)
+    assert ns["sr_pretrained"].shape == (384, 384)
 
 
 @pytest.mark.slow
