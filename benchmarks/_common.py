@@ -606,3 +606,16 @@ def write_json(path: Path, data: Any) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=default), encoding="utf-8")
     tmp.replace(p)
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings of a benchmark's ``--set`` options as TrainConfig overrides: the
+    value as JSON data, or the plain string when it is not JSON (nothing is evaluated)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

@@ -27,7 +27,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from _common import (  # noqa: E402
     TRAIN_IMAGES,
     class_crops,
     load_grey,
+    parse_settings,
     write_json,
 )
 
@@ -119,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cycsr.training import TrainConfig, Trainer
 
     torch.set_num_threads(max(1, args.threads))
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = parse_settings(args.set)
     config = TrainConfig(
         preset=args.preset,
         iterations=args.iterations,

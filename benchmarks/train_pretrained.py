@@ -43,6 +43,7 @@ from _common import (  # noqa: E402
     REPO_ROOT,
     load_grey,
     markdown_table,
+    parse_settings,
     sparse_spots,
     update_markdown,
     write_json,
@@ -123,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cycsr.training import TrainConfig, Trainer
 
     torch.set_num_threads(max(1, args.threads))
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = parse_settings(args.set)
     recipe = {**DEFAULT_RECIPE, **overrides}
     sims, what = training_data(int(recipe["seed"]))
     data = {

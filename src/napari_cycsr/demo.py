@@ -464,8 +464,8 @@ def _metrics_document(table: str, settings: dict[str, Any]) -> str:
         "simulated TLI image only, with other built-in pictures as the unpaired target domain; "
         'the ground truth is used for scoring only. "+ projection": the image projected '
         "onto the measured fibre values (noise-aware back-projection that stops at the "
-        "noise level of the values, no training; docs/consistency.md). Metrics are computed inside the fibre bundle's field of "
-        "view.\n\n"
+        "noise level of the values, no training; docs/consistency.md). Metrics are computed "
+        "inside the fibre bundle's field of view.\n\n"
         f"{table}\n\n"
         "Columns: PSNR (dB) and SSIM against the true image; GCF, the global contrast factor; "
         "dgcf_ref and dgcf_lr, the change of GCF against the true image and against the TLI "
