@@ -9,7 +9,8 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 
-from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
+from napari_cycsr._pretrained import list_pretrained  # noqa: E402
+from napari_cycsr._widgets.super_resolve import FROM_FILE, PRETRAINED  # noqa: E402
 from napari_cycsr.io import save_model  # noqa: E402
 from napari_cycsr.models import SRModel, get_preset  # noqa: E402
 
@@ -293,7 +294,8 @@ def test_models_folder_is_listed_with_details(make_napari_viewer, qtbot, errors,
     layer = viewer.add_image(np.random.default_rng(0).random((32, 32), np.float32), name="x")
     widget = _dock(viewer)
     labels = [widget.model.native.itemText(i) for i in range(widget.model.native.count())]
-    assert labels == [f"from last week [saved: {path.name}]", FROM_FILE]
+    shipped = [PRETRAINED + m["name"] for m in list_pretrained()]  # the package's own
+    assert labels == [f"from last week [saved: {path.name}]", *shipped, FROM_FILE]
     assert widget.model.value == path
     details = widget.details.value
     for part in ("preset tiny", "x1", "fibres 2.50 px apart", "trained on sample (256x256)",
