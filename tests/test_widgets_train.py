@@ -87,6 +87,10 @@ def test_finish_then_resume_longer(setup, qtbot, errors, registry, tmp_path):
     widget.start_button.native.click()
     _wait(qtbot, widget)
     assert errors == [] and widget.trainer.iteration == 2
+    from napari_cycsr._device import cpu_count
+
+    # one CPU stays with napari's GUI thread (on a 1-CPU machine: the one thread)
+    assert widget.trainer.config.threads == max(1, cpu_count() - 1)
     widget.form.iterations.value = 4
     widget.resume_button.native.click()
     _wait(qtbot, widget)

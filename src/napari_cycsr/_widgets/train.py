@@ -232,6 +232,12 @@ class TrainWidget(Form):
 
         self.runner.check_free()
         config = self.form.config()
+        if config.threads is None:  # leave one CPU to napari's GUI thread
+            import dataclasses
+
+            from napari_cycsr._device import gui_threads
+
+            config = dataclasses.replace(config, threads=gui_threads())
         inputs = self._inputs(config.scale)
         checkpoint = self._checkpoint_path()
         self.plot.clear(total=config.iterations)
