@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-__all__ = ["in_napari", "progress_bar"]
+__all__ = ["drain", "in_napari", "progress_bar", "relay"]
 
 
 def in_napari() -> bool:
@@ -53,3 +54,47 @@ def progress_bar(total: int, desc: str, *, unit: str = "it", disable: bool = Fal
     return tqdm(
         total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=disable, file=sys.stderr
     )
+
+
+def drain(gen: Iterator[Any], callback: Callable[[Any], Any] | None = None) -> Any:
+    """Run a generator of progress events to its end and return its value (the library's
+    long work is such a generator); each event goes to ``callback`` when given.
+
+    Examples
+    --------
+    >>> def work():
+    ...     yield 1
+    ...     yield 2
+    ...     return "done"
+    >>> seen = []
+    >>> drain(work(), seen.append), seen
+    ('done', [1, 2])
+    """
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def relay(gen: Iterator[Any], convert: Callable[[Any], Any]) -> Generator[Any, None, Any]:
+    """Yield ``convert(event)`` for every event of ``gen`` and return ``gen``'s value:
+    ``result = yield from relay(work, to_step)`` turns one kind of progress into another.
+
+    Examples
+    --------
+    >>> def work():
+    ...     yield 1
+    ...     return "done"
+    >>> steps = relay(work(), lambda e: e * 10)
+    >>> next(steps), drain(steps)
+    (10, 'done')
+    """
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield convert(event)

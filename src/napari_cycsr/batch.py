@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import relay
+
 __all__ = [
     "SUFFIX",
     "FileProgress",
@@ -172,13 +174,12 @@ def iter_super_resolve_files(
             model, image, mask=None if bundle is None else bundle.fov_mask,
             bundle=bundle if project else None, **options,
         )  # fmt: skip
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield FileProgress(index, len(inputs), Path(path), int(step.done), int(step.total))
+        result = yield from relay(
+            gen,
+            lambda step, i=index, p=Path(path): FileProgress(
+                i, len(inputs), p, int(step.done), int(step.total)
+            ),
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         written.append(write_image(target, np.asarray(result, dtype=np.float32)))
     return written

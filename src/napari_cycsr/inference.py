@@ -51,6 +51,7 @@ from ._device import (
     resolve_precision,
     thread_scope,
 )
+from ._progress import drain
 from ._validate import (
     as_image,
     as_mask,
@@ -608,13 +609,7 @@ def _run_numpy(
 
 
 def _consume(gen: Iterator[Progress], progress: Callable[[int, int], Any] | None) -> Any:
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event.done, event.total)
+    return drain(gen, None if progress is None else lambda e: progress(e.done, e.total))
 
 
 def _dask_block(

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import drain
 from .config import CHECKPOINT_NAME
 from .fibres import FibreBundle
 
@@ -132,12 +133,7 @@ def iter_reconstruct(
 
 def reconstruct(raw: Any, bundle: FibreBundle, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """:func:`iter_reconstruct` run to the end: ``(image, values)``."""
-    gen = iter_reconstruct(raw, bundle, **options)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as end:
-            return end.value
+    return drain(iter_reconstruct(raw, bundle, **options))
 
 
 def checkpoint_dir_for(model_path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,8 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Points
 
+from napari_cycsr._progress import relay
+
 from ._common import (
     BUNDLE_KEY,
     bundle_from_points,
@@ -320,14 +322,11 @@ class FibresWidget(Form):
 
             # the pipeline `cycsr reconstruct` runs too: core values -> TLI (-> projection)
             gen = iter_reconstruct(data, bundle, background=background, project=steps)
-            while True:
-                try:
-                    step = next(gen)
-                except StopIteration as end:
-                    image, _values = end.value
-                    return image
-                text = "adding the layer..." if step.done == step.total else step.text
-                yield Step(step.done, step.total, text)
+            image, _values = yield from relay(gen, lambda step: Step(
+                step.done, step.total,
+                "adding the layer..." if step.done == step.total else step.text,
+            ))  # fmt: skip
+            return image
 
         def _done(tli: np.ndarray) -> None:
             suffix = f"[TLI + projection {steps}]" if steps else "[TLI]"

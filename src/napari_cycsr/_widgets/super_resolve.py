@@ -18,6 +18,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Points
 
+from napari_cycsr._progress import relay
 from napari_cycsr.models_store import model_details, saved_models
 
 from ._common import MODELS, bundle_from_points, output_spatial
@@ -302,14 +303,10 @@ class SuperResolveWidget(Form):
                     bundle=bundle if project else None,
                     spacing=None if bundle is None else bundle.spacing, precision=precision,
                 )  # fmt: skip
-                while True:
-                    try:
-                        step = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    yield Step(step.done, step.total, f"{layer.name} ({i + 1} of {len(layers)}):"
-                               f" {step.done} / {step.total} windows")  # fmt: skip
+                result = yield from relay(gen, lambda step, name=layer.name, k=i: Step(
+                    step.done, step.total,
+                    f"{name} ({k + 1} of {len(layers)}): {step.done} / {step.total} windows",
+                ))  # fmt: skip
                 if targets is not None:
                     from napari_cycsr._imageio import write_image
 

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image, Points
 
+from napari_cycsr._progress import relay
+
 from ._common import bundle_from_points, output_spatial, robust_limits
 from ._form import Form
 from ._layers import ActiveLayerFollower, GreyButton, layer_array, layer_choices, require_layer
@@ -167,14 +169,10 @@ class VideoWidget(Form):
         self.runner.check_free()
 
         def _job() -> Any:
-            events = func()
-            try:
-                while True:
-                    event = next(events)
-                    yield Step(int(event.done), int(event.total),
-                               f"{where}: {event.stage} {event.done} / {event.total}")  # fmt: skip
-            except StopIteration as end:
-                return end.value
+            return (yield from relay(func(), lambda event: Step(
+                int(event.done), int(event.total),
+                f"{where}: {event.stage} {event.done} / {event.total}",
+            )))  # fmt: skip
 
         self.runner.start(_job, where=where, on_return=on_return)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import drain, relay
 from ..consistency import upsampled_bundle
 from ..fibres import FibreBundle
 from ._common import (
@@ -435,17 +436,6 @@ def _check_scale(scale: Any) -> int:
 # ---------------------------------------------------------------------- the solver
 
 
-def _drain(gen: Generator[Any, None, Any], progress: Any = None) -> Any:
-    """Run a generator to its end (passing each yielded event to ``progress``); its value."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
-
-
 def _iter_solve(
     op: _Operator,
     values: np.ndarray,
@@ -543,12 +533,7 @@ def _steps(
     gen: Generator[int, None, Any], total: int, stage: str
 ) -> Generator[VideoProgress, None, Any]:
     """Iterations of a solver as progress events; returns the solver's result."""
-    while True:
-        try:
-            it = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield VideoProgress(int(it), max(int(total), 1), stage)
+    return (yield from relay(gen, lambda it: VideoProgress(int(it), max(int(total), 1), stage)))
 
 
 def _start_image(op: _Operator, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -571,7 +556,7 @@ def _start_image(op: _Operator, values: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _fuse_values(*args: Any, **kwargs: Any) -> tuple[np.ndarray, FusionInfo, _Operator]:
     """:func:`_iter_fuse_values` run to its end."""
-    return _drain(_iter_fuse_values(*args, **kwargs))
+    return drain(_iter_fuse_values(*args, **kwargs))
 
 
 def _iter_fuse_values(
@@ -836,7 +821,7 @@ def fuse(
         canvas=canvas,
         return_info=return_info,
     )
-    return _drain(gen, progress)
+    return drain(gen, progress)
 
 
 def iter_fuse(
@@ -1112,13 +1097,7 @@ def fuse_video(
         Frames that were not registered are all zero.
     """
     gen = iter_fuse_video(frames, bundle, shifts, window=window, scale=scale, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return drain(gen, progress)
 
 
 def pooled_interpolation(

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from .._progress import drain
 from ..fibres import FibreBundle, bundle_fov, estimate_spacing
 from ._common import (
     VideoProgress,
@@ -979,10 +980,4 @@ def register(
         min_overlap=min_overlap,
         keyframe_overlap=keyframe_overlap,
     )
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return drain(gen, progress)
