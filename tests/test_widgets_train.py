@@ -272,3 +272,34 @@ def test_closing_the_viewer_while_training_raises_nothing(make_napari_viewer, qt
     qtbot.wait(200)  # deliver the worker's last signals
     assert not runner.alive
     assert widget.trainer.iteration < 100_000
+
+
+def test_video_layer_trains_with_the_multi_frame_consistency(
+    make_napari_viewer, qtbot, errors, registry, monkeypatch
+):
+    """w_multi > 0 on a video layer: the frames are registered in the worker and the run
+    reports the multi-frame term; on a single image it is refused before any work."""
+    import napari_cycsr.video as video
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cycsr", "synthetic_pcle_video")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    widget.lr_layers.value = [viewer.layers["pCLE video (TLI)"]]
+    widget.fibres.value = viewer.layers["video fibres"]
+    _quick(widget, 2)
+    widget.form.w_multi.value = 1.0
+    calls = []
+    real = video.register
+    monkeypatch.setattr(video, "register", lambda *a, **k: calls.append(1) or real(*a, **k))
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    assert calls == [1]
+    assert widget.trainer.config.w_multi == 1.0
+    assert np.isfinite(widget.plot.values["l_multi"]).all()
+
+    viewer.add_image(viewer.layers["pCLE video (TLI)"].data[0], name="one frame")
+    widget.lr_layers.value = [viewer.layers["one frame"]]
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert "needs an LR layer that is a video" in errors[-1]

@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "config",
     "Trainer": "training",
     "train": "training",
+    "train_video": "workflows",
     "TrainEvent": "training",
     "super_resolve": "inference",
     "iter_super_resolve": "inference",

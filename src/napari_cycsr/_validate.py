@@ -311,6 +311,8 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
     "w_adv": (0.0, 1e6),
     "w_reg": (0.0, 1e6),
     "w_pix": (0.0, 1e6),
+    "w_multi": (0.0, 1e6),
+    "multi_frames": (1, 1000),
     "noise_sigma": (0.0, 10.0),
 }
 

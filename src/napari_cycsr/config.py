@@ -47,7 +47,7 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
     "losses": (
         "w_vec", "w_adv", "w_reg", "w_res", "w_pix", "normalise_vec", "paper_padding",
         "vec_tolerance", "noise_level", "adv_loss", "adv_highpass", "d_spectral_norm",
-        "noise_sigma", "consistency_steps",
+        "noise_sigma", "consistency_steps", "w_multi", "multi_frames",
     ),
     "data": ("target", "augment", "augment_lr", "fov_fraction", "seed"),
     "run": (
@@ -136,8 +136,8 @@ class TrainConfig:
     (preset, scale, residual), the **optimiser** (iterations, batch_size, patch,
     learning_rate, betas, eps, d_steps, warmup), the **losses** (w_* weights, normalise_vec,
     paper_padding, vec_tolerance, noise_level, adv_loss, adv_highpass, d_spectral_norm,
-    noise_sigma, consistency_steps), the **data** (target, augment, augment_lr,
-    fov_fraction, seed) and the **run** (device, checkpoint_every, preview_every,
+    noise_sigma, consistency_steps, w_multi, multi_frames), the **data** (target, augment,
+    augment_lr, fov_fraction, seed) and the **run** (device, checkpoint_every, preview_every,
     checkpoint_dir), which says how this machine runs it and not what is learnt. They stay
     flat keyword arguments (``TrainConfig(preset="tiny", learning_rate=3e-4)``), as the
     command line's ``--set KEY=VALUE`` and the model files' metadata have them.
@@ -220,6 +220,18 @@ class TrainConfig:
         agree with the measured fibre values, so the adversarial term can only shape detail
         the measurement leaves free; at inference the same correction is made by
         :func:`~napari_cycsr.consistency.project_consistent` (docs/method.md).
+    w_multi : float
+        Weight of the multi-frame cycle consistency (video only; 0 = off, the paper): the
+        output for frame ``t``, moved by the registered motion, must reproduce the fibre
+        values that a neighbouring frame ``t'`` measured of the same scene
+        (:meth:`~napari_cycsr.data.LRPatchSampler.neighbours`). Each neighbour's cores fall
+        on other points of the scene, so this term measures detail inside the cells that
+        one frame cannot. Needs the frames' registration (``Trainer(registration=...)``,
+        or :func:`napari_cycsr.workflows.train_video`, which registers the video itself).
+        Same loss as ``l_vec`` (noise-aware with ``vec_tolerance``). See docs/video.md.
+    multi_frames : int
+        Neighbours of the multi-frame consistency: frames ``t'`` with
+        ``1 <= |t' - t| <= multi_frames`` (one drawn per patch and iteration).
     d_steps : int
         Discriminator updates per generator update.
     warmup : int
@@ -279,6 +291,8 @@ class TrainConfig:
     augment_lr: bool = False
     noise_sigma: float = 0.2
     consistency_steps: int = 0
+    w_multi: float = 0.0
+    multi_frames: int = 2
     d_steps: int = 1
     warmup: int = 0
     target: str = "natural"
@@ -307,7 +321,11 @@ class TrainConfig:
             raise ValueError(f"scale must be 1, 2 or 4, got {self.scale!r}")
         if self.target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {TARGET_KINDS}, got {self.target!r}")
-        positive_ints = {"iterations": self.iterations, "d_steps": self.d_steps}
+        positive_ints = {
+            "iterations": self.iterations,
+            "d_steps": self.d_steps,
+            "multi_frames": self.multi_frames,
+        }
         if self.batch_size is not None:
             positive_ints["batch_size"] = self.batch_size
         for name, value in positive_ints.items():
@@ -346,6 +364,7 @@ class TrainConfig:
             "noise_sigma",
             "vec_tolerance",
             "adv_highpass",
+            "w_multi",
         ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

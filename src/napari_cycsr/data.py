@@ -31,6 +31,7 @@ __all__ = [
     "NATURAL_IMAGES",
     "TARGET_KINDS",
     "LRPatchSampler",
+    "NeighbourBatch",
     "PatchBatch",
     "TargetSampler",
     "as_frame_stacks",
@@ -289,6 +290,112 @@ class PatchBatch:
         )
 
 
+@dataclass
+class NeighbourBatch:
+    """What the multi-frame cycle consistency needs for a batch of LR patches.
+
+    For patch ``b`` of frame ``t``, a neighbouring frame ``t'`` of the same video looked at
+    the same scene, moved. Its patch ``b'`` (placed to cover about the same part of the
+    scene) has whole fibre cells with measured values; :attr:`grid` says where every
+    pixel of ``b'`` lies in patch ``b``, so ``grid_sample(SR(b), grid)`` is the output for
+    frame ``t`` moved into frame ``t'``, whose Voronoi means must give back frame ``t'``'s
+    values.
+
+    Attributes
+    ----------
+    grid : torch.Tensor
+        ``(B, P, P, 2)`` float32 sampling positions for
+        ``torch.nn.functional.grid_sample(..., align_corners=True)``: ``(x, y)`` in
+        ``[-1, 1]`` over patch ``b``'s SR grid (``P = patch * scale``).
+    cell_index : torch.Tensor
+        ``(B, P, P)`` int64 segment id of every pixel of the neighbour patches; ``-1``
+        outside the FOV, in cells cut by the patch border, in cells that reach outside
+        patch ``b`` once moved, and in the whole patch when no neighbour was found.
+    values : torch.Tensor
+        ``(n_cells,)`` float32 normalised values the neighbour frames measured.
+    segment_patch : torch.Tensor
+        ``(n_cells,)`` int64 patch ``b`` of every segment.
+    n_cells : int
+        Number of segments.
+    frames : numpy.ndarray
+        ``(B,)`` int64 neighbour frame of every patch, ``-1`` where none was found.
+    """
+
+    grid: torch.Tensor
+    cell_index: torch.Tensor
+    values: torch.Tensor
+    segment_patch: torch.Tensor
+    n_cells: int
+    frames: np.ndarray
+
+    def to(self, device: torch.device | str) -> NeighbourBatch:
+        """The same batch with its tensors on ``device``."""
+        return NeighbourBatch(
+            grid=self.grid.to(device),
+            cell_index=self.cell_index.to(device),
+            values=self.values.to(device),
+            segment_patch=self.segment_patch.to(device),
+            n_cells=self.n_cells,
+            frames=self.frames,
+        )
+
+
+def _rotation(angle: float) -> np.ndarray:
+    # the video package's pose convention (video/_common.py): R(a) = [[cos, sin], [-sin, cos]]
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, s], [-s, c]])
+
+
+def _between_frames(x: np.ndarray, src: tuple, dst: tuple, centre: np.ndarray) -> np.ndarray:
+    """Positions ``x`` (..., 2) of frame ``src`` carried to frame ``dst`` (same scene point).
+
+    A pose ``(shift, angle)`` maps a reference-frame point ``q`` to
+    ``R(angle) (q - c) + c + shift``; this is ``T_dst(T_src^-1(x))``.
+    """
+    (s_src, a_src), (s_dst, a_dst) = src, dst
+    scene = (x - centre - s_src) @ _rotation(a_src) + centre  # R^T (x - c - s) + c
+    return (scene - centre) @ _rotation(a_dst).T + centre + s_dst
+
+
+def _check_poses(poses: Any, stacks: list[np.ndarray]) -> list[tuple | None]:
+    """Per image ``None`` or ``(shifts (T, 2), angles (T,), good (T,))``, validated.
+
+    An image's pose may be a :class:`~napari_cycsr.video.Registration` (anything with
+    ``shifts``, ``angles`` and ``good``) or a ``(T, 2)`` array of ``(dy, dx)`` shifts.
+    """
+    if poses is None:
+        return [None] * len(stacks)
+    def per_image(item: Any) -> bool:  # one image's pose, not one frame's (dy, dx)
+        return item is None or hasattr(item, "shifts") or np.ndim(item) == 2
+
+    if not isinstance(poses, (list, tuple)) or not all(per_image(p) for p in poses):
+        poses = [poses]
+    if len(poses) != len(stacks):
+        raise ValueError(f"got {len(poses)} registrations for {len(stacks)} images")
+    out: list[tuple | None] = []
+    for i, (pose, stack) in enumerate(zip(poses, stacks)):
+        if pose is None:
+            out.append(None)
+            continue
+        t = len(stack)
+        if hasattr(pose, "shifts"):
+            shifts = np.asarray(pose.shifts, np.float64)
+            angles = np.asarray(getattr(pose, "angles", np.zeros(t)), np.float64)
+            good = np.asarray(getattr(pose, "good", np.ones(t, bool)), bool)
+        else:
+            shifts = np.asarray(pose, np.float64)
+            angles, good = np.zeros(t), np.ones(t, bool)
+        if shifts.shape != (t, 2) or angles.shape != (t,) or good.shape != (t,):
+            raise ValueError(
+                f"registration {i} must give a (dy, dx) shift per frame, shape ({t}, 2) for "
+                f"an image of {t} frame(s), got shape {shifts.shape}"
+            )
+        if not (np.isfinite(shifts).all() and np.isfinite(angles).all()):
+            raise ValueError(f"registration {i} contains NaN or infinite shifts or angles")
+        out.append((shifts, angles, good))
+    return out
+
+
 class LRPatchSampler:
     """Random LR patches inside the field of view, with the fibre cells each one contains.
 
@@ -314,6 +421,12 @@ class LRPatchSampler:
         (default 1.0: wholly inside, as the paper's patches of the circular pCLE field).
     rng : numpy.random.Generator, optional
         Source of randomness (default ``np.random.default_rng(0)``).
+    poses : list, optional
+        Registration of every image's frames, for :meth:`neighbours` (the multi-frame cycle
+        consistency): per image ``None``, a :class:`~napari_cycsr.video.Registration` or a
+        ``(T, 2)`` array of ``(dy, dx)`` shifts in its convention (a scene point at ``q`` in
+        the reference frame is at ``q + shift`` in frame ``t``). Frames that are not
+        ``good`` are never used as neighbours.
 
     Examples
     --------
@@ -337,6 +450,7 @@ class LRPatchSampler:
         normalisation: dict[str, float] | None = None,
         fov_fraction: float = 1.0,
         rng: np.random.Generator | None = None,
+        poses: Any = None,
     ) -> None:
         if not isinstance(patch, (int, np.integer)) or patch < 8:
             raise ValueError(f"patch must be an integer >= 8, got {patch!r}")
@@ -358,6 +472,7 @@ class LRPatchSampler:
                     f"bundle is for images of shape {tuple(bundle.shape)}"
                 )
         self.values = _values_per_image(values, stacks, self.bundles)
+        self.poses = _check_poses(poses, stacks)
 
         masks = [np.asarray(b.fov_mask, dtype=bool) for b in self.bundles]
         if normalisation is None:
@@ -399,6 +514,7 @@ class LRPatchSampler:
             )
         self._image_weights = counts / counts.sum()
         self._n_max = max(int(b.n_fibres) for b in self.bundles)
+        self._usable: list[np.ndarray | None] = [None] * len(stacks)  # for neighbours()
 
     @property
     def n_images(self) -> int:
@@ -491,6 +607,118 @@ class LRPatchSampler:
             n_cells=int(len(unique)),
             positions=positions.copy(),
             fibre=fibre,
+        )
+
+
+    @property
+    def has_video(self) -> bool:
+        """True when some image has a registration with two or more good frames."""
+        return any(p is not None and int(p[2].sum()) >= 2 for p in self.poses)
+
+    def _usable_grid(self, image: int) -> np.ndarray:
+        """``(H-p+1, W-p+1)`` bool: where a patch of ``image`` may start."""
+        grid = self._usable[image]
+        if grid is None:
+            h, w = self.images[image].shape[1:]
+            grid = np.zeros((h - self.patch + 1) * (w - self.patch + 1), dtype=bool)
+            grid[self._positions[image]] = True
+            grid = grid.reshape(h - self.patch + 1, w - self.patch + 1)
+            self._usable[image] = grid
+        return grid
+
+    def neighbours(
+        self, positions: np.ndarray, max_distance: int = 2, *, tries: int = 4
+    ) -> NeighbourBatch:
+        """Neighbour-frame patches of a batch, for the multi-frame cycle consistency.
+
+        For every ``(image, frame t, y0, x0)`` row, a good frame ``t'`` with
+        ``1 <= |t' - t| <= max_distance`` is drawn (up to ``tries`` of them, until one
+        gives a usable patch); its patch is placed where the registration says the centre
+        of patch ``t`` went, so the two cover about the same scene, and every pixel of it
+        is mapped back into patch ``t`` (:attr:`NeighbourBatch.grid`). Cells that would
+        need pixels from outside patch ``t`` are left out. Rows of images with no
+        registration get no neighbour.
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            ``(B, 4)`` rows of the batch (:attr:`PatchBatch.positions`).
+        max_distance : int
+            Largest frame distance ``|t' - t|``.
+        tries : int
+            Neighbour frames tried per patch.
+
+        Returns
+        -------
+        NeighbourBatch
+        """
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1, 4)
+        if isinstance(max_distance, bool) or int(max_distance) < 1:
+            raise ValueError(f"max_distance must be an integer >= 1, got {max_distance!r}")
+        p, s = self.patch, self.scale
+        big = p * s
+        bsz = len(positions)
+        fine = (np.arange(big) + 0.5) / s - 0.5  # LR coordinates of the SR pixel centres
+        local = np.stack(np.meshgrid(fine, fine, indexing="ij"), axis=-1).reshape(-1, 2)
+        coords = np.zeros((bsz, big * big, 2), dtype=np.float64)
+        chosen = np.full(bsz, -1, dtype=np.int64)
+        rows = np.full((bsz, 4), -1, dtype=np.int64)
+        for b, (i, t, y0, x0) in enumerate(positions):
+            pose = self.poses[i]
+            if pose is None:
+                continue
+            shifts, angles, good = pose
+            h, w = self.images[i].shape[1:]
+            centre = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
+            lo, hi = max(0, t - max_distance), min(len(shifts), t + max_distance + 1)
+            candidates = [u for u in range(lo, hi) if u != t and good[u]]
+            if not candidates:
+                continue
+            order = self.rng.permutation(len(candidates))[:tries]
+            usable = self._usable_grid(i)
+            origin = np.array([y0, x0], dtype=np.float64)
+            for u in (candidates[k] for k in order):
+                pose_t, pose_u = (shifts[t], angles[t]), (shifts[u], angles[u])
+                middle = _between_frames(origin + (p - 1) / 2.0, pose_t, pose_u, centre)
+                oy, ox = np.round(middle - (p - 1) / 2.0).astype(np.int64)
+                if not (0 <= oy < usable.shape[0] and 0 <= ox < usable.shape[1]):
+                    continue
+                if not usable[oy, ox]:
+                    continue
+                corner = np.array([oy, ox], dtype=np.float64)
+                source = _between_frames(local + corner, pose_u, pose_t, centre) - origin
+                coords[b] = (source + 0.5) * s - 0.5  # on patch t's SR grid
+                chosen[b] = u
+                rows[b] = (i, u, oy, ox)
+                break
+        found = np.flatnonzero(chosen >= 0)
+        cell_index = torch.full((bsz, big, big), -1, dtype=torch.int64)
+        values = torch.zeros(0, dtype=torch.float32)
+        segment_patch = torch.zeros(0, dtype=torch.int64)
+        n_cells = 0
+        if len(found):
+            sub = self.batch_at(rows[found])
+        if len(found) and sub.n_cells:
+            index = sub.cell_index.numpy()  # (n, P, P) ids over the sub-batch
+            outside = (coords[found] < 0) | (coords[found] > big - 1)
+            outside = outside.any(axis=-1).reshape(len(found), big, big)
+            keep = np.ones(sub.n_cells, dtype=bool)
+            keep[np.unique(index[outside & (index >= 0)])] = False
+            new_id = np.cumsum(keep) - 1
+            remapped = np.where(index >= 0, np.where(keep[index], new_id[index], -1), -1)
+            cell_index[torch.from_numpy(found)] = torch.from_numpy(remapped)
+            values = sub.values[torch.from_numpy(keep)]
+            segment_patch = torch.from_numpy(found[sub.segment_patch.numpy()[keep]])
+            n_cells = int(keep.sum())
+        grid = 2.0 * coords / max(big - 1, 1) - 1.0
+        grid = grid[..., ::-1].reshape(bsz, big, big, 2)  # grid_sample wants (x, y)
+        return NeighbourBatch(
+            grid=torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)),
+            cell_index=cell_index,
+            values=values,
+            segment_patch=segment_patch,
+            n_cells=n_cells,
+            frames=chosen,
         )
 
 

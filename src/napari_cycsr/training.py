@@ -187,6 +187,12 @@ def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
+def _undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Inverse of :func:`_dihedral`."""
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
+
+
 def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
@@ -232,6 +238,11 @@ class Trainer:
         model from :func:`napari_cycsr.pretrained`); its network (preset, scale, residual)
         must be the config's. The discriminator and the optimisers start fresh; the
         intensity normalisation comes from the new LR images.
+    registration : Registration, array or list, optional
+        Motion of every image's frames, for the multi-frame cycle consistency
+        (``config.w_multi > 0``): per image a :class:`~napari_cycsr.video.Registration`
+        (from :func:`napari_cycsr.video.register`), a ``(T, 2)`` array of ``(dy, dx)``
+        shifts, or ``None`` (see :class:`~napari_cycsr.data.LRPatchSampler`'s ``poses``).
 
     Examples
     --------
@@ -260,6 +271,7 @@ class Trainer:
         preview_crop: tuple[int, int, int, int] | None = None,
         normalisation: dict[str, float] | None = None,
         init: SRModel | None = None,
+        registration: Any = None,
     ) -> None:
         if config is None:
             config = TrainConfig()
@@ -303,7 +315,14 @@ class Trainer:
             normalisation=normalisation,
             fov_fraction=config.fov_fraction,
             rng=self._np_rng,
+            poses=registration,
         )
+        if config.w_multi > 0 and not self.sampler.has_video:
+            raise ValueError(
+                "w_multi > 0 (multi-frame cycle consistency) needs a video (a stack of frames) "
+                "and its registration with at least two good frames: pass registration= "
+                "(napari_cycsr.video.register) or use napari_cycsr.workflows.train_video"
+            )
         self.normalisation = dict(self.sampler.normalisation)
         masks = [np.asarray(b.fov_mask) for b in self.sampler.bundles]
         self.target_sampler = TargetSampler(
@@ -640,28 +659,10 @@ class Trainer:
         if adversarial:
             loss_d, accuracy = self._d_update(sr, real)
 
-        v_hat = voronoi_means(sr, batch.cell_index, batch.n_cells)
-        if cfg.vec_tolerance and not (cfg.normalise_vec or cfg.paper_padding):
-            image_of_cell = batch.positions[batch.segment_patch.cpu().numpy(), 0]
-            tol = cfg.vec_tolerance * self.noise_levels[image_of_cell]
-            vec = l_vec_noise_aware(
-                v_hat,
-                batch.values,
-                batch.cell_index,
-                batch.n_cells,
-                tolerance=torch.from_numpy(tol.astype(np.float32)).to(self.device),
-                sigma=self._smooth_sigma,
-                smooth_ratio=self._smooth_ratio,
-            )
-        else:
-            vec = l_vec(
-                v_hat,
-                batch.values,
-                normalise=cfg.normalise_vec,
-                segment_patch=batch.segment_patch,
-                n_patches=bsz,
-                padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
-            )
+        vec = self._vec_loss(sr, batch, batch.positions)
+        multi = None
+        if cfg.w_multi > 0:
+            multi = self._multi_frame_loss(sr, batch)
         reg = l_reg(sr, batch.lr)
         loss_g = cfg.w_vec * vec + cfg.w_reg * reg
         if cfg.w_res:
@@ -690,6 +691,9 @@ class Trainer:
                     p.requires_grad_(True)
             loss_g = loss_g + cfg.w_adv * adv
         losses = {}
+        if multi is not None:
+            loss_g = loss_g + cfg.w_multi * multi
+            losses["l_multi"] = float(multi.detach())
         if cfg.w_pix > 0:
             pix = l_pix(sr, real)
             loss_g = loss_g + cfg.w_pix * pix
@@ -712,6 +716,46 @@ class Trainer:
             d_accuracy=accuracy,
         )
         return losses
+
+    def _vec_loss(self, sr: torch.Tensor, cells: Any, positions: np.ndarray) -> torch.Tensor:
+        """l_vec of ``sr`` against the values of ``cells`` (a PatchBatch or NeighbourBatch)."""
+        cfg = self.config
+        v_hat = voronoi_means(sr, cells.cell_index, cells.n_cells)
+        if cfg.vec_tolerance and not (cfg.normalise_vec or cfg.paper_padding):
+            image_of_cell = positions[cells.segment_patch.cpu().numpy(), 0]
+            tol = cfg.vec_tolerance * self.noise_levels[image_of_cell]
+            return l_vec_noise_aware(
+                v_hat,
+                cells.values,
+                cells.cell_index,
+                cells.n_cells,
+                tolerance=torch.from_numpy(tol.astype(np.float32)).to(self.device),
+                sigma=self._smooth_sigma,
+                smooth_ratio=self._smooth_ratio,
+            )
+        return l_vec(
+            v_hat,
+            cells.values,
+            normalise=cfg.normalise_vec,
+            segment_patch=cells.segment_patch,
+            n_patches=sr.shape[0],
+            padding=PAPER_FIBRES_PER_PATCH if cfg.paper_padding else None,
+        )
+
+    def _multi_frame_loss(self, sr: torch.Tensor, batch: Any) -> torch.Tensor:
+        """Multi-frame cycle consistency: ``sr`` moved into a neighbouring frame must give
+        back that frame's fibre values (:meth:`LRPatchSampler.neighbours`)."""
+        neighbours = self.sampler.neighbours(batch.positions, self.config.multi_frames)
+        neighbours = neighbours.to(self.device)
+        transforms = getattr(batch, "transforms", None)
+        if transforms is not None:  # back to the frame's own orientation
+            sr = torch.stack([_undo_dihedral(x, k, f) for x, (k, f) in zip(sr, transforms)])
+        moved = torch.nn.functional.grid_sample(
+            sr, neighbours.grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
+        if neighbours.n_cells == 0:
+            return moved.sum() * 0.0
+        return self._vec_loss(moved, neighbours, batch.positions)
 
     # ------------------------------------------------------------------ checkpoints
     def _metadata(self) -> dict[str, Any]:
@@ -821,6 +865,7 @@ class Trainer:
         iterations: int | None = None,
         device: str | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
+        registration: Any = None,
         **overrides: Any,
     ) -> Trainer:
         """Continue a run from a checkpoint written by :meth:`save_checkpoint`.
@@ -835,7 +880,7 @@ class Trainer:
         ----------
         checkpoint : str or path
             Checkpoint file (or the folder holding ``checkpoint.safetensors``).
-        lr_images, bundles, target, values, target_images
+        lr_images, bundles, target, values, target_images, registration
             As for :class:`Trainer` (give the same data for an exact continuation).
         iterations : int, optional
             New total number of iterations (e.g. to train longer).
@@ -879,6 +924,7 @@ class Trainer:
             checkpoint=checkpoint_dir if checkpoint_dir is not None else path,
             preview_crop=tuple(meta["preview_crop"]),
             normalisation=meta["normalisation"],
+            registration=registration,
         )
         trainer._load_state(tensors, meta)
         return trainer
@@ -930,6 +976,7 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool | Callable[[TrainEvent], Any] | None = True,
     init: SRModel | None = None,
+    registration: Any = None,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -944,6 +991,9 @@ def train(
         with every :class:`TrainEvent` instead. False or None: silent.
     init : SRModel, optional
         Initial generator weights (fine-tuning); see :class:`Trainer`.
+    registration : Registration, array or list, optional
+        Frame motion for the multi-frame cycle consistency (``w_multi > 0``); see
+        :class:`Trainer`.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -980,6 +1030,7 @@ def train(
         target_images=target_images,
         checkpoint=checkpoint,
         init=init,
+        registration=registration,
     )
     bar = None
     if progress is True:

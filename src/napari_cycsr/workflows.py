@@ -33,6 +33,7 @@ __all__ = [
     "checkpoint_path_for",
     "iter_reconstruct",
     "reconstruct",
+    "train_video",
 ]
 
 #: Frames reconstructed per progress step (a bounded amount of work between two events).
@@ -157,3 +158,71 @@ def checkpoint_path_for(model_path: str | os.PathLike[str]) -> Path:
     'model_checkpoints/checkpoint.safetensors'
     """
     return checkpoint_dir_for(model_path) / CHECKPOINT_NAME
+
+
+def train_video(
+    video: Any,
+    bundle: FibreBundle,
+    *,
+    registration: Any = None,
+    values: Any = None,
+    w_multi: float = 1.0,
+    progress: Any = True,
+    **options: Any,
+) -> Any:
+    """Train on a pCLE video with the multi-frame cycle consistency (docs/video.md).
+
+    The frames are registered (:func:`napari_cycsr.video.register`, unless
+    ``registration`` is given) and the model is trained with
+    :func:`napari_cycsr.training.train`: besides the single-frame cycle consistency, the
+    output for frame ``t``, moved with the scene, must give back the fibre values of frames
+    ``t - multi_frames .. t + multi_frames``.
+
+    Parameters
+    ----------
+    video : array_like, shape (T, H, W)
+        The LR (TLI) frames, in order, T >= 2.
+    bundle : FibreBundle
+        Their fibres.
+    registration : Registration or array_like, shape (T, 2), optional
+        The frames' motion (default: registered here).
+    values : array_like, shape (T, N), optional
+        Measured fibre values (default: sampled from the frames).
+    w_multi : float, optional
+        Weight of the multi-frame term (default 1, the measured setting).
+    progress : bool or callable, optional
+        As :func:`~napari_cycsr.training.train`.
+    **options
+        Other arguments of :func:`~napari_cycsr.training.train` (``config``, ``init``,
+        ``checkpoint``, :class:`~napari_cycsr.config.TrainConfig` fields ...).
+
+    Returns
+    -------
+    SRModel
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle_video
+    >>> vid = simulate_pcle_video(data.brick()[:150, :150] / 255.0, 4, shape=(112, 112))
+    >>> model = train_video(vid.lr, vid.bundle, registration=vid.shifts, preset="tiny",
+    ...                     iterations=2, batch_size=2, patch=32, fov_fraction=0.9,
+    ...                     device="cpu", progress=False)
+    >>> model.metadata["train_config"]["w_multi"]
+    1.0
+    """
+    from .training import train
+    from .video import register
+
+    frames = np.asarray(video)
+    if frames.ndim != 3 or frames.shape[0] < 2:
+        raise ValueError(
+            f"video must be a (T, H, W) stack of at least 2 frames, got shape {frames.shape}"
+        )
+    if registration is None:
+        registration = register(frames, bundle)
+    stack_values = None if values is None else np.asarray(values)
+    return train(
+        frames, bundle, values=stack_values, registration=registration, w_multi=w_multi,
+        progress=progress, **options,
+    )  # fmt: skip

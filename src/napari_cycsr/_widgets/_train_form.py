@@ -91,6 +91,13 @@ class TrainForm:
             "Weight of the regulariser keeping the output's row and column means equal to the "
             "input's (Eq. 6).",
         )  # fmt: skip
+        self.w_multi = weight(
+            "w_multi (video)", defaults.w_multi,
+            "Multi-frame cycle consistency, for LR layers that are videos of a moving scene "
+            "(0 = off): the frames are registered, and the output for frame t, moved with the "
+            "scene, must give back the fibre values of frames t-2..t+2 (docs/video.md). 1 is "
+            "the measured setting.",
+        )  # fmt: skip
         self.patch = SpinBox(
             label="patch (px)", value=64, min=16, max=512, step=16,
             tooltip="Side of the training patches (LR pixels), drawn inside the field of view.",
@@ -106,7 +113,8 @@ class TrainForm:
         )  # fmt: skip
         self.advanced = Container(
             widgets=[
-                self.w_vec, self.w_adv, self.w_reg, self.patch, self.scale, self.preview_every,
+                self.w_vec, self.w_adv, self.w_reg, self.w_multi, self.patch, self.scale,
+                self.preview_every,
             ]
         )  # fmt: skip
         self.collapsible = QCollapsible("Advanced")
@@ -127,6 +135,7 @@ class TrainForm:
             "w_vec": self.w_vec.value,
             "w_adv": self.w_adv.value,
             "w_reg": self.w_reg.value,
+            "w_multi": self.w_multi.value,
             "patch": self.patch.value,
             "scale": self.scale.value,
             "preview_every": self.preview_every.value,

@@ -16,7 +16,7 @@ from ._plots import theme_axes
 __all__ = ["LOSS_KEYS", "LossPlot"]
 
 #: Losses drawn, in legend order (the keys of TrainEvent.losses).
-LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_adv", "l_reg", "loss_d")
+LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_multi", "l_adv", "l_reg", "loss_d")
 
 
 class LossPlot(FigureCanvasQTAgg):

@@ -33,6 +33,23 @@ def model_name(config: Any, iterations: int, layers: list[str]) -> str:
     return f"{config.preset} x{config.scale}, {iterations} it on {data}"
 
 
+def _registrations(inputs: dict[str, Any], config: Any) -> list[Any] | None:
+    """With the multi-frame consistency on: every LR stack registered (in the worker)."""
+    if not config.w_multi:
+        return None
+    from napari_cycsr.video import register
+
+    out = []
+    for image, bundle in zip(inputs["lr_images"], inputs["bundles"]):
+        out.append(register(image, bundle) if image.ndim == 3 and len(image) >= 2 else None)
+    if all(r is None for r in out):
+        raise ValueError(
+            "w_multi (video) needs an LR layer that is a video (a stack of frames of a moving "
+            "scene); set it to 0 for single images"
+        )
+    return out
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
@@ -246,6 +263,7 @@ class TrainWidget(Form):
             return Trainer(
                 inputs["lr_images"], inputs["bundles"], inputs["target"], config,
                 target_images=inputs["target_images"], checkpoint=checkpoint,
+                registration=_registrations(inputs, config),
             )  # fmt: skip
 
         self._launch(make, inputs, config)
@@ -266,7 +284,7 @@ class TrainWidget(Form):
             return Trainer.resume(
                 checkpoint, inputs["lr_images"], inputs["bundles"], inputs["target"],
                 target_images=inputs["target_images"], iterations=config.iterations,
-                device=config.device,
+                device=config.device, registration=_registrations(inputs, config),
             )  # fmt: skip
 
         self._launch(make, inputs, config)

@@ -90,6 +90,21 @@ def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
     )
 
 
+def _video_registration(args: argparse.Namespace, frames: list[np.ndarray], bundle: Any) -> Any:
+    """The LR video's registration: ``--shifts`` when given, else a new one."""
+    from ._video import registration
+
+    video = np.stack(frames)
+    args.reference, args.kind = 0, "reconstructed"  # LR (TLI) frames, registered to frame 0
+    reg = registration(args, video, bundle, None)
+    if int(reg.good.sum()) < 2:
+        raise CLIError(
+            "--video: fewer than 2 frames could be registered (confidence too low): the "
+            "frames may not be one moving scene; train without --video"
+        )
+    return reg
+
+
 def _training_settings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The ``--set`` pairs of `cycsr train`, checked against the TrainConfig fields."""
     import dataclasses
@@ -140,6 +155,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
             "      --resume model_checkpoints/checkpoint.safetensors\n"
             "  cycsr train lr.tif --fibres fibres.csv --out model.safetensors \\\n"
             "      --init pretrained --iterations 300\n"
+            "  cycsr train video.tif --fibres fibres.csv --out model.safetensors --video\n"
             "  torchrun --nproc_per_node 4 $(which cycsr) train lr.tif --fibres fibres.csv \\\n"
             "      --out model.safetensors --device cuda"
         ),
@@ -180,6 +196,17 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="side of the training patches in pixels (default: 64, as the paper)",
     )  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, help="random seed (default: 0)")
+    p.add_argument(
+        "--video", action="store_true",
+        help="the LR frames are one video of a moving scene, in order: register them and "
+        "add the multi-frame cycle consistency (the output for frame t, moved with the "
+        "scene, must give back the fibre values of frames t-2..t+2; w_multi 1 unless "
+        "--set w_multi=...; docs/video.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shifts", metavar="CSV",
+        help="with --video: the registration written by `cycsr register` instead of a new one",
+    )  # fmt: skip
     p.add_argument(
         "--set", type=key_value, action="append", metavar="KEY=VALUE",
         help="any other training setting (napari_cycsr.TrainConfig field), JSON value; "
@@ -231,6 +258,10 @@ def run(args: argparse.Namespace) -> int:
                 "fibre"
             )
         values = list(v)
+    if args.shifts and not args.video:
+        raise CLIError("--shifts is used only with --video")
+    if args.video and len(lr_images) < 2:
+        raise CLIError("--video needs at least 2 LR frames (a stack, a video or a folder)")
     target_images = None
     if args.target in ("images", "paired"):
         if not args.target_images:
@@ -255,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder")
     checkpoint_file = checkpoint_dir / CHECKPOINT_NAME
     # the model and the checkpoint: never an input, never one file, writable before training
-    inputs = [*find_images(args.lr), args.fibres, args.values]
+    inputs = [*find_images(args.lr), args.fibres, args.values, args.shifts]
     if args.target_images:
         inputs += find_images(args.target_images)
     check_outputs([("--out", out), ("checkpoint", checkpoint_file)], inputs)
@@ -300,6 +331,22 @@ def _train(
     # this machine's choices, also when resuming a run started elsewhere
     options.update(precision=args.precision, threads=args.threads)
     bundles = [bundle] * len(frames)
+    registration = None
+    if options.get("w_multi") and not args.video:
+        raise CLIError(
+            "--set w_multi (the multi-frame cycle consistency) needs --video: the LR frames "
+            "of one video, in order"
+        )
+    if args.video:  # one stack of frames in order, with its registration
+        registration = _video_registration(args, frames, bundle)
+        frames, bundles = [np.stack(frames)], [bundle]
+        values = None if values is None else [np.stack(values)]
+        options.setdefault("w_multi", 1.0)
+        good = int(registration.good.sum())
+        say(
+            f"registered {len(registration.shifts)} frames ({good} good); multi-frame cycle "
+            f"consistency w_multi={options['w_multi']:g}"
+        )
     init = None
     if args.init is not None:
         if args.resume is not None:
@@ -319,6 +366,7 @@ def _train(
             target_images=target_images,
             device=args.device,
             checkpoint_dir=checkpoint_dir,
+            registration=registration,
             **options,
         )
     else:
@@ -326,14 +374,16 @@ def _train(
             device=args.device, checkpoint_dir=str(checkpoint_dir), target=args.target, **options
         )
         trainer = Trainer(
-            frames, bundles, config=config, values=values, target_images=target_images, init=init
-        )
+            frames, bundles, config=config, values=values, target_images=target_images,
+            init=init, registration=registration,
+        )  # fmt: skip
     main_process = trainer.is_main
     cfg = trainer.config
     if main_process:
         folders.make(out.parent)
     say(
-        f"training on {len(frames)} LR frame(s) of {shape[0]}x{shape[1]} px, "
+        f"training on {sum(len(f) if f.ndim == 3 else 1 for f in frames)} LR frame(s) of "
+        f"{shape[0]}x{shape[1]} px, "
         f"{bundle.n_fibres} fibres; target domain {cfg.target!r}, preset {cfg.preset!r}, "
         f"batch {cfg.effective_batch_size}, device {trainer.device}, {trainer.precision}"
         + (f"; resumed at iteration {trainer.iteration}" if args.resume else "")

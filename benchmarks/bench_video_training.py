@@ -1,0 +1,222 @@
+"""Learning from video: the multi-frame cycle consistency against single-frame training.
+
+For every content class (``_common.CONTENT_CLASSES``: texture, smooth, sparse; *test*
+crops) and noise level, short pCLE videos are simulated (``simulate_pcle_video``: a random
+walk of the scene behind a fixed bundle, fresh noise in every frame). The videos are
+registered with ``napari_cycsr.video.register`` (estimated shifts, not the true ones) and
+the same network is trained on their LR frames, from scratch, with the same seed and
+budget, in several arms:
+
+- ``single``: the do-no-harm single-frame recipe of the shipped pretrained model
+  (``train_pretrained.DEFAULT_RECIPE``: noise-aware ``l_vec``, ``w_res`` 1, LR flips);
+- ``multi``: the same plus the multi-frame cycle consistency (``w_multi`` 1, neighbours
+  within ``multi_frames`` 2 frames);
+- ``single, w_res 0`` and ``multi, w_res 0``: the same two without the penalty on the
+  change to the input (so the effect of the multi-frame term and of dropping ``w_res`` can
+  be told apart);
+- ``paired HR^``: the paper's ``T_pair`` built from the video itself: the sliding-window
+  fused frames (below) are paired targets of the LR frames, with a pixel loss (``w_pix`` 1)
+  beside the cycle consistency; still no true image is seen.
+
+No high-resolution image is shown to any arm (natural target images are unpaired); each
+model is trained on the LR videos of its class and noise level and scored on them, the
+use case of a user who trains on their own video. Scores are mean differences to TLI over
+every frame of every video (PSNR / SSIM inside the FOV, against each frame's true scene),
+for the network alone and after the noise-aware projection; the sliding-window fused video
+(``napari_cycsr.video.fuse_video``, 8 frames, no network) is reported beside them as the
+non-learning way to use the same frames. The settings were fixed before the run (no
+tuning on these crops).
+
+    python benchmarks/bench_video_training.py                 # full table (~25 min, 2 cores)
+    python benchmarks/bench_video_training.py --quick         # one class, one noise level
+    python benchmarks/bench_video_training.py --docs          # also write docs/video.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    CONTENT_CLASSES,
+    REPO_ROOT,
+    class_crops,
+    markdown_table,
+    update_markdown,
+    write_json,
+)
+from train_pretrained import DEFAULT_RECIPE  # noqa: E402
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+DOCS = REPO_ROOT / "docs" / "video.md"
+
+SCENE = 176  # crop side; the frames are FRAME, the rest holds the motion
+FRAME = (144, 144)
+ARMS: dict[str, dict[str, Any]] = {
+    "single": {},
+    "single, w_res 0": {"w_res": 0.0},
+    "multi": {"w_multi": 1.0, "multi_frames": 2},
+    "multi, w_res 0": {"w_multi": 1.0, "multi_frames": 2, "w_res": 0.0},
+    "paired HR^": {"target": "paired", "w_pix": 1.0, "w_res": 0.0},
+}
+
+
+def videos(cls: str, noise: float, count: int, frames: int) -> list[Any]:
+    from napari_cycsr.simulate import simulate_pcle_video
+
+    crops = class_crops(cls, "test", SCENE, count)
+    return [
+        simulate_pcle_video(hr, frames, shape=FRAME, step=0.7, noise=noise, seed=40_000 + 10 * i)
+        for i, (_, hr) in enumerate(crops)
+    ]
+
+
+def score(images: list[np.ndarray], vids: list[Any]) -> dict[str, float]:
+    """Mean PSNR / SSIM differences to TLI over every frame (inside the FOV)."""
+    from napari_cycsr.metrics import psnr, ssim
+
+    dp, ds = [], []
+    for out, vid in zip(images, vids):
+        kw = {"mask": vid.bundle.fov_mask, "data_range": (0, 1)}
+        for t in range(len(vid.frames)):
+            hr, lr = vid.frames[t], vid.lr[t]
+            dp.append(psnr(out[t], hr, **kw) - psnr(lr, hr, **kw))
+            ds.append(ssim(out[t], hr, **kw) - ssim(lr, hr, **kw))
+    return {
+        "dpsnr": float(np.mean(dp)),
+        "dssim": float(np.mean(ds)),
+        "min_dpsnr": float(np.min(dp)),
+    }
+
+
+def run_case(cls: str, noise: float, args: argparse.Namespace) -> dict[str, Any]:
+    from napari_cycsr.consistency import project_consistent
+    from napari_cycsr.inference import super_resolve
+    from napari_cycsr.training import train
+    from napari_cycsr.video import fuse_video, register
+
+    vids = videos(cls, noise, args.videos, args.frames)
+    regs = [register(v.lr, v.bundle) for v in vids]
+    reg_err = float(
+        np.median([np.abs(r.shifts - v.shifts).max(axis=1).mean() for r, v in zip(regs, vids)])
+    )
+    out: dict[str, Any] = {"class": cls, "noise": noise, "registration_error_px": reg_err}
+    fused = [fuse_video(v.lr, v.bundle, r, window=8) for v, r in zip(vids, regs)]
+    out["fused"] = score(fused, vids)
+    for arm, extra in ARMS.items():
+        recipe = {**DEFAULT_RECIPE, "target": "natural", "batch_size": args.batch, "patch": 48}
+        recipe.update(extra)
+        paired = fused if recipe["target"] == "paired" else None
+        t0 = time.perf_counter()
+        model = train(
+            [v.lr for v in vids],
+            [v.bundle for v in vids],
+            values=[v.values for v in vids],
+            registration=regs,
+            target_images=paired,
+            iterations=args.iterations,
+            device="cpu",
+            threads=args.threads,
+            progress=False,
+            preview_every=0,
+            checkpoint_every=0,
+            **recipe,
+        )
+        seconds = time.perf_counter() - t0
+        nets, projs = [], []
+        for v in vids:
+            sr = super_resolve(
+                model, v.lr, device="cpu", mask=v.bundle.fov_mask, threads=args.threads
+            )
+            nets.append(sr)
+            projs.append(
+                np.stack([project_consistent(s, v.bundle, v.values[t]) for t, s in enumerate(sr)])
+            )
+        out[arm] = {"net": score(nets, vids), "proj": score(projs, vids), "seconds": seconds}
+        print(
+            f"{cls:8s} sd {noise:<5g} {arm:15s} net {out[arm]['net']['dpsnr']:+.2f} dB "
+            f"proj {out[arm]['proj']['dpsnr']:+.2f} dB  ({seconds:.0f} s)",
+            flush=True,
+        )
+    print(f"{cls:8s} sd {noise:<5g} fused video     {out['fused']['dpsnr']:+.2f} dB", flush=True)
+    return out
+
+
+def report(res: dict[str, Any]) -> str:
+    header = ["class", "noise sd", "registration error (px)"]
+    header += [f"{arm}: net / + projection" for arm in ARMS] + ["fused video (8 frames)"]
+    rows = []
+    for case in res["cases"]:
+        row = [case["class"], f"{case['noise']:g}", f"{case['registration_error_px']:.2f}"]
+        for arm in ARMS:
+            a = case[arm]
+            row.append(
+                f"{a['net']['dpsnr']:+.2f} dB / {a['net']['dssim']:+.3f} · "
+                f"{a['proj']['dpsnr']:+.2f} dB / {a['proj']['dssim']:+.3f}"
+            )
+        f = case["fused"]
+        row.append(f"{f['dpsnr']:+.2f} dB / {f['dssim']:+.3f}")
+        rows.append(row)
+    worst = {
+        arm: min(min(c[arm]["net"]["min_dpsnr"], c[arm]["proj"]["min_dpsnr"]) for c in res["cases"])
+        for arm in ARMS
+    }
+    lines = [
+        f"Command: `python benchmarks/bench_video_training.py{res['flags']}` ({res['date']}; "
+        f"{res['iterations']} iterations of the tiny network, batch {res['batch']}, "
+        f"{res['videos']} videos x {res['frames']} frames of {FRAME[0]} x {FRAME[1]} px per row, "
+        "estimated registration). Each cell: mean ΔPSNR / ΔSSIM against TLI over every frame, "
+        "network alone · after the noise-aware projection.",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Worst single frame (ΔPSNR, network or projection): "
+        + ", ".join(f"{arm} {v:+.2f} dB" for arm, v in worst.items())
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classes", nargs="+", default=list(CONTENT_CLASSES))
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.01, 0.03])
+    parser.add_argument("--iterations", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--videos", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="texture at sd 0.01 only")
+    parser.add_argument("--docs", action="store_true", help="write the table to docs/video.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.classes, args.noise = ["texture"], [0.01]
+    cases = [run_case(c, n, args) for c in args.classes for n in args.noise]
+    flags = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--docs")
+    res = {
+        "cases": cases,
+        "iterations": args.iterations,
+        "batch": args.batch,
+        "videos": args.videos,
+        "frames": args.frames,
+        "date": time.strftime("%Y-%m-%d"),
+        "flags": f" {flags}" if flags else "",
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "video_training.json", res)
+    text = report(res)
+    print(text)
+    if args.docs:
+        update_markdown(DOCS, {"video-training": text})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

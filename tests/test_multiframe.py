@@ -1,0 +1,279 @@
+"""The multi-frame cycle consistency: neighbour patches, their geometry, training with it."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from napari_cycsr.config import TRAIN_GROUPS, TrainConfig
+from napari_cycsr.data import LRPatchSampler
+from napari_cycsr.losses import voronoi_means
+from napari_cycsr.simulate import simulate_pcle_video
+from napari_cycsr.training import Trainer, _dihedral, _undo_dihedral, train
+
+UNIT = {"low": 0.0, "high": 1.0}
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return data.brick()[:150, :150] / 255.0
+
+
+def _video(scene: np.ndarray, rotation: float = 0.0, noise: float = 0.0, frames: int = 5):
+    return simulate_pcle_video(
+        scene, frames, shape=(112, 112), step=1.5, rotation=rotation, noise=noise, spacing=3.0,
+        seed=1,
+    )  # fmt: skip
+
+
+def _registration(vid, good=None):
+    n = len(vid.shifts)
+    return SimpleNamespace(
+        shifts=vid.shifts, angles=vid.angles, good=np.ones(n, bool) if good is None else good
+    )
+
+
+def _moved_errors(vid, scale: int, poses) -> tuple[float, float, object]:
+    """Cell-mean error of the true frames moved by the grid, and left where they are."""
+    sampler = LRPatchSampler(
+        vid.frames, vid.bundle, patch=32, scale=scale, values=vid.clean_values, poses=[poses],
+        normalisation=UNIT, fov_fraction=0.9, rng=np.random.default_rng(3),
+    )  # fmt: skip
+    positions = sampler.draw_positions(12)
+    nb = sampler.neighbours(positions, 2)
+    truth = np.stack([vid.frames[t, y : y + 32, x : x + 32] for _, t, y, x in positions])
+    truth = torch.from_numpy(truth)[:, None].float()
+    if scale > 1:
+        truth = F.interpolate(truth, scale_factor=scale, mode="nearest")
+    moved = F.grid_sample(
+        truth, nb.grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
+    err = (voronoi_means(moved, nb.cell_index, nb.n_cells) - nb.values).abs().mean()
+    still = (voronoi_means(truth, nb.cell_index, nb.n_cells) - nb.values).abs().mean()
+    return float(err), float(still), nb
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.02])
+@pytest.mark.parametrize("scale", [1, 2])
+def test_neighbour_grid_carries_the_scene_into_the_neighbour_frame(scene, rotation, scale):
+    vid = _video(scene, rotation=rotation)
+    err, still, nb = _moved_errors(vid, scale, _registration(vid))
+    # a patch at the FOV's edge may find no neighbour patch inside the FOV: most do
+    assert nb.n_cells > 100 and (nb.frames >= 0).mean() >= 0.75
+    # noise-free: the moved truth gives the neighbour's values back up to the bilinear
+    # resampling; not moving it (or moving it the wrong way) is several times worse
+    assert err < 0.004
+    assert err < 0.4 * still
+    wrong = dataclasses.replace(vid, shifts=-vid.shifts, angles=-vid.angles)
+    err_wrong, _, _ = _moved_errors(vid, scale, _registration(wrong))
+    assert err < 0.4 * err_wrong
+
+
+def test_neighbour_cells_lie_inside_the_source_patch(scene):
+    vid = _video(scene, rotation=0.02)
+    sampler = LRPatchSampler(
+        vid.lr, vid.bundle, patch=32, values=vid.values, poses=[_registration(vid)],
+        fov_fraction=0.9, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    positions = sampler.draw_positions(16)
+    nb = sampler.neighbours(positions, 1)
+    counted = nb.cell_index >= 0
+    assert counted.any()
+    assert nb.grid[counted].abs().max() <= 1.0 + 1e-6
+    # one neighbour frame per patch, within the distance, never the frame itself
+    assert np.all(np.abs(nb.frames - positions[:, 1]) == 1)
+    # every segment belongs to the patch it says, and its value is the neighbour's
+    seg_patch = nb.segment_patch.numpy()
+    for b in range(len(positions)):
+        ids = np.unique(nb.cell_index[b][nb.cell_index[b] >= 0].numpy())
+        assert np.all(seg_patch[ids] == b)
+
+
+def test_bad_frames_are_never_neighbours_and_no_registration_gives_none(scene):
+    vid = _video(scene, frames=4)
+    good = np.array([True, False, True, True])
+    sampler = LRPatchSampler(
+        vid.lr, vid.bundle, patch=32, values=vid.values, poses=[_registration(vid, good)],
+        fov_fraction=0.9, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    positions = sampler.draw_positions(40)
+    nb = sampler.neighbours(positions, 2)
+    assert 1 not in set(nb.frames.tolist())
+    assert sampler.has_video
+
+    plain = LRPatchSampler(vid.lr, vid.bundle, patch=32, fov_fraction=0.9)
+    nb = plain.neighbours(plain.draw_positions(4), 2)
+    assert not plain.has_video
+    assert nb.n_cells == 0 and (nb.frames == -1).all() and (nb.cell_index == -1).all()
+
+
+def test_registration_is_checked(scene):
+    vid = _video(scene, frames=3)
+    with pytest.raises(ValueError, match=r"shape \(3, 2\)"):
+        LRPatchSampler(vid.lr, vid.bundle, patch=32, poses=[np.zeros((2, 2))], fov_fraction=0.9)
+    with pytest.raises(ValueError, match="NaN"):
+        LRPatchSampler(
+            vid.lr, vid.bundle, patch=32, poses=[np.full((3, 2), np.nan)], fov_fraction=0.9
+        )
+    with pytest.raises(ValueError, match="2 registrations for 1 images"):
+        LRPatchSampler(
+            vid.lr, vid.bundle, patch=32, poses=[np.zeros((3, 2)), np.zeros((3, 2))],
+            fov_fraction=0.9,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("flip", [False, True])
+def test_undo_dihedral(k, flip):
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    assert torch.equal(_undo_dihedral(_dihedral(x, k, flip), k, flip), x)
+
+
+def test_config_fields():
+    assert {"w_multi", "multi_frames"} <= set(TRAIN_GROUPS["losses"])
+    assert TrainConfig().w_multi == 0.0
+    with pytest.raises(ValueError, match="w_multi"):
+        TrainConfig(w_multi=-1.0)
+    with pytest.raises(ValueError, match="multi_frames"):
+        TrainConfig(multi_frames=0)
+
+
+def _config(**kw):
+    base = dict(
+        preset="tiny", iterations=3, batch_size=4, patch=32, device="cpu", preview_every=0,
+        checkpoint_every=0, fov_fraction=0.9,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_trainer_refuses_w_multi_without_a_video(scene):
+    vid = _video(scene, frames=3, noise=0.01)
+    with pytest.raises(ValueError, match="registration"):
+        Trainer(vid.lr, vid.bundle, config=_config(w_multi=1.0), values=vid.values)
+    one_good = _registration(vid, np.array([True, False, False]))
+    with pytest.raises(ValueError, match="two good frames"):
+        Trainer(vid.lr, vid.bundle, config=_config(w_multi=1.0), registration=one_good)
+
+
+@pytest.mark.parametrize("extra", [{}, {"augment_lr": True, "vec_tolerance": 1.5, "scale": 2}])
+def test_training_reports_and_minimises_the_multi_frame_term(scene, extra):
+    vid = _video(scene, frames=4, noise=0.01)
+    config = _config(w_multi=1.0, **extra)
+    trainer = Trainer(vid.lr, vid.bundle, config=config, values=vid.values, registration=vid.shifts)
+    events = list(trainer.run())
+    assert all(np.isfinite(e.losses["l_multi"]) for e in events)
+    # the term reaches the generator: its gradient is not zero
+    trainer._g.zero_grad()
+    batch = trainer.sampler.sample(4)
+    sr = trainer._g(batch.lr).float()
+    loss = trainer._multi_frame_loss(sr, batch)
+    loss.backward()
+    grads = [p.grad.abs().sum() for p in trainer._g.parameters() if p.grad is not None]
+    assert float(loss.detach()) > 0 and float(sum(grads)) > 0
+
+
+def test_multi_frame_term_prefers_the_truth_to_tli(scene):
+    """The loss is a measurement of the scene: the true frames score better than TLI."""
+    vid = _video(scene, frames=5, noise=0.0)
+    trainer = Trainer(
+        vid.lr, vid.bundle, config=_config(w_multi=1.0), values=vid.clean_values,
+        registration=vid.shifts, normalisation=UNIT,
+    )  # fmt: skip
+    positions = trainer.sampler.draw_positions(16)
+    batch = trainer.sampler.batch_at(positions)
+    truth = np.stack([vid.frames[t, y : y + 32, x : x + 32] for _, t, y, x in positions])
+    truth = torch.from_numpy(truth)[:, None].float()
+    state = trainer.sampler.rng.bit_generator.state
+    on_truth = float(trainer._multi_frame_loss(truth, batch))
+    trainer.sampler.rng.bit_generator.state = state  # the same neighbours
+    on_tli = float(trainer._multi_frame_loss(batch.lr, batch))
+    assert on_truth < 0.5 * on_tli
+
+
+def test_train_passes_the_registration(scene):
+    vid = _video(scene, frames=3, noise=0.01)
+    model = train(
+        vid.lr, vid.bundle, values=vid.values, registration=vid.shifts, progress=False,
+        config=_config(w_multi=0.5, multi_frames=1),
+    )  # fmt: skip
+    assert model.metadata["iteration"] == 3
+    assert model.metadata["train_config"]["w_multi"] == 0.5
+
+
+# ----------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def video_files(tmp_path_factory, scene):
+    import tifffile
+
+    out = tmp_path_factory.mktemp("video")
+    vid = _video(scene, frames=4, noise=0.01)
+    tifffile.imwrite(out / "video.tif", vid.lr, photometric="minisblack")
+    vid.bundle.save_csv(out / "fibres.csv")
+    return out
+
+
+def _cli_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_cli_train_video(tmp_path, video_files, capsys):
+    from napari_cycsr.cli import main
+    from napari_cycsr.io import load_model
+
+    video, fibres = str(video_files / "video.tif"), str(video_files / "fibres.csv")
+    fast = ["--preset", "tiny", "--batch-size", "2", "--patch", "32", "--device", "cpu",
+            "--threads", "1", "--iterations", "2", "--set", "fov_fraction=0.9"]  # fmt: skip
+    out = tmp_path / "m.safetensors"
+    assert main(["train", video, "--fibres", fibres, "--video", *fast, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "registered 4 frames (4 good); multi-frame cycle consistency w_multi=1" in said
+    assert "training on 4 LR frame(s)" in said
+    assert load_model(out).metadata["train_config"]["w_multi"] == 1.0
+    # a registration made earlier by `cycsr register`, and a weight set by hand
+    shifts = tmp_path / "shifts.csv"
+    assert main(["register", video, "--fibres", fibres, "--out", str(shifts), "--quiet"]) == 0
+    out2 = tmp_path / "m2.safetensors"
+    args = ["train", video, "--fibres", fibres, "--video", "--shifts", str(shifts), *fast]
+    assert main([*args, "--set", "w_multi=0.5", "--out", str(out2), "--quiet"]) == 0
+    assert load_model(out2).metadata["train_config"]["w_multi"] == 0.5
+    # errors
+    out3 = ["--out", str(tmp_path / "m3.safetensors")]
+    assert main(["train", video, "--fibres", fibres, "--shifts", str(shifts), *fast, *out3]) == 1
+    assert "--shifts is used only with --video" in _cli_error(capsys)
+    one = tmp_path / "one.tif"
+    import tifffile
+
+    tifffile.imwrite(one, tifffile.imread(video)[0])
+    assert main(["train", str(one), "--fibres", fibres, "--video", *fast, *out3]) == 1
+    assert "at least 2 LR frames" in _cli_error(capsys)
+    assert main(["train", video, "--fibres", fibres, *fast, "--set", "w_multi=1", *out3]) == 1
+    assert "needs --video" in _cli_error(capsys)
+
+
+def test_train_video_registers_the_frames_itself(scene, monkeypatch):
+    import napari_cycsr.video as video
+    from napari_cycsr.workflows import train_video
+
+    vid = _video(scene, frames=3, noise=0.01)
+    seen = {}
+    real = video.register
+
+    def spy(frames, bundle, **kw):
+        seen["reg"] = real(frames, bundle, **kw)
+        return seen["reg"]
+
+    monkeypatch.setattr(video, "register", spy)
+    model = train_video(vid.lr, vid.bundle, config=_config(), progress=False)
+    assert model.metadata["train_config"]["w_multi"] == 1.0
+    # the registration it made is the video's motion (sub-pixel)
+    assert np.abs(seen["reg"].shifts - vid.shifts).max() < 0.3
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        train_video(vid.lr[0], vid.bundle, config=_config(), progress=False)
