@@ -235,19 +235,28 @@ def test_cli_train_video(tmp_path, video_files, capsys):
     assert main(["train", video, "--fibres", fibres, "--video", *fast, "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "registered 4 frames (4 good); multi-frame cycle consistency w_multi=1" in said
+    assert "fused video as paired targets (w_pix=1, 4 frames)" in said
     assert "training on 4 LR frame(s)" in said
-    assert load_model(out).metadata["train_config"]["w_multi"] == 1.0
-    # a registration made earlier by `cycsr register`, and a weight set by hand
+    config = load_model(out).metadata["train_config"]
+    assert (config["w_multi"], config["target"], config["w_pix"]) == (1.0, "paired", 1.0)
+    # a registration made earlier by `cycsr register`, a weight set by hand, no fused targets
     shifts = tmp_path / "shifts.csv"
     assert main(["register", video, "--fibres", fibres, "--out", str(shifts), "--quiet"]) == 0
     out2 = tmp_path / "m2.safetensors"
     args = ["train", video, "--fibres", fibres, "--video", "--shifts", str(shifts), *fast]
-    assert main([*args, "--set", "w_multi=0.5", "--out", str(out2), "--quiet"]) == 0
-    assert load_model(out2).metadata["train_config"]["w_multi"] == 0.5
+    args += ["--no-fused-targets", "--set", "w_multi=0.5", "--out", str(out2), "--quiet"]
+    assert main(args) == 0
+    config = load_model(out2).metadata["train_config"]
+    assert (config["w_multi"], config["target"], config["w_pix"]) == (0.5, "natural", 0.0)
     # errors
     out3 = ["--out", str(tmp_path / "m3.safetensors")]
     assert main(["train", video, "--fibres", fibres, "--shifts", str(shifts), *fast, *out3]) == 1
     assert "--shifts is used only with --video" in _cli_error(capsys)
+    assert main(["train", video, "--fibres", fibres, "--no-fused-targets", *fast, *out3]) == 1
+    assert "--no-fused-targets is used only with --video" in _cli_error(capsys)
+    assert main(["train", video, "--fibres", fibres, "--video", "--target", "downscaled",
+                 *fast, *out3]) == 1  # fmt: skip
+    assert "add --no-fused-targets to use --target downscaled" in _cli_error(capsys)
     one = tmp_path / "one.tif"
     import tifffile
 
@@ -273,7 +282,54 @@ def test_train_video_registers_the_frames_itself(scene, monkeypatch):
     monkeypatch.setattr(video, "register", spy)
     model = train_video(vid.lr, vid.bundle, config=_config(), progress=False)
     assert model.metadata["train_config"]["w_multi"] == 1.0
+    assert model.metadata["train_config"]["target"] == "paired"
     # the registration it made is the video's motion (sub-pixel)
     assert np.abs(seen["reg"].shifts - vid.shifts).max() < 0.3
     with pytest.raises(ValueError, match="at least 2 frames"):
         train_video(vid.lr[0], vid.bundle, config=_config(), progress=False)
+
+
+def test_train_takes_the_target_with_the_settings_it_needs(scene):
+    """``train(..., target="paired", w_pix=1)``: the target and the pixel loss that needs it
+    are validated together (they were not: w_pix was refused for the default target)."""
+    vid = _video(scene, frames=2, noise=0.01)
+    model = train(
+        vid.lr, vid.bundle, "paired", config=_config(), target_images=vid.frames, w_pix=1.0,
+        progress=False,
+    )  # fmt: skip
+    assert model.metadata["train_config"]["target"] == "paired"
+    assert model.metadata["train_config"]["w_pix"] == 1.0
+
+
+def test_video_training_fuses_targets_from_the_registered_frames_only(scene):
+    from napari_cycsr.video import Registration, fuse_video
+    from napari_cycsr.workflows import video_training
+
+    vid = _video(scene, frames=5, noise=0.01)
+    good = np.array([True, True, False, True, True])
+    reg = Registration(
+        shifts=vid.shifts, confidence=good * 0.9, angles=vid.angles, reference=0,
+        overlap=np.ones(5), anchors=np.zeros(5, np.int64), shape=vid.lr.shape[1:],
+    )  # fmt: skip
+    prepared = video_training(vid.lr, vid.bundle, registration=reg, values=vid.values)
+    assert prepared.frames_used.tolist() == [0, 1, 3, 4]
+    (frames,), (targets,), (values,) = (
+        prepared.lr_images, prepared.target_images, prepared.values
+    )
+    np.testing.assert_array_equal(frames, vid.lr[[0, 1, 3, 4]])
+    np.testing.assert_array_equal(values, vid.values[[0, 1, 3, 4]])
+    np.testing.assert_allclose(targets, fuse_video(vid.lr, vid.bundle, reg)[[0, 1, 3, 4]])
+    (pose,) = prepared.registration
+    np.testing.assert_array_equal(pose.shifts, vid.shifts[[0, 1, 3, 4]])
+    assert pose.good.all()
+    assert prepared.settings == {"w_multi": 1.0, "target": "paired", "w_pix": 1.0}
+    # the fused frames are closer to the truth than the LR frames they pair with
+    m = vid.bundle.fov_mask
+    truth = vid.frames[[0, 1, 3, 4]]
+    assert np.abs(targets - truth)[:, m].mean() < np.abs(frames - truth)[:, m].mean()
+
+    plain = video_training(vid.lr, vid.bundle, registration=reg, fused_targets=False, w_multi=0)
+    assert plain.target_images is None and plain.frames_used.tolist() == list(range(5))
+    assert plain.settings == {"w_multi": 0.0}
+    with pytest.raises(ValueError, match="fewer than 2 frames"):
+        video_training(vid.lr, vid.bundle, registration=_registration(vid, np.eye(5)[0] > 0))

@@ -277,9 +277,10 @@ def test_closing_the_viewer_while_training_raises_nothing(make_napari_viewer, qt
 def test_video_layer_trains_with_the_multi_frame_consistency(
     make_napari_viewer, qtbot, errors, registry, monkeypatch
 ):
-    """w_multi > 0 on a video layer: the frames are registered in the worker and the run
-    reports the multi-frame term; on a single image it is refused before any work."""
-    import napari_cycsr.video as video
+    """"learn from video" on a video layer: the frames are registered and fused in the worker
+    and the run reports the multi-frame term against paired fused targets; a single image
+    is refused before any work."""
+    import napari_cycsr.workflows as workflows
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-cycsr", "synthetic_pcle_video")
@@ -287,19 +288,22 @@ def test_video_layer_trains_with_the_multi_frame_consistency(
     widget.lr_layers.value = [viewer.layers["pCLE video (TLI)"]]
     widget.fibres.value = viewer.layers["video fibres"]
     _quick(widget, 2)
-    widget.form.w_multi.value = 1.0
+    widget.form.video.value = True
     calls = []
-    real = video.register
-    monkeypatch.setattr(video, "register", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = workflows.video_training
+    monkeypatch.setattr(
+        workflows, "video_training", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     widget.start_button.native.click()
     _wait(qtbot, widget)
     assert errors == []
     assert calls == [1]
-    assert widget.trainer.config.w_multi == 1.0
+    config = widget.trainer.config
+    assert (config.w_multi, config.target, config.w_pix) == (1.0, "paired", 1.0)
     assert np.isfinite(widget.plot.values["l_multi"]).all()
 
     viewer.add_image(viewer.layers["pCLE video (TLI)"].data[0], name="one frame")
     widget.lr_layers.value = [viewer.layers["one frame"]]
     widget.start_button.native.click()
-    _wait(qtbot, widget)
-    assert "needs an LR layer that is a video" in errors[-1]
+    assert "'one frame' is a single image" in errors[-1]
+    assert widget.worker is None and calls == [1]

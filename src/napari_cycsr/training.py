@@ -1015,6 +1015,8 @@ def train(
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
     config = config if config is not None else TrainConfig()
+    if target is not None:  # with the other overrides: they are validated together
+        overrides["target"] = target
     if overrides:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(overrides) - known)

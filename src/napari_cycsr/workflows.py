@@ -34,6 +34,8 @@ __all__ = [
     "iter_reconstruct",
     "reconstruct",
     "train_video",
+    "video_training",
+    "VideoTraining",
 ]
 
 #: Frames reconstructed per progress step (a bounded amount of work between two events).
@@ -160,23 +162,46 @@ def checkpoint_path_for(model_path: str | os.PathLike[str]) -> Path:
     return checkpoint_dir_for(model_path) / CHECKPOINT_NAME
 
 
-def train_video(
+@dataclass
+class VideoTraining:
+    """What a training run on a video needs (:func:`video_training`).
+
+    Pass ``lr_images``, ``bundles``, ``values``, ``registration`` and ``target_images`` to
+    :class:`~napari_cycsr.training.Trainer` (or :func:`~napari_cycsr.training.train`) and
+    ``settings`` as :class:`~napari_cycsr.config.TrainConfig` fields.
+    """
+
+    lr_images: list[np.ndarray]
+    bundles: list[FibreBundle]
+    values: list[np.ndarray] | None
+    registration: list[Any]
+    target_images: list[np.ndarray] | None
+    settings: dict[str, Any]
+    frames_used: np.ndarray
+
+
+def video_training(
     video: Any,
     bundle: FibreBundle,
     *,
     registration: Any = None,
     values: Any = None,
     w_multi: float = 1.0,
-    progress: Any = True,
-    **options: Any,
-) -> Any:
-    """Train on a pCLE video with the multi-frame cycle consistency (docs/video.md).
+    fused_targets: bool = True,
+    w_pix: float = 1.0,
+    window: int = 8,
+    progress: Any = None,
+) -> VideoTraining:
+    """Prepare training on a pCLE video: registration, multi-frame term, fused targets.
 
-    The frames are registered (:func:`napari_cycsr.video.register`, unless
-    ``registration`` is given) and the model is trained with
-    :func:`napari_cycsr.training.train`: besides the single-frame cycle consistency, the
-    output for frame ``t``, moved with the scene, must give back the fibre values of frames
-    ``t - multi_frames .. t + multi_frames``.
+    The frames are registered (:func:`napari_cycsr.video.register`, unless ``registration``
+    is given). With ``fused_targets`` the sliding-window fused video
+    (:func:`napari_cycsr.video.fuse_video`: each frame fused with its ``window`` nearest
+    good neighbours) becomes a paired target of the LR frames (``target="paired"``) with a
+    pixel loss of weight ``w_pix``: the paper's ``T_pair`` made from the video itself. Only
+    the frames registered with enough confidence are trained on then (the others have no
+    fused frame). ``w_multi`` weighs the multi-frame cycle consistency (0 = off).
+    docs/video.md#learning-from-video has the measurements behind the defaults.
 
     Parameters
     ----------
@@ -188,8 +213,92 @@ def train_video(
         The frames' motion (default: registered here).
     values : array_like, shape (T, N), optional
         Measured fibre values (default: sampled from the frames).
-    w_multi : float, optional
-        Weight of the multi-frame term (default 1, the measured setting).
+    w_multi, fused_targets, w_pix, window
+        As above.
+    progress : callable, optional
+        Called with the registration's and the fusion's progress events.
+
+    Returns
+    -------
+    VideoTraining
+    """
+    from types import SimpleNamespace
+
+    from .video import Registration, fuse_video, register
+
+    frames = np.asarray(video)
+    if frames.ndim != 3 or frames.shape[0] < 2:
+        raise ValueError(
+            f"video must be a (T, H, W) stack of at least 2 frames, got shape {frames.shape}"
+        )
+    n = frames.shape[0]
+    if registration is None:
+        registration = register(frames, bundle, progress=progress)
+    if hasattr(registration, "shifts"):
+        shifts = np.asarray(registration.shifts, np.float64)
+        angles = np.asarray(getattr(registration, "angles", np.zeros(n)), np.float64)
+        good = np.asarray(getattr(registration, "good", np.ones(n, bool)), bool)
+    else:
+        shifts, angles, good = np.asarray(registration, np.float64), np.zeros(n), np.ones(n, bool)
+    if shifts.shape != (n, 2):
+        raise ValueError(f"the registration has {len(shifts)} frames, the video {n}")
+    if not isinstance(registration, Registration):  # shifts, or another object with them
+        registration = Registration(
+            shifts=shifts, confidence=good.astype(np.float64), angles=angles,
+            reference=int(np.argmax(good)), overlap=np.ones(n), anchors=np.zeros(n, np.int64),
+            min_confidence=0.5, shape=tuple(frames.shape[1:]),
+        )  # fmt: skip
+    if int(good.sum()) < 2:
+        raise ValueError(
+            "fewer than 2 frames of the video are registered (confidence too low): the frames "
+            "may not show one moving scene; train on them without the video options"
+        )
+    stack_values = None if values is None else np.asarray(values, np.float32).reshape(n, -1)
+    settings: dict[str, Any] = {"w_multi": float(w_multi)}
+    used = np.arange(n)
+    targets = None
+    if fused_targets:
+        fused = fuse_video(frames, bundle, registration, window=window, progress=progress)
+        used = np.flatnonzero(good)
+        frames, fused = frames[used], fused[used]
+        shifts, angles, good = shifts[used], angles[used], good[used]
+        stack_values = None if stack_values is None else stack_values[used]
+        targets = [fused.astype(np.float32)]
+        settings.update(target="paired", w_pix=float(w_pix))
+    pose = SimpleNamespace(shifts=shifts, angles=angles, good=good)
+    return VideoTraining(
+        lr_images=[frames],
+        bundles=[bundle],
+        values=None if stack_values is None else [stack_values],
+        registration=[pose],
+        target_images=targets,
+        settings=settings,
+        frames_used=used,
+    )
+
+
+def train_video(
+    video: Any,
+    bundle: FibreBundle,
+    *,
+    registration: Any = None,
+    values: Any = None,
+    w_multi: float = 1.0,
+    fused_targets: bool = True,
+    w_pix: float = 1.0,
+    window: int = 8,
+    progress: Any = True,
+    **options: Any,
+) -> Any:
+    """Train on a pCLE video: what one video teaches beyond one frame (docs/video.md).
+
+    :func:`video_training` (registration, the multi-frame cycle consistency, the fused video
+    as paired targets), then :func:`napari_cycsr.training.train`.
+
+    Parameters
+    ----------
+    video, bundle, registration, values, w_multi, fused_targets, w_pix, window
+        As :func:`video_training`.
     progress : bool or callable, optional
         As :func:`~napari_cycsr.training.train`.
     **options
@@ -208,21 +317,20 @@ def train_video(
     >>> model = train_video(vid.lr, vid.bundle, registration=vid.shifts, preset="tiny",
     ...                     iterations=2, batch_size=2, patch=32, fov_fraction=0.9,
     ...                     device="cpu", progress=False)
-    >>> model.metadata["train_config"]["w_multi"]
-    1.0
+    >>> config = model.metadata["train_config"]
+    >>> config["w_multi"], config["target"], config["w_pix"]
+    (1.0, 'paired', 1.0)
     """
     from .training import train
-    from .video import register
 
-    frames = np.asarray(video)
-    if frames.ndim != 3 or frames.shape[0] < 2:
-        raise ValueError(
-            f"video must be a (T, H, W) stack of at least 2 frames, got shape {frames.shape}"
-        )
-    if registration is None:
-        registration = register(frames, bundle)
-    stack_values = None if values is None else np.asarray(values)
+    prepared = video_training(
+        video, bundle, registration=registration, values=values, w_multi=w_multi,
+        fused_targets=fused_targets, w_pix=w_pix, window=window,
+    )  # fmt: skip
+    settings = {**prepared.settings, **options}
+    target = settings.pop("target", None)
     return train(
-        frames, bundle, values=stack_values, registration=registration, w_multi=w_multi,
-        progress=progress, **options,
+        prepared.lr_images, prepared.bundles, target, values=prepared.values,
+        registration=prepared.registration, target_images=prepared.target_images,
+        progress=progress, **settings,
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from superqt import QCollapsible
 
 __all__ = ["TARGETS", "TrainForm", "format_eta"]
@@ -91,12 +91,13 @@ class TrainForm:
             "Weight of the regulariser keeping the output's row and column means equal to the "
             "input's (Eq. 6).",
         )  # fmt: skip
-        self.w_multi = weight(
-            "w_multi (video)", defaults.w_multi,
-            "Multi-frame cycle consistency, for LR layers that are videos of a moving scene "
-            "(0 = off): the frames are registered, and the output for frame t, moved with the "
-            "scene, must give back the fibre values of frames t-2..t+2 (docs/video.md). 1 is "
-            "the measured setting.",
+        self.video = CheckBox(
+            label="learn from video", value=False,
+            tooltip="For LR layers that are videos of a moving scene: the frames are "
+            "registered, the output for frame t, moved with the scene, must give back the "
+            "fibre values of frames t-2..t+2 (multi-frame cycle consistency), and the "
+            "sliding-window fused video is a paired target (the target domain is then "
+            "'paired'). docs/video.md#learning-from-video.",
         )  # fmt: skip
         self.patch = SpinBox(
             label="patch (px)", value=64, min=16, max=512, step=16,
@@ -113,7 +114,7 @@ class TrainForm:
         )  # fmt: skip
         self.advanced = Container(
             widgets=[
-                self.w_vec, self.w_adv, self.w_reg, self.w_multi, self.patch, self.scale,
+                self.w_vec, self.w_adv, self.w_reg, self.video, self.patch, self.scale,
                 self.preview_every,
             ]
         )  # fmt: skip
@@ -135,7 +136,6 @@ class TrainForm:
             "w_vec": self.w_vec.value,
             "w_adv": self.w_adv.value,
             "w_reg": self.w_reg.value,
-            "w_multi": self.w_multi.value,
             "patch": self.patch.value,
             "scale": self.scale.value,
             "preview_every": self.preview_every.value,

@@ -33,21 +33,36 @@ def model_name(config: Any, iterations: int, layers: list[str]) -> str:
     return f"{config.preset} x{config.scale}, {iterations} it on {data}"
 
 
-def _registrations(inputs: dict[str, Any], config: Any) -> list[Any] | None:
-    """With the multi-frame consistency on: every LR stack registered (in the worker)."""
-    if not config.w_multi:
-        return None
-    from napari_cycsr.video import register
+def _require_videos(inputs: dict[str, Any]) -> None:
+    for name, image in zip(inputs["names"], inputs["lr_images"]):
+        if image.ndim != 3 or len(image) < 2:
+            raise ValueError(
+                f"'learn from video' needs LR layers that are videos (stacks of frames of a "
+                f"moving scene); {name!r} is a single image: untick it or choose a video"
+            )
 
-    out = []
+
+def _video_inputs(inputs: dict[str, Any], config: Any) -> tuple[dict[str, Any], Any]:
+    """With "learn from video": every LR layer registered, fused, and the config to match
+    (:func:`napari_cycsr.workflows.video_training`; run in the worker, it takes a while)."""
+    import dataclasses
+
+    from napari_cycsr.workflows import video_training
+
+    _require_videos(inputs)
+    lists: dict[str, list] = {"lr_images": [], "bundles": [], "registration": [], "targets": []}
+    settings: dict[str, Any] = {}
     for image, bundle in zip(inputs["lr_images"], inputs["bundles"]):
-        out.append(register(image, bundle) if image.ndim == 3 and len(image) >= 2 else None)
-    if all(r is None for r in out):
-        raise ValueError(
-            "w_multi (video) needs an LR layer that is a video (a stack of frames of a moving "
-            "scene); set it to 0 for single images"
-        )
-    return out
+        prepared = video_training(image, bundle)
+        lists["lr_images"] += prepared.lr_images
+        lists["bundles"] += prepared.bundles
+        lists["registration"] += prepared.registration
+        lists["targets"] += prepared.target_images or []
+        settings = prepared.settings
+    out = {**inputs, "lr_images": lists["lr_images"], "bundles": lists["bundles"]}
+    out.update(registration=lists["registration"], target_images=lists["targets"] or None)
+    out["target"] = settings.pop("target", inputs["target"])
+    return out, dataclasses.replace(config, target=out["target"], **settings)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -259,11 +274,16 @@ class TrainWidget(Form):
         checkpoint = self._checkpoint_path()
         self.plot.clear(total=config.iterations)
 
+        video = self.form.video.value
+        if video:
+            _require_videos(inputs)  # refused before any work
+
         def make() -> Any:
+            data, run_config = _video_inputs(inputs, config) if video else (inputs, config)
             return Trainer(
-                inputs["lr_images"], inputs["bundles"], inputs["target"], config,
-                target_images=inputs["target_images"], checkpoint=checkpoint,
-                registration=_registrations(inputs, config),
+                data["lr_images"], data["bundles"], data["target"], run_config,
+                target_images=data["target_images"], checkpoint=checkpoint,
+                registration=data.get("registration"),
             )  # fmt: skip
 
         self._launch(make, inputs, config)
@@ -280,11 +300,16 @@ class TrainWidget(Form):
         config = self.form.config()
         inputs = self._inputs(config.scale)
 
+        video = self.form.video.value
+        if video:
+            _require_videos(inputs)
+
         def make() -> Any:
+            data, _ = _video_inputs(inputs, config) if video else (inputs, config)
             return Trainer.resume(
-                checkpoint, inputs["lr_images"], inputs["bundles"], inputs["target"],
-                target_images=inputs["target_images"], iterations=config.iterations,
-                device=config.device, registration=_registrations(inputs, config),
+                checkpoint, data["lr_images"], data["bundles"], data["target"],
+                target_images=data["target_images"], iterations=config.iterations,
+                device=config.device, registration=data.get("registration"),
             )  # fmt: skip
 
         self._launch(make, inputs, config)

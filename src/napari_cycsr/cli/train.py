@@ -90,6 +90,12 @@ def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
     )
 
 
+def _advance(bar: Any, event: Any) -> None:
+    """Move a progress bar to a VideoProgress event."""
+    bar.total = event.total
+    bar.update(event.done - bar.n)
+
+
 def _video_registration(args: argparse.Namespace, frames: list[np.ndarray], bundle: Any) -> Any:
     """The LR video's registration: ``--shifts`` when given, else a new one."""
     from ._video import registration
@@ -171,8 +177,9 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="MODEL", help="model file (.safetensors)")
     p.add_argument(
-        "--target", default="natural", choices=list(TARGET_KINDS),
-        help="target (high-resolution) domain",
+        "--target", choices=list(TARGET_KINDS),
+        help="target (high-resolution) domain (default: natural; with --video: the fused "
+        "video, paired)",
     )  # fmt: skip
     p.add_argument(
         "--target-images", nargs="+", metavar="HR",
@@ -198,10 +205,15 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     p.add_argument("--seed", type=non_negative_int, help="random seed (default: 0)")
     p.add_argument(
         "--video", action="store_true",
-        help="the LR frames are one video of a moving scene, in order: register them and "
-        "add the multi-frame cycle consistency (the output for frame t, moved with the "
-        "scene, must give back the fibre values of frames t-2..t+2; w_multi 1 unless "
-        "--set w_multi=...; docs/video.md)",
+        help="the LR frames are one video of a moving scene, in order: register them, add "
+        "the multi-frame cycle consistency (the output for frame t, moved with the scene, "
+        "must give back the fibre values of frames t-2..t+2; w_multi 1 unless --set "
+        "w_multi=...) and train against the sliding-window fused video as paired targets "
+        "(docs/video.md#learning-from-video)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-fused-targets", action="store_true",
+        help="with --video: no fused-video targets (then --target chooses the domain)",
     )  # fmt: skip
     p.add_argument(
         "--shifts", metavar="CSV",
@@ -258,8 +270,17 @@ def run(args: argparse.Namespace) -> int:
                 "fibre"
             )
         values = list(v)
-    if args.shifts and not args.video:
-        raise CLIError("--shifts is used only with --video")
+    if (args.shifts or args.no_fused_targets) and not args.video:
+        option = "--shifts" if args.shifts else "--no-fused-targets"
+        raise CLIError(f"{option} is used only with --video")
+    fused_targets = args.video and not args.no_fused_targets
+    if fused_targets and args.target is not None:
+        raise CLIError(
+            f"--video trains against the fused video (a paired target); add "
+            f"--no-fused-targets to use --target {args.target} instead"
+        )
+    if args.target is None and not fused_targets:
+        args.target = "natural"
     if args.video and len(lr_images) < 2:
         raise CLIError("--video needs at least 2 LR frames (a stack, a video or a folder)")
     target_images = None
@@ -337,15 +358,37 @@ def _train(
             "--set w_multi (the multi-frame cycle consistency) needs --video: the LR frames "
             "of one video, in order"
         )
-    if args.video:  # one stack of frames in order, with its registration
-        registration = _video_registration(args, frames, bundle)
-        frames, bundles = [np.stack(frames)], [bundle]
-        values = None if values is None else [np.stack(values)]
-        options.setdefault("w_multi", 1.0)
-        good = int(registration.good.sum())
+    if args.video:  # one stack of frames in order, registered; fused targets
+        from ..workflows import video_training
+
+        reg = _video_registration(args, frames, bundle)
+        bar = progress_bar(len(frames), "fuse", unit="frame", disable=args.quiet)
+        try:
+            prepared = video_training(
+                np.stack(frames), bundle, registration=reg,
+                values=None if values is None else np.stack(values),
+                w_multi=options.get("w_multi", 1.0),
+                fused_targets=not args.no_fused_targets, w_pix=options.get("w_pix", 1.0),
+                progress=lambda e: _advance(bar, e),
+            )  # fmt: skip
+        finally:
+            bar.close()
+        frames, bundles = prepared.lr_images, prepared.bundles
+        values, target_images = prepared.values, prepared.target_images
+        registration = prepared.registration
+        settings = dict(prepared.settings)
+        if "target" in settings:
+            args.target = settings.pop("target")
+        options = {**settings, **options}
         say(
-            f"registered {len(registration.shifts)} frames ({good} good); multi-frame cycle "
-            f"consistency w_multi={options['w_multi']:g}"
+            f"registered {len(reg.shifts)} frames ({int(reg.good.sum())} good); multi-frame "
+            f"cycle consistency w_multi={options['w_multi']:g}"
+            + (
+                f"; fused video as paired targets (w_pix={options['w_pix']:g}, "
+                f"{len(prepared.frames_used)} frames)"
+                if target_images is not None
+                else ""
+            )
         )
     init = None
     if args.init is not None:
