@@ -743,12 +743,19 @@ def run_classes(
     return per
 
 
-def class_report(per: dict[str, Any], best: str, networks: Sequence[str]) -> str:
-    """Markdown of Table 3: per class and noise level, differences to TLI; the verdict."""
+def class_report(
+    per: dict[str, Any], best: str, networks: Sequence[str], *, intro: str | None = None
+) -> str:
+    """Markdown of Table 3: per class and noise level, differences to TLI; the verdict.
+
+    ``intro`` replaces the opening paragraph (which describes the ``network`` row).
+    """
     n_crops = len(per[next(iter(per))]["methods"]["TLI (input)"]["psnr"])
     methods = class_methods(networks)
     lines = [
-        f"**Table 3: content classes (do no harm).** {n_crops} "
+        intro
+        if intro is not None
+        else f"**Table 3: content classes (do no harm).** {n_crops} "
         "test crops (128 px) per class, each simulated at every noise level; `network` is "
         f"the proposed model ({best}, trained on the training images at noise sd {NOISE}, "
         "never on these crops); `pretrained:NAME` rows are the models that ship with the "

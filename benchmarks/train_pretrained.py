@@ -320,6 +320,9 @@ def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
         "description": f"the {model.config.channels}-channel, {model.config.blocks}-block "
         f"generator trained {it} iterations without high-resolution pairs",
         "trained_on": curve["trained_on"],
+        # the pictures, by scikit-image name (the demo says when its picture is one of them)
+        "pretrain_images": list(PRETRAIN_IMAGES),
+        "target_images": list(NATURAL_IMAGES),
         "preset": curve["recipe"].get("preset"),
         "iterations": it,
         "fibre_spacing": float(model.metadata["fibre_spacing"]),

@@ -305,3 +305,83 @@ def test_adv_table_checks_the_issue_aim():
     lines = md.splitlines()
     assert lines[2].startswith("| A + projection") and lines[2].endswith("**yes** |")
     assert lines[3].startswith("| B + projection") and lines[3].endswith("no |")
+
+
+@pytest.fixture(scope="module")
+def bench_pretrained(common):
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_pretrained")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_demo_picture_is_held_out_of_every_model_and_benchmark(common):
+    """The demo's default picture is no pretraining, target, test or validation image, and
+    the shipped manifest names the pictures the demo checks against."""
+    from napari_cycsr import data, list_pretrained
+    from napari_cycsr.demo import DEMO_IMAGE
+
+    used = set(common.PRETRAIN_IMAGES) | set(common.NATURAL_IMAGES) | set(data.NATURAL_IMAGES)
+    used |= set(common.TRAIN_IMAGES) | set(common.UNPAIRED_IMAGES) | set(common.TEST_IMAGES)
+    for cls in common.CONTENT_CLASSES.values():
+        for split in cls.values():
+            used |= {name for name, _, _ in split}
+    assert DEMO_IMAGE not in used
+    (entry,) = [m for m in list_pretrained() if m["name"] == "default"]
+    assert entry["pretrain_images"] == list(common.PRETRAIN_IMAGES)
+    assert entry["target_images"] == list(common.NATURAL_IMAGES)
+
+
+def test_pretrained_aims_verdict(bench_pretrained):
+    """The aims table: met when the result beats TLI by 1 dB and the projection by 0.3 dB
+    everywhere; a class significantly below TLI breaks 'never worse'."""
+    rng = np.random.default_rng(0)
+    net = "pretrained:x"
+
+    def per(gain: dict[str, float]) -> dict:
+        out = {}
+        for cls in bench_pretrained.CONTENT_CLASSES:
+            for noise in bench_pretrained.NOISE_LEVELS:
+                tli = 25 + rng.normal(0, 1, 12)
+                methods = {
+                    "TLI (input)": {"psnr": tli, "ssim": 0.8 + 0 * tli},
+                    "TLI + projection": {"psnr": tli + 0.5, "ssim": 0.8 + 0 * tli},
+                    net: {"psnr": tli + gain[cls] - 0.1, "ssim": 0.8 + 0 * tli},
+                }
+                shift = gain[cls] + rng.normal(0, 0.05, 12)
+                methods[f"{net} + projection"] = {"psnr": tli + shift, "ssim": 0.8 + shift / 100}
+                out[f"{cls}@{noise:g}"] = {"methods": methods}
+        return out
+
+    rows, met = bench_pretrained.aims(per({"texture": 2.0, "smooth": 1.5, "sparse": 1.2}), net)
+    assert met == {"over TLI": True, "over projection": True, "never worse": True}
+    assert [r[0] for r in rows] == list(bench_pretrained.CONTENT_CLASSES)
+    assert float(rows[0][2]) == pytest.approx(2.0, abs=0.05)
+    rows, met = bench_pretrained.aims(per({"texture": 2.0, "smooth": -0.4, "sparse": 0.6}), net)
+    assert met == {"over TLI": False, "over projection": False, "never worse": False}
+    assert rows[1][-1].startswith("PSNR at") and rows[0][-1] == "no"
+
+
+def test_pretrained_real_frame_scores(bench_pretrained):
+    """One frame of a simulated video against its leave-one-out reference: every method is
+    scored, TLI has no added detail, and the projection moves TLI towards the reference."""
+    from skimage import data
+
+    from napari_cycsr.models import SRModel
+    from napari_cycsr.simulate import simulate_pcle_video
+
+    vid = simulate_pcle_video(data.camera()[:160, :160], 6, seed=0, noise=0.005)
+    reg = vid.shifts  # the true shifts stand in for the registration
+    model = SRModel.new("tiny")
+    scores, images, covered = bench_pretrained.score_real_frame(
+        model, vid.values, vid.bundle, reg, 2
+    )
+    assert list(scores) == list(bench_pretrained.REAL_METHODS)
+    assert math.isnan(scores["TLI"]["gradient_ratio"])
+    assert 0.3 < covered <= 1.0
+    assert images["reference"].shape == vid.bundle.shape
+    assert scores["TLI + projection"]["psnr"] > scores["TLI"]["psnr"]
+    assert bench_pretrained._parse_frames("1-3,7") == [0, 1, 2, 6]
+    with pytest.raises(SystemExit):
+        bench_pretrained._parse_frames("0-2")

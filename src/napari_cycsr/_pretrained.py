@@ -49,7 +49,9 @@ def list_pretrained() -> list[dict[str, Any]]:
     -------
     list of dict
         One entry per model: ``name``, ``description``, ``trained_on`` (the training data,
-        in words), ``preset``, ``iterations``, ``fibre_spacing`` (px, median
+        in words), ``pretrain_images`` and ``target_images`` (the scikit-image pictures it
+        was trained on and its natural target pictures, by name; absent in older
+        manifests), ``preset``, ``iterations``, ``fibre_spacing`` (px, median
         nearest-neighbour distance of the training fibres), ``noise`` (fibre-value noise of
         the training data), ``file``, ``sha256`` and ``learning_curve`` (where the curve
         is); in the manifest's order, the default first.

@@ -1,13 +1,20 @@
 """The one-command demo: the whole method on a built-in picture, with a report.
 
 :func:`run_demo` simulates a pCLE acquisition of a picture that ships with scikit-image (so
-the true high-resolution image is known), trains a super-resolution model on the simulated
-low-resolution (TLI) image alone, super-resolves it, and compares the result with the TLI
-input, Wiener deconvolution, unsharp masking and the TLI image projected onto the measured
-fibre values (:mod:`napari_cycsr.consistency`, no training); the network output is shown
-alone ("CycSR") and projected onto the fibre values ("CycSR + projection"). It writes a
-figure (``demo.png``), a metrics table (``metrics.md``), the model file and the images.
+the true high-resolution image is known) and compares, against that truth and in one run:
+the TLI input, Wiener deconvolution, unsharp masking and the TLI image projected onto the
+measured fibre values (:mod:`napari_cycsr.consistency`, no training); the shipped pretrained
+model applied as it is (a result within seconds, no training); and that model fine-tuned on
+the simulated low-resolution (TLI) image alone. Each network output is shown alone and
+projected onto the fibre values ("+ projection"). ``from_scratch=True`` trains a new network
+instead of fine-tuning (the demo before pretrained models shipped). It writes a figure
+(``demo.png``), a metrics table (``metrics.md``), the model file and the images.
 ``cycsr demo`` and the tests call this one function.
+
+The default picture, :data:`DEMO_IMAGE`, is held out: it is none of the pretrained model's
+training pictures nor of its natural target images, none of the natural target images of
+:mod:`napari_cycsr.data`, and none of the benchmarks' test or validation sources
+(``tests/test_benchmarks.py`` checks it against the manifest and the benchmark lists).
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from ._imageio import atomic_path, to_unit_float, write_image, write_npy, write_text
+from ._pretrained import DEFAULT_PRETRAINED
 
 __all__ = [
     "BUILTIN_IMAGES",
+    "DEMO_IMAGE",
     "DEMO_FILES",
     "DemoEvent",
     "DemoResult",
@@ -34,7 +43,9 @@ __all__ = [
 ]
 
 #: scikit-image pictures that load offline (colour ones are converted to grey).
+#: "motorcycle" is the centre square of the left view of ``skimage.data.stereo_motorcycle()``.
 BUILTIN_IMAGES: tuple[str, ...] = (
+    "motorcycle",
     "camera",
     "astronaut",
     "brick",
@@ -51,6 +62,27 @@ BUILTIN_IMAGES: tuple[str, ...] = (
     "rocket",
     "text",
 )
+
+
+def _motorcycle() -> np.ndarray:
+    """The centre square of the left view of ``skimage.data.stereo_motorcycle()`` (500 px):
+    the simulated bundle's round field of view fits a square picture without waste."""
+    from skimage import data
+
+    left = np.asarray(data.stereo_motorcycle()[0])
+    h, w = left.shape[:2]
+    x0 = (w - h) // 2
+    return left[:, x0 : x0 + h]
+
+
+#: Built-in names that are not a plain ``skimage.data`` function: name -> loader.
+_SPECIAL_IMAGES: dict[str, Callable[[], np.ndarray]] = {"motorcycle": _motorcycle}
+
+#: The demo's default picture: a photograph (a motorcycle in a workshop, fine detail and
+#: smooth areas) that no shipped model nor any benchmark uses, so the pretrained model's
+#: result on it is a result on an unseen picture. ``camera``, the earlier default, is one of
+#: the pretrained model's training pictures.
+DEMO_IMAGE = "motorcycle"
 
 #: Network preset of the demo: "tiny" trains about 20 times faster than "default" and, at
 #: the demo's short budget, scored as well on the validation pictures (docs/performance.md,
@@ -70,6 +102,7 @@ DEMO_FILES: tuple[str, ...] = (
     "lr.tif",
     "sr.tif",
     "sr_projected.tif",
+    "sr_pretrained.tif",
     "fibres.csv",
     "values.npy",
 )
@@ -138,13 +171,16 @@ def builtin_image(name: str, *, size: int | None = None) -> np.ndarray:
     --------
     >>> builtin_image("camera", size=64).shape
     (64, 64)
+    >>> builtin_image("motorcycle", size=64).shape
+    (64, 64)
     """
     if name not in BUILTIN_IMAGES:
         raise ValueError(f"unknown built-in image {name!r}; expected one of {BUILTIN_IMAGES}")
     from skimage import data
     from skimage.color import rgb2gray
 
-    image = np.asarray(getattr(data, name)())
+    load = _SPECIAL_IMAGES.get(name) or getattr(data, name)
+    image = np.asarray(load())
     if image.ndim == 3:
         image = rgb2gray(image[..., :3])
     image = to_unit_float(image)
@@ -160,12 +196,13 @@ class DemoEvent:
     Attributes
     ----------
     stage : str
-        "simulate", "train", "super-resolve", "evaluate" or "write".
+        "simulate", "pretrained", "train", "super-resolve", "evaluate" or "write".
     step, total : int
         Progress within the stage (training iterations for "train"; 0 of 1 at the start of
         the other stages, 1 of 1 at their end).
     message : str
-        What is happening, for a log line.
+        What is happening, for a log line. At the end of "pretrained" (step 1 of 1): the
+        pretrained model's PSNR / SSIM against the truth next to TLI's, the first result.
     losses : dict
         The latest training losses (empty outside "train").
     eta_seconds : float or None
@@ -189,19 +226,26 @@ class DemoResult:
     out_dir : Path
         The output folder.
     figure, metrics_md, model_path, sr_path : Path
-        ``demo.png``, ``metrics.md``, ``model.safetensors`` and ``sr.tif`` (the network
-        output; ``sr_projected.tif`` next to it holds "CycSR + projection").
+        ``demo.png``, ``metrics.md``, ``model.safetensors`` (the fine-tuned or trained
+        model) and ``sr.tif`` (its output; ``sr_projected.tif`` next to it holds the output
+        projected onto the fibre values, ``sr_pretrained.tif`` the pretrained model's).
     rows : list of dict
-        The metric rows (TLI, Wiener, Sharpening, TLI + projection, CycSR,
-        CycSR + projection).
+        The metric rows: TLI, Wiener, Sharpening, TLI + projection, then Pretrained,
+        Pretrained + projection, Fine-tuned, Fine-tuned + projection (or, from scratch,
+        From scratch and From scratch + projection).
     markdown_table : str
         ``rows`` as a Markdown table.
     images : dict of str to ndarray
         The compared images and the ground truth ("HR").
     model : SRModel
-        The trained model.
+        The trained (fine-tuned) model.
     seconds : float
         Wall-clock time of the whole demo.
+    pretrained : str or None
+        Name of the pretrained model the demo started from (None: from scratch).
+    first_result_seconds : float or None
+        Seconds from the start until the pretrained model's result was scored (None: from
+        scratch).
     """
 
     out_dir: Path
@@ -214,12 +258,14 @@ class DemoResult:
     images: dict[str, np.ndarray]
     model: Any
     seconds: float
+    pretrained: str | None = None
+    first_result_seconds: float | None = None
 
 
 def run_demo(
     out_dir: str | Path = "demo_out",
     *,
-    image: str = "camera",
+    image: str = DEMO_IMAGE,
     size: int | None = None,
     iterations: int | None = None,
     quick: bool = False,
@@ -235,27 +281,32 @@ def run_demo(
     precision: str = "auto",
     threads: int | None = None,
     overwrite: bool = False,
+    from_scratch: bool = False,
+    pretrained: str = DEFAULT_PRETRAINED,
 ) -> DemoResult:
-    """Simulate pCLE from a built-in picture, train, super-resolve and report.
+    """Simulate pCLE from a built-in picture; pretrained result, fine-tune, report.
 
     Parameters
     ----------
     out_dir : path-like
         Output folder (created). Receives ``demo.png``, ``metrics.md``,
         ``model.safetensors``, ``hr.tif``, ``lr.tif``, ``sr.tif``, ``sr_projected.tif``,
-        ``fibres.csv``,
-        ``values.npy`` and ``metrics.json``.
+        ``sr_pretrained.tif`` (not from scratch), ``fibres.csv``, ``values.npy`` and
+        ``metrics.json``.
     image : str
-        Built-in picture (:data:`BUILTIN_IMAGES`) used as the unknown ground truth. It is left
-        out of the natural-image target domain, so training never sees it.
+        Built-in picture (:data:`BUILTIN_IMAGES`) used as the unknown ground truth
+        (default :data:`DEMO_IMAGE`, which no shipped model has seen). It is left out of
+        the natural-image target domain of the fine-tuning; when the pretrained model saw
+        it (its manifest's ``pretrain_images`` and ``target_images``), ``metrics.md`` says so.
     size : int, optional
         Longer side of the picture in pixels (default 256, or 128 with ``quick``).
     iterations : int, optional
-        Training iterations (default :data:`DEMO_ITERATIONS`).
+        Training (fine-tuning) iterations (default :data:`DEMO_ITERATIONS`).
     quick : bool
         Short run (smaller picture, fewer iterations) to check that everything works.
     preset : str
-        Network size: "tiny" (default, :data:`DEMO_PRESET`), "default" or "paper".
+        Network size: "tiny" (default, :data:`DEMO_PRESET`), "default" or "paper". Unless
+        ``from_scratch``, it must be the pretrained model's preset.
     batch_size : int, optional
         Patches per training step (default :data:`DEMO_TRAINING`).
     patch : int, optional
@@ -265,7 +316,8 @@ def run_demo(
         Seeds the simulation and the training.
     spacing : float, optional
         Fibre spacing in pixels (default: :data:`napari_cycsr.simulate.DEFAULT_SPACING`,
-        about one fibre per 6 pixels).
+        about one fibre per 6 pixels). The pretrained model resamples other spacings to
+        its own (:func:`~napari_cycsr.inference.super_resolve`, ``match_spacing``).
     noise : float
         Standard deviation of the noise on the fibre values (image range 0-1).
     device : str
@@ -281,6 +333,15 @@ def run_demo(
     overwrite : bool
         Replace the files of an earlier demo in ``out_dir``. Without it, a folder that
         already holds any of :data:`DEMO_FILES` is refused before any work starts.
+    from_scratch : bool
+        Train a new network (the :class:`TrainConfig` losses) instead of scoring and then
+        fine-tuning the pretrained model.
+    pretrained : str
+        The pretrained model to start from (:func:`napari_cycsr.list_pretrained`). It is
+        fine-tuned with the loss settings it was trained with (its
+        ``metadata["train_config"]``: the do-no-harm settings of docs/pretrained.md) and its
+        intensity normalisation, and the demo's iterations, batch, patches and learning
+        rate.
 
     Returns
     -------
@@ -291,12 +352,14 @@ def run_demo(
     >>> result = run_demo("demo_out", quick=True)  # doctest: +SKIP
     >>> print(result.markdown_table)  # doctest: +SKIP
     """
+    from ._pretrained import list_pretrained
+    from ._pretrained import pretrained as load_pretrained
     from .baselines import sharpen, wiener
     from .consistency import project_consistent
     from .data import NATURAL_IMAGES, natural_images
     from .inference import super_resolve
     from .io import save_model
-    from .metrics import evaluate, format_table
+    from .metrics import evaluate, format_table, psnr, ssim
     from .simulate import simulate_pcle
     from .training import TrainConfig, Trainer
 
@@ -308,6 +371,17 @@ def run_demo(
     if not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     defaults = DEMO_TRAINING[mode]
+    start = None
+    losses: dict[str, Any] = {}
+    if not from_scratch:
+        start = load_pretrained(pretrained, device="cpu")
+        theirs = start.metadata.get("train_config", {}).get("preset")
+        if theirs != preset:
+            raise ValueError(
+                f"the pretrained model {pretrained!r} is a {theirs!r} network, not {preset!r}: "
+                f"use preset={theirs!r} or from_scratch=True (--from-scratch)"
+            )
+        losses = _recipe_losses(start)
     config = TrainConfig(
         preset=preset,
         iterations=int(iterations),
@@ -320,6 +394,7 @@ def run_demo(
         threads=threads,
         preview_every=0,
         checkpoint_every=0,
+        **losses,
     )
     out = Path(out_dir)
     existing = [name for name in DEMO_FILES if (out / name).exists()]
@@ -330,31 +405,75 @@ def run_demo(
             "output folder (--out) or pass --overwrite to replace it"
         )
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite:  # no stale file of an earlier run (e.g. sr_pretrained.tif) stays behind
+        for name in existing:
+            (out / name).unlink()
     started = time.perf_counter()
 
     def report(stage: str, step: int, total: int, message: str = "", **kw: Any) -> None:
         if progress is not None:
             progress(DemoEvent(stage, step, total, message, **kw))
 
-    # 1. simulate ---------------------------------------------------------------------
+    # 1. simulate, TLI and the training-free baselines --------------------------------
     report("simulate", 0, 1, f"simulating pCLE of the picture {image!r} ({size} px)")
     hr = builtin_image(image, size=size)
     sim = simulate_pcle(hr, spacing=spacing, noise=noise, seed=seed)
     bundle = sim.bundle
     mask = bundle.fov_mask
     lr = np.asarray(sim.lr, dtype=np.float32)
-    report("simulate", 1, 1, f"{bundle.n_fibres} fibres")
+    measured = np.asarray(sim.values, dtype=np.float32)
+    images: dict[str, np.ndarray] = {
+        "TLI": lr,
+        "Wiener": np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32),
+        "Sharpening": np.asarray(sharpen(lr, mask=mask, spacing=bundle.spacing), np.float32),
+        "TLI + projection": project_consistent(lr, bundle, measured),
+    }
+    report("simulate", 1, 1, f"{bundle.n_fibres} fibres, spacing {bundle.spacing:.2f} px")
 
-    # 2. train --------------------------------------------------------------------------
-    report("train", 0, iterations, f"training ({preset} preset, {iterations} iterations)")
+    def quick_scores(img: np.ndarray) -> str:
+        return f"{psnr(img, hr, mask=mask):.2f} dB / SSIM {ssim(img, hr, mask=mask):.3f}"
+
+    run_options = {"device": device, "mask": mask, "precision": precision, "threads": threads}
+    first_result = None
+    seen: bool | None = None
+    if start is not None:
+        # 2. the pretrained model as it ships: a result within seconds -----------------
+        report("pretrained", 0, 1, f"super-resolving with the pretrained model {pretrained!r}")
+        entry = {m["name"]: m for m in list_pretrained()}[pretrained]
+        pictures = entry.get("pretrain_images", []) + entry.get("target_images", [])
+        seen = (image in pictures) if pictures else None  # None: the manifest does not say
+        sr_pre = super_resolve(start, lr, spacing=bundle.spacing, **run_options)
+        sr_pre = np.asarray(sr_pre, dtype=np.float32)
+        images["Pretrained"] = sr_pre
+        images["Pretrained + projection"] = project_consistent(sr_pre, bundle, measured)
+        write_image(out / "sr_pretrained.tif", sr_pre)
+        first_result = time.perf_counter() - started
+        report(
+            "pretrained",
+            1,
+            1,
+            f"after {first_result:.1f} s: TLI {quick_scores(lr)}; pretrained "
+            f"{quick_scores(sr_pre)}; pretrained + projection "
+            f"{quick_scores(images['Pretrained + projection'])} (against the truth)"
+            + (" - note: the pretrained model saw this picture in training" if seen else ""),
+        )
+
+    # 3. train: fine-tune the pretrained model, or a new one --------------------------
+    what = f"fine-tuning {pretrained!r}" if start is not None else "training from scratch"
+    report("train", 0, iterations, f"{what} ({preset} preset, {iterations} iterations)")
     targets = natural_images([n for n in NATURAL_IMAGES if n != image])
     trainer = Trainer(
         [lr],
         [bundle],
         target="images",
         config=config,
-        values=[np.asarray(sim.values, dtype=np.float32)],
+        values=[measured],
         target_images=targets,
+        init=start,
+        # the pretrained model's own intensity scaling: fine-tuning then starts from the
+        # very function that gave the "Pretrained" row (the LR image's percentiles would
+        # rescale its input, here by about 1.25, and start elsewhere)
+        normalisation=None if start is None else dict(start.metadata["normalisation"]),
     )
     for event in trainer.run():
         report(
@@ -368,38 +487,27 @@ def run_demo(
     model_path = save_model(model, out / "model.safetensors")
     model_path = Path(model_path) if model_path is not None else out / "model.safetensors"
 
-    # 3. super-resolve + baselines ------------------------------------------------------
-    report("super-resolve", 0, 1, "super-resolving and computing the baselines")
-    measured = np.asarray(sim.values, dtype=np.float32)
-    sr = super_resolve(model, lr, device=device, mask=mask, precision=precision, threads=threads)
-    sr = np.asarray(sr, dtype=np.float32)
-    sr_projected = project_consistent(sr, bundle, measured)  # the network runs once
-    tli_projected = project_consistent(lr, bundle, measured)
-    wiener_img = np.asarray(wiener(lr, bundle.spacing, mask=mask), dtype=np.float32)
-    sharp_img = np.asarray(sharpen(lr, mask=mask, spacing=bundle.spacing), dtype=np.float32)
+    # 4. super-resolve -----------------------------------------------------------------
+    report("super-resolve", 0, 1, "super-resolving with the trained model")
+    sr = np.asarray(super_resolve(model, lr, **run_options), dtype=np.float32)
+    name = "Fine-tuned" if start is not None else "From scratch"
+    images[name] = sr
+    images[f"{name} + projection"] = project_consistent(sr, bundle, measured)
     report("super-resolve", 1, 1)
 
-    # 4. evaluate ----------------------------------------------------------------------
+    # 5. evaluate ----------------------------------------------------------------------
     report("evaluate", 0, 1, "computing PSNR, SSIM, GCF, dGCF and Tot_cs")
-    images = {
-        "TLI": lr,
-        "Wiener": wiener_img,
-        "Sharpening": sharp_img,
-        "TLI + projection": tli_projected,
-        "CycSR": sr,
-        "CycSR + projection": sr_projected,
-    }
     rows = evaluate(images, reference=hr, lr=lr, mask=mask, bundle=bundle, values=sim.values)
     table = format_table(rows).rstrip("\n")
     report("evaluate", 1, 1)
 
-    # 5. write --------------------------------------------------------------------------
+    # 6. write --------------------------------------------------------------------------
     report("write", 0, 1, f"writing results to {out}")
     write_image(out / "hr.tif", hr)
     write_image(out / "lr.tif", lr)
     sr_path = write_image(out / "sr.tif", sr)
-    write_image(out / "sr_projected.tif", sr_projected)
-    write_npy(out / "values.npy", np.asarray(sim.values, dtype=np.float32))
+    write_image(out / "sr_projected.tif", images[f"{name} + projection"])
+    write_npy(out / "values.npy", measured)
     bundle.save_csv(out / "fibres.csv")
     figure = _write_figure(out / "demo.png", {**images, "Ground truth": hr}, rows, mask)
     seconds = time.perf_counter() - started
@@ -410,13 +518,17 @@ def run_demo(
         "spacing": round(float(bundle.spacing), 3),
         "noise": float(noise),
         "preset": preset,
+        "pretrained": None if start is None else pretrained,
+        "pretrained_saw_image": seen,
         "iterations": int(iterations),
         "batch_size": config.effective_batch_size,
         "patch": config.patch,
         "lr": config.learning_rate,
+        "losses": {k: config.to_dict()[k] for k in ("vec_tolerance", "w_res", "augment_lr")},
         "precision": trainer.precision,
         "seed": int(seed),
         "device": str(trainer.device),
+        "first_result_seconds": None if first_result is None else round(first_result, 1),
         "seconds": round(seconds, 1),
     }
     metrics_md = write_text(out / "metrics.md", _metrics_document(table, settings))
@@ -436,7 +548,23 @@ def run_demo(
         images={**images, "HR": hr},
         model=model,
         seconds=seconds,
+        pretrained=None if start is None else pretrained,
+        first_result_seconds=first_result,
     )
+
+
+def _recipe_losses(model: Any) -> dict[str, Any]:
+    """The loss and LR-augmentation settings ``model`` was trained with (TrainConfig fields).
+
+    Fine-tuning keeps the pretrained model's objective, so that a short run does not pull it
+    away from the do-no-harm settings it was chosen with; iterations, batch, patches and
+    learning rate are the demo's.
+    """
+    from .config import TRAIN_GROUPS
+
+    recipe = model.metadata.get("train_config") or {}
+    keep = (*TRAIN_GROUPS["losses"], "augment_lr")
+    return {key: recipe[key] for key in keep if key in recipe}
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -455,17 +583,35 @@ def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _metrics_document(table: str, settings: dict[str, Any]) -> str:
     h, w = settings["shape"]
+    name = settings["pretrained"]
+    if name is None:
+        how = (
+            f"The model ({settings['preset']} preset, {settings['iterations']} iterations, seed "
+            f"{settings['seed']}) was trained from scratch on the simulated TLI image only"
+        )
+    else:
+        seen = {
+            True: " (note: this picture is one of that model's training pictures, so the "
+            '"Pretrained" rows are not a result on an unseen picture)',
+            False: " (it never saw this picture)",
+            None: "",
+        }[settings["pretrained_saw_image"]]
+        how = (
+            f'"Pretrained": the shipped pretrained model `{name}` applied as it is, no '
+            f"training{seen}; its result was scored {settings['first_result_seconds']} s "
+            f'after the start. "Fine-tuned": that model fine-tuned for '
+            f"{settings['iterations']} iterations (seed {settings['seed']}) with the loss "
+            "settings it was trained with, on the simulated TLI image only"
+        )
     return (
         "# napari-cycsr demo\n\n"
         f"Simulated pCLE of the scikit-image picture `{settings['image']}` ({h}x{w} px, "
         f"{settings['n_fibres']} fibres, spacing {settings['spacing']} px, fibre-value noise "
-        f"{settings['noise']}). The model ({settings['preset']} preset, "
-        f"{settings['iterations']} iterations, seed {settings['seed']}) was trained on the "
-        "simulated TLI image only, with other built-in pictures as the unpaired target domain; "
-        'the ground truth is used for scoring only. "+ projection": the image projected '
-        "onto the measured fibre values (noise-aware back-projection that stops at the "
-        "noise level of the values, no training; docs/consistency.md). Metrics are computed "
-        "inside the fibre bundle's field of view.\n\n"
+        f"{settings['noise']}). {how}, with other built-in pictures as the unpaired target "
+        'domain; the ground truth is used for scoring only. "+ projection": the image '
+        "projected onto the measured fibre values (noise-aware back-projection that stops at "
+        "the noise level of the values, no training; docs/consistency.md). Metrics are "
+        "computed inside the fibre bundle's field of view.\n\n"
         f"{table}\n\n"
         "Columns: PSNR (dB) and SSIM against the true image; GCF, the global contrast factor; "
         "dgcf_ref and dgcf_lr, the change of GCF against the true image and against the TLI "
@@ -492,7 +638,7 @@ def _write_figure(
     crop = (slice(y0, min(h, y0 + 2 * half)), slice(x0, min(w, x0 + 2 * half)))
     by_name = {str(r.get("method", "")): r for r in rows}
 
-    fig = Figure(figsize=(2.6 * len(names), 5.6), layout="constrained")
+    fig = Figure(figsize=(2.2 * len(names), 5.0), layout="constrained")
     axes = fig.subplots(2, len(names), squeeze=False)
     for j, name in enumerate(names):
         img = np.asarray(images[name], dtype=np.float32)

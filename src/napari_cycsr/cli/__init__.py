@@ -2,7 +2,7 @@
 
 Subcommands (``cycsr <command> --help`` explains each one with examples)::
 
-    cycsr demo           simulate pCLE from a built-in image, train, super-resolve, report
+    cycsr demo           simulate pCLE from a built-in image: pretrained result, fine-tune, report
     cycsr simulate       synthetic pCLE (fibre values + TLI image) from an image
     cycsr detect         find fibre cores on a raw bundle frame -> fibres.csv
     cycsr reconstruct    raw frame(s) + fibres.csv -> TLI image(s)
@@ -65,7 +65,7 @@ video (several frames of a moving scene) -> a sharper reference image, HR^:
   cycsr fuse frames/ --fibres fibres.csv --background background.tif --shifts shifts.csv \
       --out hr.tif
 
-try it on built-in data first (a few minutes on a laptop CPU):
+try it on built-in data first (under a minute on a laptop CPU):
   cycsr demo --out demo_out
 
 `cycsr COMMAND --help` explains each command. Add --debug to see a full traceback."""
