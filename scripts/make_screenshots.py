@@ -4,7 +4,9 @@ Run under a virtual display (no GPU needed; Mesa renders in software)::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py
 
-(The window is 1600 x 950; plain ``xvfb-run -a`` works too.)
+(The window is 1600 x 950; plain ``xvfb-run -a`` works too.) ``--only rate_study.png
+rate_summary.png`` rewrites just those images: the parts of the run that make none of them
+are skipped, and ``tutorial_measurements.json`` is left as it is (the figures are printed).
 
 Writes the tutorial's ``docs/images/*.png`` and ``docs/images/tutorial_measurements.json``.
 Every widget is driven through its controls as a user would; the script waits for the
@@ -37,6 +39,17 @@ from PIL import Image as PILImage
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 SHARED = ROOT.parent / "shared" / "data" / "pyfibrebundle"
+#: The images each part of the run writes (``--only`` skips the parts writing none it names).
+PARTS = {
+    "30k": ("fibres_30k_voronoi.png",),
+    "synthetic": (
+        "fibres_synthetic.png", "train.png", "super_resolve.png", "evaluate.png",
+        "evaluate_no_reference.png", "rate_study.png", "rate_summary.png",
+    ),
+    "real": ("real_detect_voronoi.png", "real_reconstruct.png", "real_super_resolve.png"),
+}  # fmt: skip
+#: The images to write (None: all).
+ONLY: set[str] | None = None
 
 
 def process(seconds: float = 0.0) -> None:
@@ -70,6 +83,8 @@ def render(viewer) -> float:
 
 
 def shot(viewer, name: str) -> None:
+    if ONLY is not None and name not in ONLY:
+        return
     process(0.5)
     image = viewer.screenshot(canvas_only=False, flash=False)
     PILImage.fromarray(np.asarray(image)).save(IMAGES / name)
@@ -441,7 +456,18 @@ def main() -> None:
     parser.add_argument("--skip-30k", action="store_true", help="skip the 30,000-fibre timing")
     parser.add_argument("--skip-real", action="store_true", help="skip tissue_paper.tif")
     parser.add_argument("--skip-synthetic", action="store_true", help="skip the sample workflow")
+    parser.add_argument(
+        "--only", nargs="+", metavar="IMAGE", choices=[n for ns in PARTS.values() for n in ns],
+        help="write only these images; keep tutorial_measurements.json as it is",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.only:
+        global ONLY
+        ONLY = set(args.only)
+        for part, flag in (("30k", "skip_30k"), ("synthetic", "skip_synthetic"),
+                           ("real", "skip_real")):  # fmt: skip
+            if not ONLY & set(PARTS[part]):
+                setattr(args, flag, True)
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True, title="napari-cycsr")
@@ -460,7 +486,8 @@ def main() -> None:
             results["synthetic"] = synthetic_workflow(viewer, args.iterations, Path(tmp))
         if not args.skip_real:
             results["real"] = real_workflow(viewer, args.iterations, Path(tmp))
-    (IMAGES / "tutorial_measurements.json").write_text(json.dumps(results, indent=2) + "\n")
+    if ONLY is None:
+        (IMAGES / "tutorial_measurements.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     viewer.close()
 

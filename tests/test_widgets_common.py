@@ -73,3 +73,28 @@ def test_progress_bar_is_napari_s_inside_napari(make_napari_viewer):
         assert isinstance(bar, progress)
     finally:
         bar.close()
+
+
+def test_label_columns_fit_their_widest_label_in_napari_s_font(make_napari_viewer, qtbot):
+    """In each docked form every control of a labelled column starts at the same x and no
+    label is cut off (magicgui sizes the column in the default font; napari's is larger)."""
+    from qtpy.QtCore import QPoint
+
+    from napari_cycsr._widgets._form import _containers
+
+    viewer = make_napari_viewer(show=True)
+    checked = 0
+    for name in WIDGETS:
+        _, form = viewer.window.add_plugin_dock_widget("napari-cycsr", name)
+        qtbot.waitUntil(form.body.isVisible)
+        for box in _containers(form):
+            rows = [w for w in box if w._labeled_widget() is not None and w.native.isVisible()]
+            if not box.labels or len(rows) < 2:
+                continue
+            starts = {w.native.mapTo(form.body, QPoint(0, 0)).x() for w in rows}
+            assert len(starts) == 1, (name, box.name, starts)
+            for w in rows:
+                label = w._labeled_widget()._label_widget.native
+                assert label.width() >= label.sizeHint().width(), (name, label.text())
+            checked += len(rows)
+    assert checked > 20

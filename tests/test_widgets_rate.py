@@ -127,3 +127,80 @@ def test_folder_of_images_becomes_a_stack_layer(study, qtbot, errors, tmp_path):
     assert errors == []
     layer = viewer.layers["other method"]
     assert layer.data.shape == (3, 24, 24) and layer.data[2, 0, 0] == 2
+
+
+def _on_screen(study_viewer) -> np.ndarray:
+    """Largest (height, width) in canvas pixels of the study's images at the camera's zoom."""
+    zoom = study_viewer.scene.camera.zoom
+    return np.max([np.diff(layer.extent.world[:, -2:], axis=0)[0] + 1 for layer in
+                   study_viewer.layers], axis=0) * zoom  # fmt: skip
+
+
+def test_study_images_each_fit_their_grid_cell(make_napari_viewer, qtbot, tmp_path):
+    """The study window shows every image whole in its cell: fitted after the form is docked
+    beside the canvas, again when the window is resized, not after the rater has zoomed."""
+    viewer = make_napari_viewer()
+    frames = np.random.default_rng(1).random((2, 128, 128)).astype(np.float32)
+    for name in ("TLI", "HR^", "sharpen", "CycSR", "video SR"):
+        viewer.add_image(frames, name=name)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Rate")
+
+    def factory():
+        study = make_napari_viewer(show=True)
+        study.window._qt_window.resize(1200, 760)
+        return study
+
+    widget.viewer_factory = factory
+    widget.input.value = viewer.layers["TLI"]
+    widget.reference.value = viewer.layers["HR^"]
+    widget.results.value = [viewer.layers[n] for n in ("sharpen", "CycSR", "video SR")]
+    widget.rater.value = "ann"
+    widget.answers_file.value = tmp_path / "answers.csv"
+    widget.start_button.native.click()
+    study = widget.study_viewer
+    native = study.window._qt_viewer.canvas.native
+
+    def settled():  # the canvas model has the size of the canvas as drawn
+        return tuple(study.canvas.size) == (native.height(), native.width())
+
+    qtbot.waitUntil(settled)
+    cell = np.asarray(study.canvas.viewbox_size(study.layers))
+    assert study.canvas.grid.enabled and len(study.layers) == 5
+    assert np.all(_on_screen(study) <= cell), (_on_screen(study), cell)
+    # the window grows taller and narrower: fitted again
+    study.window._qt_window.resize(900, 1000)
+    qtbot.waitUntil(lambda: settled() and tuple(study.canvas.size) != tuple(cell))
+    cell = np.asarray(study.canvas.viewbox_size(study.layers))
+    assert np.all(_on_screen(study) <= cell) and np.any(_on_screen(study) >= 0.9 * cell)
+    # the rater zooms in: a resize keeps the rater's view
+    study.scene.camera.zoom *= 3
+    zoom = study.scene.camera.zoom
+    study.window._qt_window.resize(1100, 800)
+    qtbot.waitUntil(settled)
+    qtbot.wait(50)
+    assert study.scene.camera.zoom == zoom
+
+
+def test_study_form_label_column_fits_its_widest_label(study, make_napari_viewer, qtbot):
+    """Every answer menu starts at the same x and no question label is cut off, at the
+    dock's width and at its narrowest (magicgui measures labels in the default font, napari
+    draws them larger)."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer, widget, _ = study
+    widget.viewer_factory = lambda: make_napari_viewer(show=True)  # napari's style applies
+    widget.start_button.native.click()
+    form, window = widget.form, widget.study_viewer.window._qt_window
+    qtbot.waitUntil(form.body.isVisible)
+    (dock,) = [d for d in window.findChildren(QDockWidget) if d.isAncestorOf(form.native)]
+    for width in (dock.width(), 1):
+        window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+        qtbot.wait(50)
+        menus = [m.native for slot in form.scores.values() for m in slot.values()]
+        starts = {m.mapTo(form.body, QPoint(0, 0)).x() for m in menus}
+        assert len(starts) == 1, (width, starts)
+        for menu in form.scores["A"].values():
+            label = menu._labeled_widget()._label_widget.native
+            assert label.width() >= label.sizeHint().width(), (width, label.text())
+            assert label.geometry().right() < menu.native.geometry().left()

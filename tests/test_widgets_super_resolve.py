@@ -330,3 +330,51 @@ def test_pretrained_models_are_offered(make_napari_viewer, qtbot, errors, monkey
     _run(qtbot, widget)
     assert errors == []
     assert viewer.layers["img [SR tiny]"].data.shape == (32, 32)
+
+
+def test_worker_leaves_one_cpu_to_the_gui(
+    make_napari_viewer, qtbot, errors, registry, monkeypatch, tmp_path
+):
+    """Layers and folders run with _device.gui_threads() torch threads, not the automatic
+    choice (which takes every idle core and stalls napari's GUI thread on a small machine)."""
+    from napari_cycsr import _device, inference
+    from napari_cycsr._imageio import write_image
+    from napari_cycsr._widgets import super_resolve
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.random.default_rng(5).random((24, 24)), name="lr")
+    registry.register("m", _model())
+    widget = _dock(viewer)
+    widget.image.value = layer
+    widget.device.value = "cpu"
+    seen = []  # (threads asked for, torch's threads while the windows run)
+    real = inference.iter_super_resolve
+
+    def spy(*args, **kwargs):
+        def gen():
+            work = real(*args, **kwargs)
+            first = next(work)
+            seen.append((kwargs.get("threads", "missing"), torch.get_num_threads()))
+            yield first
+            return (yield from work)
+
+        return gen()
+
+    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    _run(qtbot, widget)
+    assert errors == [] and seen == [(_device.gui_threads(),) * 2]
+    assert viewer.layers["lr [SR m]"].data.shape == (24, 24)
+
+    # a folder of images, with the policy's value changed: the widget asks it at each run
+    other = _device.gui_threads() + 1
+    monkeypatch.setattr(super_resolve, "gui_threads", lambda: other)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.tif", "b.tif"):
+        write_image(folder / name, np.random.default_rng(6).random((24, 24)).astype(np.float32))
+    widget.source.value = "folder"
+    widget.folder.value = folder
+    seen.clear()
+    _run(qtbot, widget)
+    assert errors == [] and seen == [(other, other)] * 2
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "a_sr.tif", "b.tif", "b_sr.tif"]

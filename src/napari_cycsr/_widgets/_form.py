@@ -3,6 +3,11 @@
 napari docks a widget at its full height; four forms of 15-30 controls each would make the
 window taller than a laptop screen. :class:`Form` puts the controls in a scroll area, so a dock
 can be as short as the screen allows (the controls scroll) and grows when there is room.
+
+magicgui sizes the label column from the application's default font, before napari's style
+sheet (a larger font) reaches the labels; the widest label then needs more room than its
+column, pushes its own control to the right and is cut off when the dock is narrow. A form
+measures its labels again, in the font they are drawn with, whenever it is shown or restyled.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from magicgui.widgets import Container, Widget
+from qtpy.QtCore import QEvent, QObject
 
-__all__ = ["Form", "controls"]
+__all__ = ["Form", "align_labels", "controls"]
 
 #: Lowest height a dock asks for; the rest scrolls.
 MIN_HEIGHT = 60
@@ -31,6 +37,8 @@ class Form(Container):
         scroll._magic_widget = self  # napari's dock finds the magicgui widget through this
         scroll.setMinimumHeight(MIN_HEIGHT)
         self._body = super().native
+        self._aligner = _LabelAligner(self)
+        self._body.installEventFilter(self._aligner)
 
     @property
     def native(self) -> Any:
@@ -82,6 +90,45 @@ class Form(Container):
         self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.native.setMinimumWidth(0)
         self._body.layout().addStretch(1)
+
+
+class _LabelAligner(QObject):
+    """Re-measures a form's label column when the form is shown, restyled or given a font."""
+
+    EVENTS = (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange)
+
+    def __init__(self, form: Form) -> None:
+        super().__init__(form.body)
+        self._form = form
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() in self.EVENTS:
+            align_labels(self._form)
+        return False
+
+
+def _containers(container: Container) -> Iterator[Container]:
+    yield container
+    for widget in container:
+        if isinstance(widget, Container):
+            yield from _containers(widget)
+
+
+def align_labels(container: Container) -> None:
+    """Make each label column of ``container`` (and its sub-containers) as wide as its widest
+    label drawn in the label's own font, so that every control of a column starts at the same
+    x and no label is cut off (magicgui measures with the application's default font)."""
+    for box in _containers(container):
+        rows = [w._labeled_widget() for w in box]
+        labels = [row._label_widget.native for row in rows if row is not None]
+        if box.layout != "vertical" or not box.labels or not labels:
+            continue
+        for label in labels:
+            label.ensurePolished()
+        widest = max(label.sizeHint().width() for label in labels)
+        for label in labels:
+            if label.minimumWidth() != widest:
+                label.setMinimumWidth(widest)
 
 
 def controls(container: Container) -> Iterator[Widget]:

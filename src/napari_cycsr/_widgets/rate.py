@@ -60,6 +60,20 @@ def _grid(viewer: Any) -> Any:
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
+def _camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def _canvas_size_event(viewer: Any) -> Any:
+    """The event emitted when the viewer's canvas changes size (napari 0.5 to 0.9 and later)."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and hasattr(canvas, "events") and hasattr(canvas.events, "size"):
+        return canvas.events.size
+    return getattr(viewer.events, "_canvas_size", None)
+
+
 class RatingForm(Form):
     """The study window's panel: the case, four questions per result, Save and next.
 
@@ -118,6 +132,10 @@ class RatingForm(Form):
         self.finish()
         self.save_button.changed.connect(self.save)
         self._layers: dict[str, Any] = {}
+        self._fitted: Any = None  # the camera as the last fit left it
+        size_event = _canvas_size_event(study_viewer)
+        if size_event is not None:
+            size_event.connect(self._refit)
         self.show_case(session.next_case())
 
     def _layer(self, name: str, frame: np.ndarray, scale: Any = (1.0, 1.0)) -> None:
@@ -128,6 +146,22 @@ class RatingForm(Form):
             self._layers[name] = self._viewer.add_image(
                 frame, name=name, contrast_limits=self.limits, scale=tuple(scale)
             )
+
+    def _camera_state(self) -> tuple:
+        camera = _camera(self._viewer)
+        return float(camera.zoom), tuple(float(c) for c in camera.center)
+
+    def fit_view(self) -> None:
+        """Fit every image of the case into its own cell of the grid."""
+        self._viewer.reset_view()
+        self._fitted = self._camera_state()
+
+    def _refit(self, event: Any = None) -> None:
+        """The canvas changed size (the form docked, the window resized): fit the images
+        again, unless the rater has zoomed or panned since the last fit. A fit made for the
+        canvas before the form was docked beside it shows each image wider than its cell."""
+        if self._fitted is not None and self._camera_state() == self._fitted:
+            self.fit_view()
 
     def show_case(self, case: Any) -> None:
         """Show the images of ``case`` (None: the study is finished)."""
@@ -155,7 +189,7 @@ class RatingForm(Form):
         first_case = not _grid(self._viewer).enabled
         _grid(self._viewer).enabled = True
         if first_case:
-            self._viewer.reset_view()
+            self.fit_view()
         self.save_button.enabled = True
 
     def answers(self) -> dict[str, dict[str, int]]:

@@ -1,4 +1,8 @@
-"""Super-resolve widget: apply a model to a layer, several layers or a folder, in a thread."""
+"""Super-resolve widget: apply a model to a layer, several layers or a folder, in a thread.
+
+The worker runs torch on every CPU but one (:func:`napari_cycsr._device.gui_threads`): the
+last stays with napari's GUI thread, which draws the canvas and the progress while it works.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Points
 
+from napari_cycsr._device import gui_threads
 from napari_cycsr._progress import relay
 from napari_cycsr.models_store import model_details, saved_models
 
@@ -283,7 +288,7 @@ class SuperResolveWidget(Form):
                    for layer in layers]  # fmt: skip
         project = points is not None and bool(self.consistency.value)
         device, tile = self.device.value, self.tile.value or None
-        precision = self.precision.value
+        precision, threads = self.precision.value, gui_threads()
         out_folder = self._out_folder()
         name_of = f"SR {label}" + (" + projection" if project else "")
         targets = None
@@ -302,6 +307,7 @@ class SuperResolveWidget(Form):
                     mask=None if bundle is None else bundle.fov_mask,
                     bundle=bundle if project else None,
                     spacing=None if bundle is None else bundle.spacing, precision=precision,
+                    threads=threads,
                 )  # fmt: skip
                 result = yield from relay(gen, lambda step, name=layer.name, k=i: Step(
                     step.done, step.total,
@@ -371,7 +377,7 @@ class SuperResolveWidget(Form):
             bundle = ref
         project = bundle is not None and bool(self.consistency.value)
         device, tile = self.device.value, self.tile.value or None
-        precision = self.precision.value
+        precision, threads = self.precision.value, gui_threads()
 
         def _work() -> Any:
             model = self._load(choice, path)  # other fibre spacings: resampled to the model's
@@ -379,6 +385,7 @@ class SuperResolveWidget(Form):
                 model, inputs, outputs, bundle_for=(lambda _shape: bundle) if bundle else None,
                 project=project, device=device, tile=tile,
                 spacing=None if bundle is None else bundle.spacing, precision=precision,
+                threads=threads,
             )  # fmt: skip
             while True:
                 try:
