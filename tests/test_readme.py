@@ -208,6 +208,10 @@ def _check_own_data(workdir: Path, outputs: list[str]) -> None:
     assert "| CycSR | 2 |" in outputs[5]
     assert (workdir / "shifts.csv").is_file()  # cycsr register, then fuse: HR^ of the video
     assert read_image(workdir / "hr.tif").shape == (384, 384)
+    from napari_cycsr.io import load_model
+
+    video_config = load_model(workdir / "video_model.safetensors").metadata["train_config"]
+    assert video_config["w_multi"] == 1.0 and video_config["target"] == "paired"
     assert read_image(workdir / "pretrained_sr.tif").shape == (3, 384, 384)  # shipped model
 
 
