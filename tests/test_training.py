@@ -585,7 +585,10 @@ def test_init_starts_from_a_models_weights():
         torch.nn.init.normal_(param, std=0.01)
     start.metadata["pretrained_name"] = "default"
     kept = {k: v.clone() for k, v in start.generator.state_dict().items()}
+    start.normalisation = {"low": -0.1, "high": 1.3}
     trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=start)
+    # fine-tuning starts from the function the model computes: its own intensity scaling
+    assert trainer.normalisation == {"low": -0.1, "high": 1.3}
     before = trainer.model
     for a, b in zip(before.generator.state_dict().values(), start.generator.state_dict().values()):
         torch.testing.assert_close(a, b)

@@ -236,8 +236,10 @@ class Trainer:
     init : SRModel, optional
         Start the generator from this model's weights (fine-tuning, e.g. a pretrained
         model from :func:`napari_cycsr.pretrained`); its network (preset, scale, residual)
-        must be the config's. The discriminator and the optimisers start fresh; the
-        intensity normalisation comes from the new LR images.
+        must be the config's. The discriminator and the optimisers start fresh. The
+        intensity normalisation is the model's own unless ``normalisation`` is given, so
+        fine-tuning starts from the very function the model computes at inference (a
+        normalisation from the new images would rescale its input and output).
     registration : Registration, array or list, optional
         Motion of every image's frames, for the multi-frame cycle consistency
         (``config.w_multi > 0``): per image a :class:`~napari_cycsr.video.Registration`
@@ -306,6 +308,8 @@ class Trainer:
         self._g: nn.Module = generator.to(self.device, memory_format=layout)
         self._d: nn.Module = discriminator.to(self.device, memory_format=layout)
 
+        if normalisation is None and init is not None:
+            normalisation = dict(init.normalisation)
         self.sampler = LRPatchSampler(
             lr_images,
             bundles,
