@@ -98,3 +98,14 @@ def test_label_columns_fit_their_widest_label_in_napari_s_font(make_napari_viewe
                 assert label.width() >= label.sizeHint().width(), (name, label.text())
             checked += len(rows)
     assert checked > 20
+    # the Train widget's collapsible "Advanced" section, added as a Qt widget
+    _, train = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    train.form.collapsible.expand(animate=False)
+    advanced = train.form.advanced
+    qtbot.waitUntil(advanced.native.isVisible)
+    rows = [w for w in advanced if w._labeled_widget() is not None]
+    starts = {w.native.mapTo(advanced.native, QPoint(0, 0)).x() for w in rows}
+    assert len(rows) >= 5 and len(starts) == 1, starts
+    for w in rows:
+        label = w._labeled_widget()._label_widget.native
+        assert label.width() >= label.sizeHint().width(), label.text()

@@ -18,7 +18,7 @@ from typing import Any
 from magicgui.widgets import Container, Widget
 from qtpy.QtCore import QEvent, QObject
 
-__all__ = ["Form", "align_labels", "controls"]
+__all__ = ["Form", "align_labels", "aligned", "controls"]
 
 #: Lowest height a dock asks for; the rest scrolls.
 MIN_HEIGHT = 60
@@ -37,7 +37,7 @@ class Form(Container):
         scroll._magic_widget = self  # napari's dock finds the magicgui widget through this
         scroll.setMinimumHeight(MIN_HEIGHT)
         self._body = super().native
-        self._aligner = _LabelAligner(self)
+        self._aligner = _LabelAligner(self, self._body)
         self._body.installEventFilter(self._aligner)
 
     @property
@@ -93,18 +93,28 @@ class Form(Container):
 
 
 class _LabelAligner(QObject):
-    """Re-measures a form's label column when the form is shown, restyled or given a font."""
+    """Re-measures a container's label columns when it is shown, restyled or given a font."""
 
     EVENTS = (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange)
 
-    def __init__(self, form: Form) -> None:
-        super().__init__(form.body)
-        self._form = form
+    def __init__(self, container: Container, parent: Any) -> None:
+        super().__init__(parent)
+        self._container = container
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
         if event.type() in self.EVENTS:
-            align_labels(self._form)
+            align_labels(self._container)
         return False
+
+
+def aligned(container: Container) -> Container:
+    """``container`` with its label columns kept aligned (:func:`align_labels`) whenever it is
+    shown: for containers placed in a form with :meth:`Form.add_qt` (e.g. a collapsible
+    section), which the form's own alignment does not reach."""
+    widget = container.native
+    widget._cycsr_aligner = _LabelAligner(container, widget)  # kept alive with the widget
+    widget.installEventFilter(widget._cycsr_aligner)
+    return container
 
 
 def _containers(container: Container) -> Iterator[Container]:

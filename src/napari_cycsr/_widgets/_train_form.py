@@ -118,6 +118,9 @@ class TrainForm:
                 self.preview_every,
             ]
         )  # fmt: skip
+        from napari_cycsr._widgets._form import aligned
+
+        aligned(self.advanced)  # its labels are measured in napari's font when it opens
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.setToolTip("Loss weights, patch size, output scale, previews.")
         self.collapsible.addWidget(self.advanced.native)
