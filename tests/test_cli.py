@@ -759,6 +759,10 @@ def shipped_tiny(monkeypatch, tmp_path):
     folder.mkdir()
     model = SRModel.new("tiny")
     model.metadata["fibre_spacing"] = 2.19
+    model.metadata["train_config"] = {
+        "preset": "tiny", "vec_tolerance": 1.5, "w_res": 1.0, "augment_lr": True,
+        "noise_level": 0.3, "iterations": 7,
+    }  # fmt: skip
     save_model(model, folder / "tiny.safetensors")
     digest = hashlib.sha256((folder / "tiny.safetensors").read_bytes()).hexdigest()
     entry = {
@@ -802,4 +806,13 @@ def test_train_init_fine_tunes_a_pretrained_model(tmp_path, sim_dir, shipped_tin
     assert main(args) == 0
     model = load_model(out)
     assert model.metadata["initialised_from"] == "tiny"
-    assert model.metadata["train_config"]["preset"] == "tiny"
+    config = model.metadata["train_config"]
+    assert config["preset"] == "tiny"
+    # the model's objective comes along (not its data's noise level, nor its length)
+    assert (config["vec_tolerance"], config["w_res"], config["augment_lr"]) == (1.5, 1.0, True)
+    assert config["noise_level"] is None and config["iterations"] == 2
+    # a --set wins over the carried setting
+    out2 = tmp_path / "ft2.safetensors"
+    args2 = [a if a != str(out) else str(out2) for a in args] + ["--set", "w_res=0.25"]
+    assert main(args2) == 0
+    assert load_model(out2).metadata["train_config"]["w_res"] == 0.25

@@ -23,6 +23,8 @@ __all__ = [
     "RENAMED_FIELDS",
     "TARGET_KINDS",
     "TRAIN_GROUPS",
+    "DATA_LOSS_SETTINGS",
+    "recipe_losses",
     "NetworkConfig",
     "TrainConfig",
     "get_preset",
@@ -54,6 +56,36 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
         "device", "precision", "threads", "checkpoint_every", "preview_every", "checkpoint_dir",
     ),
 }  # fmt: skip
+
+#: Loss settings that describe a run's data rather than its objective: fine-tuning does not
+#: carry them over from the initial model (:func:`recipe_losses`).
+DATA_LOSS_SETTINGS: tuple[str, ...] = ("noise_level", "w_pix", "w_multi", "multi_frames")
+
+
+def recipe_losses(train_config: Any) -> dict[str, Any]:
+    """The objective a model was trained with, to fine-tune it with the same one.
+
+    Parameters
+    ----------
+    train_config : dict or None
+        A model's ``metadata["train_config"]`` (flat :class:`TrainConfig` fields).
+
+    Returns
+    -------
+    dict
+        Its "losses" group (:data:`TRAIN_GROUPS`) and ``augment_lr``, without the settings
+        that belong to its data (:data:`DATA_LOSS_SETTINGS`); empty for ``None``.
+
+    Examples
+    --------
+    >>> recipe_losses({"vec_tolerance": 1.5, "w_res": 1.0, "augment_lr": True,
+    ...                "noise_level": 0.02, "iterations": 1000})
+    {'w_res': 1.0, 'vec_tolerance': 1.5, 'augment_lr': True}
+    """
+    recipe = dict(train_config or {})
+    keep = [k for k in (*TRAIN_GROUPS["losses"], "augment_lr") if k not in DATA_LOSS_SETTINGS]
+    return {key: recipe[key] for key in keep if key in recipe}
+
 
 #: File name of the training checkpoint inside a checkpoint folder (every front end).
 CHECKPOINT_NAME = "checkpoint.safetensors"

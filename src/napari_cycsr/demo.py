@@ -560,11 +560,9 @@ def _recipe_losses(model: Any) -> dict[str, Any]:
     away from the do-no-harm settings it was chosen with; iterations, batch, patches and
     learning rate are the demo's.
     """
-    from .config import TRAIN_GROUPS
+    from .config import recipe_losses
 
-    recipe = model.metadata.get("train_config") or {}
-    keep = (*TRAIN_GROUPS["losses"], "augment_lr")
-    return {key: recipe[key] for key in keep if key in recipe}
+    return recipe_losses(model.metadata.get("train_config"))
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

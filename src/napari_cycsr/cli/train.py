@@ -231,7 +231,8 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
     p.add_argument(
         "--init", metavar="MODEL",
         help="fine-tune: start the network from this model file, or from 'pretrained' / "
-        "'pretrained:NAME' (a model that ships with the package); its preset is used",
+        "'pretrained:NAME' (a model that ships with the package); its preset, intensity "
+        "scaling and loss settings are used (--set overrides a loss setting)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
@@ -396,6 +397,20 @@ def _train(
             raise CLIError("--init starts a new run and --resume continues one: give one of them")
         init = load_any_model(args.init)
         options.update(_network_of(init, args.preset))
+        # the model's own objective (e.g. the pretrained do-no-harm losses); --set wins
+        from ..config import recipe_losses
+
+        carried = {
+            k: v
+            for k, v in recipe_losses(init.metadata.get("train_config")).items()
+            if k not in options
+        }
+        options.update(carried)
+        if carried:
+            say(
+                "fine-tuning with the model's loss settings: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(carried.items()))
+            )
     if args.resume is not None:
         resume = Path(args.resume)
         if not resume.exists():
