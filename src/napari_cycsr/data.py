@@ -35,6 +35,7 @@ __all__ = [
     "PatchBatch",
     "TargetSampler",
     "as_frame_stacks",
+    "check_poses",
     "natural_images",
     "robust_normalisation",
 ]
@@ -357,7 +358,7 @@ def _between_frames(x: np.ndarray, src: tuple, dst: tuple, centre: np.ndarray) -
     return (scene - centre) @ _rotation(a_dst).T + centre + s_dst
 
 
-def _check_poses(poses: Any, stacks: list[np.ndarray]) -> list[tuple | None]:
+def check_poses(poses: Any, stacks: list[np.ndarray]) -> list[tuple | None]:
     """Per image ``None`` or ``(shifts (T, 2), angles (T,), good (T,))``, validated.
 
     An image's pose may be a :class:`~napari_cycsr.video.Registration` (anything with
@@ -472,7 +473,7 @@ class LRPatchSampler:
                     f"bundle is for images of shape {tuple(bundle.shape)}"
                 )
         self.values = _values_per_image(values, stacks, self.bundles)
-        self.poses = _check_poses(poses, stacks)
+        self.poses = check_poses(poses, stacks)
 
         masks = [np.asarray(b.fov_mask, dtype=bool) for b in self.bundles]
         if normalisation is None:

@@ -224,6 +224,7 @@ def video_training(
     """
     from types import SimpleNamespace
 
+    from .data import check_poses
     from .video import Registration, fuse_video, register
 
     frames = np.asarray(video)
@@ -234,14 +235,7 @@ def video_training(
     n = frames.shape[0]
     if registration is None:
         registration = register(frames, bundle, progress=progress)
-    if hasattr(registration, "shifts"):
-        shifts = np.asarray(registration.shifts, np.float64)
-        angles = np.asarray(getattr(registration, "angles", np.zeros(n)), np.float64)
-        good = np.asarray(getattr(registration, "good", np.ones(n, bool)), bool)
-    else:
-        shifts, angles, good = np.asarray(registration, np.float64), np.zeros(n), np.ones(n, bool)
-    if shifts.shape != (n, 2):
-        raise ValueError(f"the registration has {len(shifts)} frames, the video {n}")
+    ((shifts, angles, good),) = check_poses([registration], [frames])  # the sampler's rule
     if not isinstance(registration, Registration):  # shifts, or another object with them
         registration = Registration(
             shifts=shifts, confidence=good.astype(np.float64), angles=angles,
