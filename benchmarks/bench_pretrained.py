@@ -23,6 +23,12 @@ Two parts, each writing a section of ``docs/pretrained.md`` and a JSON file in
 
     python benchmarks/bench_pretrained.py --classes --real        # both, docs updated
     python benchmarks/bench_pretrained.py --real --no-docs        # print only
+    python benchmarks/bench_pretrained.py --classes --real --name default video \
+        --model "supervised ceiling=runs/pretrained/supervised/snapshot_020000.safetensors"
+
+Several models (``--name`` with several shipped names, ``--model LABEL=FILE`` for model
+files) are scored side by side in the same run, against the same baselines; the results
+then go to ``pretrained_compare_<part>.json`` and the docs blocks ``pretrained-compare-*``.
 """
 
 from __future__ import annotations
@@ -56,8 +62,13 @@ FIGURE = REPO_ROOT / "docs" / "images" / "pretrained_real.png"
 #: The issue's aims for the default result (network + noise-aware projection), in dB.
 AIM_OVER_TLI = 1.0
 AIM_OVER_PROJECTION = 0.3
-#: Rows of the real-video table, in order.
+#: Rows of the real-video table for one model called "network", in order.
 REAL_METHODS = ("TLI", "TLI + projection", "network", "network + projection")
+
+
+def real_methods(labels: list[str]) -> list[str]:
+    """Rows of the real-video table: the baselines, then each model and its projection."""
+    return ["TLI", "TLI + projection"] + [m for lab in labels for m in (lab, f"{lab} + projection")]
 
 
 def aims(per: dict[str, Any], net: str) -> tuple[list[list[str]], dict[str, bool]]:
@@ -99,16 +110,17 @@ def aims(per: dict[str, Any], net: str) -> tuple[list[list[str]], dict[str, bool
     return rows, met
 
 
-def run_classes_part(name: str, seed: int, log: Any) -> tuple[str, dict[str, Any]]:
+def run_classes_part(models: dict[str, Any], seed: int, log: Any) -> tuple[str, dict[str, Any]]:
     import run_experiments as rx
-    from napari_cycsr import pretrained
 
-    net = f"pretrained:{name}"
+    labels = list(models)
+    net = labels[0]
     budget = rx.MODES["default"]
     sims = rx.class_sims(budget, seed)
-    per = rx.run_classes(sims, {net: pretrained(name)}, "cpu", log)
+    per = rx.run_classes(sims, models, "cpu", log)
+    what = ", ".join(f"`{lab}`" for lab in labels)
     intro = (
-        f"**Table 3 for `{net}` as it ships (no fine-tuning).** {budget.class_count} test "
+        f"**Table 3 for {what} as shipped or saved (no fine-tuning).** {budget.class_count} test "
         "crops (128 px) per content class, each simulated at every noise level with the "
         f"benchmark's seeds (`run_experiments.class_sims`, seed {seed}); the model never saw "
         'them (docs/pretrained.md, "How they were trained"). "+ projection": noise-aware '
@@ -117,27 +129,34 @@ def run_classes_part(name: str, seed: int, log: Any) -> tuple[str, dict[str, Any
         'noise)": the noise-aware projection given the true noise level. Cells: ΔPSNR (dB) / '
         "ΔSSIM against TLI, mean over the crops (TLI row: absolute values)."
     )
-    md = rx.class_report(per, net, [net], intro=intro)
-    rows, met = aims(per, net)
+    md = rx.class_report(per, net, labels, intro=intro)
     md += (
         "\n\nThe issue's aims for the default result (network + projection), per class "
         "(ΔPSNR in dB, mean over the crops and the four noise levels; worse = lower mean "
-        "than TLI with p < 0.05 in a paired t-test at some noise level):\n\n"
-        + markdown_table(
-            [
-                "class",
-                "network alone vs TLI",
-                f"+ projection vs TLI (aim ≥ +{AIM_OVER_TLI:g})",
-                f"+ projection vs TLI + projection (aim ≥ +{AIM_OVER_PROJECTION:g})",
-                "worse than TLI",
-            ],
-            rows,
-        )
-        + "\n\nAims met: "
-        + "; ".join(f"{k}: {'yes' if v else '**no**'}" for k, v in met.items())
-        + "."
+        "than TLI with p < 0.05 in a paired t-test at some noise level):"
     )
-    return md, {"per": per, "aims": met}
+    all_met = {}
+    for label in labels:
+        rows, met = aims(per, label)
+        all_met[label] = met
+        md += (
+            (f"\n\n`{label}`:" if len(labels) > 1 else "")
+            + "\n\n"
+            + markdown_table(
+                [
+                    "class",
+                    "network alone vs TLI",
+                    f"+ projection vs TLI (aim ≥ +{AIM_OVER_TLI:g})",
+                    f"+ projection vs TLI + projection (aim ≥ +{AIM_OVER_PROJECTION:g})",
+                    "worse than TLI",
+                ],
+                rows,
+            )
+            + "\n\nAims met: "
+            + "; ".join(f"{k}: {'yes' if v else '**no**'}" for k, v in met.items())
+            + "."
+        )
+    return md, {"per": per, "aims": all_met if len(labels) > 1 else all_met[net]}
 
 
 def _video() -> tuple[np.ndarray, Any, np.ndarray, Any]:
@@ -154,13 +173,14 @@ def _video() -> tuple[np.ndarray, Any, np.ndarray, Any]:
 
 
 def score_real_frame(
-    model: Any, values: np.ndarray, bundle: Any, reg: Any, t: int
+    models: Any, values: np.ndarray, bundle: Any, reg: Any, t: int
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], float]:
     """Every method for frame ``t`` against the leave-one-out HR^ of frame ``t``.
 
-    Returns ``{method: {"psnr", "ssim", "gradient_ratio"}}``, the images (and
-    ``"reference"``), and the fraction of the field of view scored (where every other
-    used frame contributed to the reference).
+    ``models``: ``{label: model}`` (one model alone is labelled "network"). Returns
+    ``{method: {"psnr", "ssim", "gradient_ratio"}}`` (methods: :func:`real_methods`), the
+    images (and ``"reference"``), and the fraction of the field of view scored (where every
+    other used frame contributed to the reference).
     """
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.inference import super_resolve
@@ -171,14 +191,14 @@ def score_real_frame(
     fov = bundle.fov_mask
     # coverage is resampled onto frame t's grid (11.000001, 10.999999): round it
     mask = fov & (np.rint(np.asarray(info.coverage)) >= len(info.frames))
+    if not isinstance(models, dict):
+        models = {"network": models}
     tli = bundle.reconstruct(values[t])
-    net = super_resolve(model, tli, device="cpu", mask=fov, spacing=bundle.spacing)
-    images = {
-        "TLI": tli,
-        "TLI + projection": project_consistent(tli, bundle, values[t]),
-        "network": net,
-        "network + projection": project_consistent(net, bundle, values[t]),
-    }
+    images = {"TLI": tli, "TLI + projection": project_consistent(tli, bundle, values[t])}
+    for label, model in models.items():
+        net = super_resolve(model, tli, device="cpu", mask=fov, spacing=bundle.spacing)
+        images[label] = net
+        images[f"{label} + projection"] = project_consistent(net, bundle, values[t])
     scores = {}
     for name, img in images.items():
         scores[name] = {
@@ -189,14 +209,16 @@ def score_real_frame(
     return scores, {**images, "reference": ref}, float(mask.sum() / max(1, fov.sum()))
 
 
-def _figure(images: dict[str, np.ndarray], t: int, path: Path, command: str) -> None:
+def _figure(
+    images: dict[str, np.ndarray], t: int, path: Path, command: str, label: str = "network"
+) -> None:
     from matplotlib.figure import Figure
 
     from napari_cycsr._imageio import atomic_path
 
     # USAF groups 6 and 7 (bench_video.USAF_ROIS, frame 1's grid)
     crop = (slice(230, 680), slice(430, 850))
-    names = ["TLI", "network", "network + projection", "reference"]
+    names = ["TLI", label, f"{label} + projection", "reference"]
     fig = Figure(figsize=(2.6 * len(names), 3.2), layout="constrained")
     axes = fig.subplots(1, len(names))
     ref = images["reference"][crop]
@@ -207,7 +229,7 @@ def _figure(images: dict[str, np.ndarray], t: int, path: Path, command: str) -> 
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    title = f"USAF frame {t + 1}, pretrained model as it ships. Made by `{command}`"
+    title = f"USAF frame {t + 1}, {label} as it ships. Made by `{command}`"
     fig.suptitle(title, fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -215,28 +237,30 @@ def _figure(images: dict[str, np.ndarray], t: int, path: Path, command: str) -> 
 
 
 def run_real_part(
-    name: str, frames: list[int], log: Any, command: str, figure: bool
+    models: dict[str, Any], frames: list[int], log: Any, command: str, figure: Path | None
 ) -> tuple[str, dict[str, Any]]:
     import bench_real
-    from napari_cycsr import pretrained
 
-    model = pretrained(name)
+    labels = list(models)
+    single = len(labels) == 1
+    scored = {"network": models[labels[0]]} if single else models
+    methods = real_methods(list(scored))
     values, bundle, _, reg = _video()
     log(f"  video: {values.shape[0]} frames, {bundle.n_fibres} cores, spacing {bundle.spacing:.2f}")
     per_frame: dict[int, Any] = {}
     covered = []
     for t in frames:
-        scores, images, frac = score_real_frame(model, values, bundle, reg, t)
+        scores, images, frac = score_real_frame(scored, values, bundle, reg, t)
         per_frame[t] = scores
         covered.append(frac)
         log(
             f"  frame {t + 1}: "
             + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.3f}" for k, v in scores.items())
         )
-        if figure and t == frames[0]:
-            _figure(images, t, FIGURE, command)
+        if figure is not None and t == frames[0]:
+            _figure(images, t, figure, command, label=list(scored)[0])
     rows = []
-    for method in REAL_METHODS:
+    for method in methods:
         psnrs = [per_frame[t][method]["psnr"] for t in frames]
         ssims = [per_frame[t][method]["ssim"] for t in frames]
         d_psnr = [per_frame[t][method]["psnr"] - per_frame[t]["TLI"]["psnr"] for t in frames]
@@ -252,8 +276,9 @@ def run_real_part(
                 "" if method == "TLI" else f"{np.median(grad):.2f}",
             ]
         )
+    what = ", ".join(f"`{lab}`" for lab in labels)
     md = (
-        f"**`pretrained:{name}` on the real USAF video, against leave-one-out HR^.** "
+        f"**{what} on the real USAF video, against leave-one-out HR^.** "
         f"Frames {', '.join(str(t + 1) for t in frames)} of `super_res/` "
         f"({values.shape[0]} frames, {bundle.n_fibres} cores detected on "
         f"`usaf1_background.tif`, spacing {bundle.spacing:.2f} px: the model resamples to its "
@@ -276,10 +301,11 @@ def run_real_part(
         )
     )
     log("  artefacts (bench_real.py)")
-    border = bench_real.border_and_streaks(model, log)
-    fixed = bench_real.fixed_pattern(model, values.shape[0], log)
+    border = bench_real.border_and_streaks(models[labels[0]], log)
+    fixed = bench_real.fixed_pattern(models[labels[0]], values.shape[0], log)
     md += (
-        "\n\nArtefacts (`benchmarks/bench_real.py`'s checks, default result = network + "
+        f"\n\nArtefacts of `{labels[0]}` (`benchmarks/bench_real.py`'s checks, default result "
+        "= network + "
         "projection): frames cropped to the bounding box of their cores so that the field of "
         f"view reaches the camera-frame border; `SR - TLI` within {bench_real.BORDER} px of it "
         "and inside, and its gradient ratio:\n\n"
@@ -314,7 +340,14 @@ def run_real_part(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="default", help="pretrained model name")
+    parser.add_argument("--name", nargs="+", default=["default"], help="pretrained model name(s)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=FILE",
+        help="also score this model file, labelled LABEL (repeatable)",
+    )
     parser.add_argument("--classes", action="store_true", help="Table 3 on the test crops")
     parser.add_argument("--real", action="store_true", help="the real USAF video")
     parser.add_argument(
@@ -329,6 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     frames = _parse_frames(args.frames)
     import torch
 
+    from napari_cycsr import pretrained
+    from napari_cycsr.io import load_model
+
+    models: dict[str, Any] = {f"pretrained:{n}": pretrained(n) for n in args.name}
+    for item in args.model:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            parser.error(f"--model needs LABEL=FILE, got {item!r}")
+        models[label] = load_model(path)
+    stem = f"pretrained_{args.name[0]}" if len(models) == 1 else "pretrained_compare"
+    block = "pretrained" if len(models) == 1 else "pretrained-compare"
+    figure = FIGURE if len(models) == 1 else FIGURE.with_name("pretrained_compare_real.png")
+
     torch.set_num_threads(max(1, args.threads))
     command = "python benchmarks/bench_pretrained.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-docs"
@@ -342,8 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sections = {}
     for part, run in (
-        ("classes", lambda: run_classes_part(args.name, args.seed, log)),
-        ("real", lambda: run_real_part(args.name, frames, log, command, not args.no_docs)),
+        ("classes", lambda: run_classes_part(models, args.seed, log)),
+        (
+            "real",
+            lambda: run_real_part(models, frames, log, command, None if args.no_docs else figure),
+        ),
     ):
         if not getattr(args, part):
             continue
@@ -360,10 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(head + md + "\n")
         write_json(
-            RESULTS / f"pretrained_{args.name}_{part}.json",
+            RESULTS / f"{stem}_{part}.json",
             {"command": command, "date": stamp, "seconds": seconds, **_plain(data)},
         )
-        sections[f"pretrained-{part}"] = head + md
+        sections[f"{block}-{part}"] = head + md
     if sections and not args.no_docs:
         update_markdown(DOCS, sections)
         print(f"updated {DOCS}")

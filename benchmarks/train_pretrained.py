@@ -18,12 +18,27 @@ package and records it in ``pretrained/manifest.json``::
     python benchmarks/train_pretrained.py --until 2000          # first chunk
     python benchmarks/train_pretrained.py --until 4000          # resumes at 2000
     python benchmarks/train_pretrained.py --export --pick 4000  # ship the 4000 snapshot
+
+``--data`` chooses what the model learns from (each has its own recipe on top of
+``DEFAULT_RECIPE``, :data:`DATA_RECIPES`):
+
+* ``frames`` (default): single simulated frames, unsupervised (above);
+* ``video``: short simulated videos of tiles of the same pictures (a random walk of the
+  scene behind a fixed bundle, fresh noise in every frame), each prepared by
+  :func:`napari_cycsr.workflows.video_training` as a user's video would be: registered with
+  *estimated* shifts, fused over a sliding window, the fused frames as paired targets
+  (the paper's ``T_pair`` made from the video) with the multi-frame cycle consistency. Still
+  no true high-resolution image is shown;
+* ``supervised``: the ceiling (issue 13 item 4): the same network and frames as ``frames``
+  with their *true* high-resolution images as paired targets and a pixel loss only, which
+  no user of real data can have.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import shutil
 import sys
@@ -41,6 +56,7 @@ from _common import (  # noqa: E402
     NOISE_LEVELS,
     PRETRAIN_IMAGES,
     REPO_ROOT,
+    crop_grid,
     load_grey,
     markdown_table,
     parse_settings,
@@ -76,6 +92,35 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "augment_lr": True,
 }
 SPOT_SEEDS = tuple(range(5000, 5004))
+#: What ``--data`` changes in the recipe. ``video``: the settings of
+#: ``workflows.video_training`` (fused frames as paired targets, pixel loss 1, multi-frame
+#: consistency 1) without the penalty on the change to the input (w_res 0: the fused target,
+#: not the TLI input, is what the output should approach), as the "paired HR^ + multi" arm
+#: of bench_video_training.py. ``supervised``: run_experiments.py's supervised reference
+#: (pixel loss against the truth only, no discriminator).
+DATA_RECIPES: dict[str, dict[str, Any]] = {
+    "frames": {},
+    "video": {"target": "paired", "w_pix": 1.0, "w_multi": 1.0, "w_res": 0.0},
+    "supervised": {
+        "target": "paired",
+        "w_pix": 1.0,
+        "w_vec": 0.0,
+        "w_adv": 0.0,
+        "w_reg": 0.0,
+        "w_res": 0.0,
+        "warmup": 10_000_000,
+    },
+}
+#: How each ``--data`` is described in the manifest.
+LEARNS_FROM: dict[str, str] = {
+    "frames": "on single frames without high-resolution pairs",
+    "video": "on simulated videos, their own fused frames as targets (no true image)",
+    "supervised": "with the true high-resolution images (supervised ceiling, not for use)",
+}
+#: Simulated videos for ``--data video``: scene tiles of VIDEO_SCENE px (frames of
+#: VIDEO_FRAME px, the rest holds the motion), up to VIDEO_TILES per picture, VIDEO_LENGTH
+#: frames each, every tile at every noise level.
+VIDEO_SCENE, VIDEO_FRAME, VIDEO_TILES, VIDEO_LENGTH = 176, (144, 144), 4, 8
 
 
 def training_data(seed: int) -> tuple[list[Any], str]:
@@ -97,6 +142,51 @@ def training_data(seed: int) -> tuple[list[Any], str]:
     return sims, what
 
 
+def video_data(seed: int) -> tuple[dict[str, list[Any]], str]:
+    """``--data video``: tiles of the pretraining pictures as simulated videos, prepared by
+    ``workflows.video_training`` (estimated registration, fused targets)."""
+    from napari_cycsr.simulate import simulate_pcle_video
+    from napari_cycsr.workflows import video_training
+
+    sources = [(n, load_grey(n)) for n in PRETRAIN_IMAGES]
+    sources += [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+    data: dict[str, list[Any]] = {k: [] for k in ("lr", "bundles", "values", "reg", "targets")}
+    n_videos = n_frames = skipped = 0
+    for i, (name, picture) in enumerate(sources):
+        tiles = crop_grid(picture, VIDEO_SCENE, VIDEO_TILES)
+        if not tiles:  # smaller than a tile (none of the pictures today): the whole picture
+            tiles = [picture.astype(np.float32)]
+        for k, (tile, noise) in enumerate(itertools.product(tiles, NOISE_LEVELS)):
+            vid = simulate_pcle_video(
+                tile, VIDEO_LENGTH, shape=VIDEO_FRAME if min(tile.shape) >= VIDEO_SCENE else None,
+                step=0.7, noise=noise, seed=seed * 100_000 + 60_000 + 100 * i + k,
+            )  # fmt: skip
+            try:
+                prepared = video_training(vid.lr, vid.bundle, values=vid.values)
+            except ValueError as err:  # too little structure to register: as a user would
+                print(f"skipped video {k} of {name} (noise {noise:g}): {err}", flush=True)
+                skipped += 1
+                continue
+            data["lr"] += prepared.lr_images
+            data["bundles"] += prepared.bundles
+            data["values"] += prepared.values
+            data["reg"] += prepared.registration
+            data["targets"] += prepared.target_images
+            n_videos += 1
+            n_frames += len(prepared.frames_used)
+    what = (
+        f"{n_videos} simulated pCLE videos ({n_frames} registered frames of "
+        f"{VIDEO_FRAME[0]}x{VIDEO_FRAME[1]} px: {VIDEO_LENGTH}-frame random walks of up to "
+        f"{VIDEO_TILES} {VIDEO_SCENE} px tiles of each picture behind a fixed bundle, default "
+        f"fibre spacing, every tile at noise sd {', '.join(f'{n:g}' for n in NOISE_LEVELS)}) "
+        f"of scikit-image's {', '.join(PRETRAIN_IMAGES)} and {len(SPOT_SEEDS)} "
+        "synthetic sparse-spot images; targets: each video's own sliding-window fusion "
+        f"(estimated registration), no true image; {skipped} video(s) left out: too "
+        "few frames registered"
+    )
+    return data, what
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="default", help="model name (file and manifest)")
@@ -108,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help="write docs/pretrained.md sections")
     parser.add_argument("--pick", type=int, default=None, help="snapshot iteration to ship")
     parser.add_argument("--runs", type=Path, default=RUNS, help="checkpoint folder")
+    parser.add_argument(
+        "--data",
+        choices=tuple(DATA_RECIPES),
+        default="frames",
+        help="what the model learns from: single frames (unsupervised), simulated videos "
+        "(fused targets + multi-frame term) or the true images (the supervised ceiling)",
+    )
     args = parser.parse_args(argv)
     run_dir = args.runs / args.name
     curve_file = RESULTS / f"pretrained_{args.name}.json"
@@ -125,14 +222,30 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     overrides = parse_settings(args.set)
-    recipe = {**DEFAULT_RECIPE, **overrides}
-    sims, what = training_data(int(recipe["seed"]))
-    data = {
-        "lr_images": [s.lr for s in sims],
-        "bundles": [s.bundle for s in sims],
-        "values": [s.values for s in sims],
-        "target_images": [load_grey(n) for n in NATURAL_IMAGES],
-    }
+    recipe = {**DEFAULT_RECIPE, **DATA_RECIPES[args.data], **overrides}
+    t_data = time.perf_counter()
+    if args.data == "video":
+        vids, what = video_data(int(recipe["seed"]))
+        data = {
+            "lr_images": vids["lr"],
+            "bundles": vids["bundles"],
+            "values": vids["values"],
+            "target_images": vids["targets"],
+            "registration": vids["reg"],
+        }
+    else:
+        sims, what = training_data(int(recipe["seed"]))
+        data = {
+            "lr_images": [s.lr for s in sims],
+            "bundles": [s.bundle for s in sims],
+            "values": [s.values for s in sims],
+            "target_images": [load_grey(n) for n in NATURAL_IMAGES],
+            "registration": None,
+        }
+        if args.data == "supervised":
+            data["target_images"] = [s.hr for s in sims]
+            what += "; supervised: each frame's true image as its paired target"
+    print(f"data ready in {time.perf_counter() - t_data:.0f} s: {what}", flush=True)
     checkpoint = run_dir / "checkpoint.safetensors"
     run_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint.is_file():
@@ -142,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             data["bundles"],
             values=data["values"],
             target_images=data["target_images"],
+            registration=data["registration"],
             iterations=args.until,
             device="cpu",
         )
@@ -160,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             config=config,
             values=data["values"],
             target_images=data["target_images"],
+            registration=data["registration"],
             checkpoint=checkpoint,
         )
     evals = {
@@ -168,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() else None
     if curve is None or curve.get("config") is None:
-        curve = {"trained_on": what, "recipe": recipe, "config": None, "points": []}
+        curve = {
+            "trained_on": what, "data": args.data, "recipe": recipe, "config": None, "points": [],
+        }  # fmt: skip
     done = {p["iteration"] for p in curve["points"]}
     t0 = time.perf_counter()
 
@@ -182,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         recent = trainer.history[-args.every :]
         point["losses"] = {
             k: float(np.nanmean([h.get(k, np.nan) for h in recent]))
-            for k in ("l_vec", "l_adv", "loss_d")
-            if recent
+            for k in ("l_vec", "l_multi", "l_pix", "l_adv", "loss_d")
+            if any(np.isfinite(h.get(k, np.nan)) for h in recent)
         }
         curve["points"] = [p for p in curve["points"] if p["iteration"] != it] + [point]
         curve["points"].sort(key=lambda p: p["iteration"])
@@ -192,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--until")
         )
         write_json(curve_file, curve)
-        parts = [f"it {it:6d}"]
+        parts = [f"it {it:6d} ({point['seconds']:.0f} s)"]
         for spec in evals:
             r = point[spec]
             parts.append(
@@ -318,7 +435,8 @@ def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
     entry = {
         "name": name,
         "description": f"the {model.config.channels}-channel, {model.config.blocks}-block "
-        f"generator trained {it} iterations without high-resolution pairs",
+        f"generator trained {it} iterations {LEARNS_FROM[curve.get('data', 'frames')]}",
+        "data": curve.get("data", "frames"),
         "trained_on": curve["trained_on"],
         # the pictures, by scikit-image name (the demo says when its picture is one of them)
         "pretrain_images": list(PRETRAIN_IMAGES),

@@ -382,6 +382,40 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     assert 0.3 < covered <= 1.0
     assert images["reference"].shape == vid.bundle.shape
     assert scores["TLI + projection"]["psnr"] > scores["TLI"]["psnr"]
+    # several models side by side: each with its projection, after the same baselines
+    import torch
+
+    other = SRModel.new("tiny")  # a new model adds nothing: move its weights
+    with torch.no_grad():
+        for param in other.generator.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    two = {"a": model, "b": other}
+    scores2, images2, _ = bench_pretrained.score_real_frame(two, vid.values, vid.bundle, reg, 2)
+    assert list(scores2) == bench_pretrained.real_methods(["a", "b"])
+    assert list(scores2) == ["TLI", "TLI + projection", "a", "a + projection", "b", "b + projection"]
+    assert scores2["TLI"] == scores["TLI"]
+    assert not np.array_equal(images2["a"], images2["b"])
     assert bench_pretrained._parse_frames("1-3,7") == [0, 1, 2, 6]
     with pytest.raises(SystemExit):
         bench_pretrained._parse_frames("0-2")
+
+
+def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common):
+    """Every ``train_pretrained.py --data`` recipe is a valid TrainConfig; the video one trains
+    on fused targets (paired, pixel loss, multi-frame term) and the supervised one on the
+    pixel loss alone, without a discriminator."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        tp = importlib.import_module("train_pretrained")
+    finally:
+        sys.path.remove(str(BENCH))
+    from napari_cycsr.training import TrainConfig
+
+    assert set(tp.DATA_RECIPES) == set(tp.LEARNS_FROM) == {"frames", "video", "supervised"}
+    configs = {k: TrainConfig(**{**tp.DEFAULT_RECIPE, **r}) for k, r in tp.DATA_RECIPES.items()}
+    assert configs["frames"].target == "images" and configs["frames"].w_pix == 0
+    video = configs["video"]
+    assert (video.target, video.w_pix, video.w_multi, video.w_vec) == ("paired", 1.0, 1.0, 1.0)
+    sup = configs["supervised"]
+    assert (sup.target, sup.w_pix, sup.w_vec, sup.w_adv, sup.w_res) == ("paired", 1, 0, 0, 0)
+    assert sup.warmup > 10**6  # no discriminator step in any run

@@ -65,7 +65,11 @@ __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 
 
 _CHECKPOINT_KIND = "napari-cycsr training state"
-_LOSS_KEYS = ("l_vec", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy")
+_LOSS_KEYS = (
+    "l_vec", "l_multi", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy",
+)  # fmt: skip
+#: Losses only some runs have (a NaN in a restored history row means "not in this run").
+_OPTIONAL_LOSSES = ("l_multi", "l_pix")
 _MAX_HISTORY_POINTS = 500
 #: TrainConfig fields that describe the machine's run, not the model: kept in checkpoints
 #: (for resuming), left out of the model metadata.
@@ -852,7 +856,7 @@ class Trainer:
         keys = meta.get("history_keys", [])
         rows = tensors.get("history", torch.zeros(0, len(keys))).tolist()
         self.history = [
-            {k: v for k, v in zip(keys, row) if not (k == "l_pix" and math.isnan(v))}
+            {k: v for k, v in zip(keys, row) if not (k in _OPTIONAL_LOSSES and math.isnan(v))}
             for row in rows
         ]
 
