@@ -204,6 +204,32 @@ def test_train_passes_the_registration(scene):
     )  # fmt: skip
     assert model.metadata["iteration"] == 3
     assert model.metadata["train_config"]["w_multi"] == 0.5
+    # the term's curve is kept in the model's loss history (it was dropped before)
+    history = model.metadata["loss_history"]
+    assert len(history["l_multi"]) == 3 and np.isfinite(history["l_multi"]).all()
+
+
+def test_resumed_training_keeps_the_multi_frame_history(scene, tmp_path):
+    vid = _video(scene, frames=3, noise=0.01)
+    ckpt = tmp_path / "ckpt.safetensors"
+    config = _config(w_multi=1.0, iterations=2, checkpoint_every=2)
+    trainer = Trainer(
+        vid.lr, vid.bundle, config=config, values=vid.values, registration=vid.shifts,
+        checkpoint=ckpt,
+    )  # fmt: skip
+    list(trainer.run())
+    resumed = Trainer.resume(
+        ckpt, vid.lr, vid.bundle, values=vid.values, registration=vid.shifts, iterations=3
+    )
+    assert [np.isfinite(h["l_multi"]) for h in resumed.history] == [True, True]
+    list(resumed.run())
+    assert len(resumed.history) == 3 and all("l_multi" in h for h in resumed.history)
+    # a single-frame run has no such curve, and no NaN stands in for it
+    single = Trainer(vid.lr, vid.bundle, config=_config(iterations=2, checkpoint_every=2),
+                     values=vid.values, checkpoint=tmp_path / "single.safetensors")  # fmt: skip
+    list(single.run())
+    again = Trainer.resume(tmp_path / "single.safetensors", vid.lr, vid.bundle, values=vid.values)
+    assert all("l_multi" not in h for h in again.history)
 
 
 # ----------------------------------------------------------------------------- the CLI
