@@ -348,7 +348,8 @@ class Trainer:
         self._smooth_ratio = self._calibrate_smooth_ratio() if config.vec_tolerance else 1.0
         self._init_name = None
         if init is not None:
-            self._init_name = str(init.metadata.get("pretrained_name") or "a model")
+            meta = init.metadata
+            self._init_name = str(meta.get("pretrained_name") or meta.get("name") or "a model")
 
         self._g_step_module: nn.Module = self._g
         self._d_step_module: nn.Module = self._d
