@@ -277,7 +277,7 @@ def test_closing_the_viewer_while_training_raises_nothing(make_napari_viewer, qt
 def test_video_layer_trains_with_the_multi_frame_consistency(
     make_napari_viewer, qtbot, errors, registry, monkeypatch
 ):
-    """"learn from video" on a video layer: the frames are registered and fused in the worker
+    """ "learn from video" on a video layer: the frames are registered and fused in the worker
     and the run reports the multi-frame term against paired fused targets; a single image
     is refused before any work."""
     import napari_cycsr.workflows as workflows

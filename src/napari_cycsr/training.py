@@ -766,9 +766,7 @@ class Trainer:
     def _metadata(self) -> dict[str, Any]:
         # how this machine ran (precision, threads) is not part of the model: a model file
         # is the same whatever the precision it was trained in (its weights are float32)
-        train_config = {
-            k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS
-        }
+        train_config = {k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS}
         return {
             "train_config": train_config,
             "seed": self.config.seed,

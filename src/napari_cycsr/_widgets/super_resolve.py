@@ -335,6 +335,7 @@ class SuperResolveWidget(Form):
             iter_super_resolve_files,
             output_paths,
         )
+
         if _empty(self.folder.value):
             raise ValueError("choose the input folder")
         inputs = folder_inputs(self.folder.value)
