@@ -39,8 +39,14 @@ def model_name(config: Any, iterations: int, layers: list[str], *, init: str | N
     return name + (f", fine-tuned from {init}" if init else "")
 
 
-def _settings_text(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+def _carried_text(carried: dict[str, Any]) -> str:
+    """The carried settings that differ from the library's defaults, as ``key=value``."""
+    from napari_cycsr.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    changed = {k: v for k, v in sorted(carried.items()) if defaults.get(k) != v}
+    text = ", ".join(f"{k}={v}" for k, v in changed.items()) or "all at the defaults"
+    return text + (" (the others at the defaults)" if 0 < len(changed) < len(carried) else "")
 
 
 def _require_videos(inputs: dict[str, Any]) -> None:
@@ -278,7 +284,7 @@ class TrainWidget(Form):
                 carried = recipe_losses(recipe)
                 text = model_details(model.metadata, model.generator.config.to_dict())
                 text += (
-                    "\ncarries its loss settings: " + _settings_text(carried)
+                    "\ncarries its loss settings: " + _carried_text(carried)
                     if carried
                     else "\nno loss settings recorded in it: the form's are used"
                 )
@@ -390,7 +396,7 @@ class TrainWidget(Form):
             network, carried = self._fine_tuning(init)
             config = dataclasses.replace(config, **network, **carried)
             note = f"fine-tuning from {label!r}" + (
-                "; carried from it: " + _settings_text(carried) if carried else ""
+                "; carried from it: " + _carried_text(carried) if carried else ""
             )
         checkpoint = self._checkpoint_path()
         self.plot.clear(total=config.iterations)
