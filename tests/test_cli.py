@@ -796,7 +796,9 @@ def test_pretrained_models_through_the_cli(tmp_path, sim_dir, shipped_tiny, caps
     assert "damaged" in _one_line_error(capsys)
 
 
-def test_train_init_fine_tunes_a_pretrained_model(tmp_path, sim_dir, shipped_tiny, one_thread):
+def test_train_init_fine_tunes_a_pretrained_model(
+    tmp_path, sim_dir, shipped_tiny, one_thread, capsys
+):
     from napari_cycsr.io import load_model
 
     out = tmp_path / "ft.safetensors"
@@ -816,3 +818,9 @@ def test_train_init_fine_tunes_a_pretrained_model(tmp_path, sim_dir, shipped_tin
     args2 = [a if a != str(out) else str(out2) for a in args] + ["--set", "w_res=0.25"]
     assert main(args2) == 0
     assert load_model(out2).metadata["train_config"]["w_res"] == 0.25
+    # the model's network is kept: another scale is refused, nothing written
+    out3 = tmp_path / "ft3.safetensors"
+    args3 = [a if a != str(out) else str(out3) for a in args] + ["--set", "scale=2"]
+    assert main(args3) == 1
+    assert "--init: the model's network has scale 1, not 2" in _one_line_error(capsys)
+    assert not out3.exists()

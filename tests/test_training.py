@@ -609,6 +609,27 @@ def test_init_starts_from_a_models_weights():
         Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init="default")
 
 
+def test_fine_tune_settings_keep_the_network_and_carry_the_objective():
+    """One rule for `cycsr train --init` and the Train widget: the model's network, its loss
+    settings unless given, never its data's; a network that is no preset's, or not the
+    given preset / scale, is refused."""
+    from napari_cycsr.config import PRESETS, NetworkConfig, fine_tune_settings, get_preset
+
+    recipe = {"w_res": 1.0, "w_adv": 0.0, "vec_tolerance": 1.5, "augment_lr": True,
+              "noise_level": 0.3, "w_multi": 1.0, "iterations": 7, "target": "images"}  # fmt: skip
+    network, carried = fine_tune_settings(PRESETS["tiny"], recipe, {"w_adv": 1e-3})
+    assert network == {"preset": "tiny", "scale": 1, "residual": True}
+    assert carried == {"w_res": 1.0, "vec_tolerance": 1.5, "augment_lr": True}
+    network, carried = fine_tune_settings(get_preset("default", scale=2).to_dict(), None, {})
+    assert network == {"preset": "default", "scale": 2, "residual": True} and carried == {}
+    with pytest.raises(ValueError, match="is not the 'default' preset"):
+        fine_tune_settings(PRESETS["tiny"], recipe, {"preset": "default"})
+    with pytest.raises(ValueError, match="has scale 1, not 2"):
+        fine_tune_settings(PRESETS["tiny"], recipe, {"scale": 2})
+    with pytest.raises(ValueError, match="matches no preset"):
+        fine_tune_settings(NetworkConfig(channels=5, blocks=1), recipe)
+
+
 def test_residual_penalty_keeps_the_output_near_its_input():
     from napari_cycsr.simulate import simulate_pcle
     from napari_cycsr.training import TrainConfig, Trainer

@@ -277,7 +277,7 @@ def test_closing_the_viewer_while_training_raises_nothing(make_napari_viewer, qt
 def test_video_layer_trains_with_the_multi_frame_consistency(
     make_napari_viewer, qtbot, errors, registry, monkeypatch
 ):
-    """"learn from video" on a video layer: the frames are registered and fused in the worker
+    """ "learn from video" on a video layer: the frames are registered and fused in the worker
     and the run reports the multi-frame term against paired fused targets; a single image
     is refused before any work."""
     import napari_cycsr.workflows as workflows
@@ -301,9 +301,157 @@ def test_video_layer_trains_with_the_multi_frame_consistency(
     config = widget.trainer.config
     assert (config.w_multi, config.target, config.w_pix) == (1.0, "paired", 1.0)
     assert np.isfinite(widget.plot.values["l_multi"]).all()
+    assert {"l_multi", "l_pix", "l_vec"} <= set(_legend(widget.plot))
 
     viewer.add_image(viewer.layers["pCLE video (TLI)"].data[0], name="one frame")
     widget.lr_layers.value = [viewer.layers["one frame"]]
     widget.start_button.native.click()
     assert "'one frame' is a single image" in errors[-1]
     assert widget.worker is None and calls == [1]
+
+
+# --- fine-tuning from the widget, and the loss legend ------------------------------------------
+
+
+def _legend(plot):
+    return [] if plot.legend is None else [t.get_text() for t in plot.legend.get_texts()]
+
+
+def _entries(combo):
+    return [combo.native.itemText(i) for i in range(combo.native.count())]
+
+
+def _weights(model):
+    return np.concatenate(
+        [v.detach().numpy().ravel() for v in model.generator.state_dict().values()]
+    )
+
+
+def test_loss_plot_draws_only_the_losses_the_run_has(qtbot):
+    from napari_cycsr._widgets.loss_plot import LossPlot
+
+    plot = LossPlot(min_interval=0.0)
+    qtbot.addWidget(plot)
+    assert _legend(plot) == [] and plot.lines == {}
+    single = {"l_vec": 0.5, "l_adv": 0.7, "l_reg": 0.0, "loss_d": 1.3, "loss_g": 2.0}
+    plot.append(1, single, total=4)
+    plot.append(2, single, total=4)
+    # a zero loss has nothing to draw on a log axis; no multi-frame, no pixel term
+    assert _legend(plot) == ["l_vec", "l_adv", "loss_d"]
+    assert set(plot.values) == {"l_vec", "l_adv", "l_reg", "loss_d"}
+    colour = plot.lines["l_adv"].get_color()
+    # a term that appears later gets its curve, in legend order, NaN before it appeared
+    plot.append(3, {**single, "l_multi": 0.2})
+    assert _legend(plot) == ["l_vec", "l_multi", "l_adv", "loss_d"]
+    assert np.isnan(plot.values["l_multi"][:2]).all() and plot.values["l_multi"][2] == 0.2
+    assert plot.lines["l_adv"].get_color() == colour  # each loss keeps its colour
+    plot.clear(total=10)
+    assert _legend(plot) == [] and plot.values == {} and plot.iterations == []
+    plot.append(1, single)
+    assert _legend(plot) == ["l_vec", "l_adv", "loss_d"]
+
+
+def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, registry, models_folder):
+    """The "start from" menu with a pretrained model: its network is shown and locked, its
+    loss settings are carried (a weight changed in the form wins), the run starts from its
+    weights and keeps its intensity scaling, and the result says what it was fine-tuned from.
+    Resume continues it; back to "from scratch" frees the form again."""
+    from napari_cycsr import pretrained
+    from napari_cycsr._widgets.train import FROM_SCRATCH
+
+    viewer, widget = setup
+    _quick(widget, 2)
+    form = widget.form
+    form.preset.value = "default"
+    entries = _entries(widget.start_from)
+    assert entries[0] == FROM_SCRATCH and "pretrained: default" in entries
+    assert entries[-1] == FROM_FILE and widget.start_from.value == FROM_SCRATCH
+    assert widget.start_details.native.isHidden()
+
+    start = pretrained("default")
+    recipe = start.metadata["train_config"]
+    widget.start_from.value = "pretrained: default"
+    # the model's network is shown and cannot be changed; its loss weights fill the form
+    assert (form.preset.value, form.scale.value) == ("tiny", 1)
+    assert not form.preset.enabled and not form.scale.enabled
+    assert form.w_reg.value == pytest.approx(recipe["w_reg"])
+    assert "carries its loss settings" in widget.start_details.value
+    assert not widget.start_details.native.isHidden()
+    details = widget.start_details.value
+    assert "w_res=1.0" in details and "vec_tolerance=1.5" in details
+    form.w_adv.value = 0.002  # the user's own choice wins over the carried one
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    config = widget.trainer.config
+    assert (config.preset, config.w_res, config.vec_tolerance, config.augment_lr) == (
+        "tiny", recipe["w_res"], recipe["vec_tolerance"], recipe["augment_lr"]
+    )  # fmt: skip
+    assert config.w_adv == pytest.approx(0.002) and config.noise_level is None
+    # the run kept the pretrained model's intensity scaling, not the layer's own
+    assert widget.trainer.normalisation == start.normalisation
+    model = widget.model
+    assert model.metadata["initialised_from"] == "default"
+    assert model.metadata["train_config"]["w_res"] == recipe["w_res"]
+    name = "tiny x1, 2 it on pCLE LR (TLI), fine-tuned from default"
+    assert registry.names() == [name]
+    assert "fine-tuning from 'default'; carried from it:" in widget.status.value
+    assert "w_res=1.0" in widget.status.value and "fine-tuned from default" in widget.status.value
+    assert "l_multi" not in _legend(widget.plot) and "l_vec" in _legend(widget.plot)
+    # the fine-tuned model is offered to start from in turn
+    assert name in _entries(widget.start_from)
+
+    # Resume continues the fine-tuned run (its checkpoint), and its name still says so
+    form.iterations.value = 3
+    widget.resume_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == [] and widget.trainer.iteration == 3
+    assert registry.names()[0] == "tiny x1, 3 it on pCLE LR (TLI), fine-tuned from default"
+
+    # from scratch again: the form is free and holds the user's weights from before
+    widget.start_from.value = FROM_SCRATCH
+    assert form.preset.enabled and form.scale.enabled and widget.start_details.native.isHidden()
+    assert form.w_adv.value == pytest.approx(1e-4)
+    form.preset.value, form.iterations.value = "tiny", 2
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    scratch = widget.model
+    assert "initialised_from" not in scratch.metadata or not scratch.metadata["initialised_from"]
+    assert widget.trainer.normalisation != start.normalisation
+    # same seed, same data: only the start differs; the fine-tuned weights stay near the
+    # pretrained ones, the scratch run's do not
+    tuned = registry.get("tiny x1, 3 it on pCLE LR (TLI), fine-tuned from default")
+    near = np.abs(_weights(tuned) - _weights(start)).mean()
+    far = np.abs(_weights(scratch) - _weights(start)).mean()
+    assert near < 0.2 * far
+
+
+def test_start_from_a_model_file_and_a_bad_one(setup, qtbot, errors, registry, tmp_path):
+    """A model file to start from: a file that cannot be read is refused with a message and
+    nothing starts; a good file (another network size) sets the form to its network."""
+    from napari_cycsr.config import get_preset
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    viewer, widget = setup
+    _quick(widget, 2)
+    widget.start_from.value = FROM_FILE
+    assert not widget.start_file.native.isHidden()
+    widget.start_button.native.click()
+    assert "choose the model file to start from" in errors[-1]
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model at all")
+    widget.start_file.value = junk
+    assert widget.start_details.value.startswith("cannot start from this model")
+    assert widget.form.preset.enabled  # nothing was taken from it
+    widget.start_button.native.click()
+    assert "cannot start from the model 'junk'" in errors[-1]
+    assert widget.worker is None and widget.trainer is None and registry.names() == []
+
+    other = SRModel.new(get_preset("default", scale=2))
+    save_model(other, tmp_path / "big.safetensors")
+    widget.start_file.value = tmp_path / "big.safetensors"
+    assert (widget.form.preset.value, widget.form.scale.value) == ("default", 2)
+    assert "no loss settings recorded" in widget.start_details.value
+    assert not widget.form.scale.enabled

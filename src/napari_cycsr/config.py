@@ -25,6 +25,7 @@ __all__ = [
     "TRAIN_GROUPS",
     "DATA_LOSS_SETTINGS",
     "recipe_losses",
+    "fine_tune_settings",
     "NetworkConfig",
     "TrainConfig",
     "get_preset",
@@ -85,6 +86,71 @@ def recipe_losses(train_config: Any) -> dict[str, Any]:
     recipe = dict(train_config or {})
     keep = [k for k in (*TRAIN_GROUPS["losses"], "augment_lr") if k not in DATA_LOSS_SETTINGS]
     return {key: recipe[key] for key in keep if key in recipe}
+
+
+def fine_tune_settings(
+    network: Any, train_config: Any, given: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The TrainConfig fields that fine-tune a model: its network and its objective.
+
+    One rule for every front end (``cycsr train --init``, the Train widget's "start from"):
+    the network (preset, scale, residual) is the model's, and its loss settings
+    (:func:`recipe_losses`) come along unless the user set them explicitly.
+
+    Parameters
+    ----------
+    network : NetworkConfig or dict
+        The model's generator network (``model.generator.config``, or the ``network`` of a
+        model file's header).
+    train_config : dict or None
+        The model's ``metadata["train_config"]``.
+    given : mapping, optional
+        The TrainConfig fields the user set explicitly (command-line options and ``--set``,
+        the fields changed in the widget's form): they win over the carried loss settings.
+        A ``preset``, ``scale`` or ``residual`` among them must be the model's own.
+
+    Returns
+    -------
+    network_fields : dict
+        ``preset``, ``scale`` and ``residual`` that rebuild the model's network.
+    carried : dict
+        The model's loss settings that are not in ``given``.
+
+    Raises
+    ------
+    ValueError
+        The network is no preset's, or not the given preset, scale or residual.
+
+    Examples
+    --------
+    >>> fine_tune_settings(PRESETS["tiny"], {"w_res": 1.0, "w_adv": 0.0}, {"w_adv": 1e-3})
+    ({'preset': 'tiny', 'scale': 1, 'residual': True}, {'w_res': 1.0})
+    """
+    if isinstance(network, NetworkConfig):
+        network = network.to_dict()
+    network = NetworkConfig.from_dict(dict(network))
+    given = dict(given or {})
+    preset = given.get("preset")
+    fields = None
+    for name in [preset] if preset else list(PRESETS):
+        candidate = get_preset(name, scale=network.scale, residual=network.residual)
+        if candidate == network:
+            fields = {"preset": name, "scale": network.scale, "residual": network.residual}
+            break
+    if fields is None:
+        size = f"{network.channels} channels, {network.blocks} blocks"
+        raise ValueError(
+            f"the model's network ({size}) "
+            + (f"is not the {preset!r} preset" if preset else "matches no preset")
+        )
+    for key in ("scale", "residual"):
+        if given.get(key) is not None and given[key] != fields[key]:
+            raise ValueError(
+                f"the model's network has {key} {fields[key]!r}, not {given[key]!r}: "
+                f"fine-tuning keeps the model's {key}"
+            )
+    carried = {k: v for k, v in recipe_losses(train_config).items() if k not in given}
+    return fields, carried
 
 
 #: File name of the training checkpoint inside a checkpoint folder (every front end).

@@ -297,14 +297,16 @@ def model_details(metadata: Mapping[str, Any], network: Mapping[str, Any] | None
     -------
     str
         e.g. ``"preset tiny, x1, fibres 2.63 px apart, trained on 'pCLE LR (TLI)'
-        (256x256), target natural, 300 iterations, seed 0"``; parts that are unknown are left
-        out.
+        (256x256), target natural, 300 iterations, seed 0"`` (and ``"fine-tuned from NAME"``
+        for a model that started from another); parts that are unknown are left out.
 
     Examples
     --------
     >>> model_details({"train_config": {"preset": "tiny", "scale": 2, "target": "natural"},
     ...                "iteration": 40, "fibre_spacing": 2.6})
     'preset tiny, x2, fibres 2.60 px apart, target natural, 40 iterations'
+    >>> model_details({"train_config": {"preset": "tiny"}, "initialised_from": "default"})
+    'preset tiny, fine-tuned from default'
     """
     config = dict(metadata.get("train_config") or {})
     network = dict(network or {})
@@ -332,4 +334,6 @@ def model_details(metadata: Mapping[str, Any], network: Mapping[str, Any] | None
         parts.append(f"{int(iterations)} iterations")
     if "seed" in metadata:
         parts.append(f"seed {metadata['seed']}")
+    if metadata.get("initialised_from"):
+        parts.append(f"fine-tuned from {metadata['initialised_from']}")
     return ", ".join(parts) if parts else "no details recorded"

@@ -352,7 +352,8 @@ class Trainer:
         self._smooth_ratio = self._calibrate_smooth_ratio() if config.vec_tolerance else 1.0
         self._init_name = None
         if init is not None:
-            self._init_name = str(init.metadata.get("pretrained_name") or "a model")
+            meta = init.metadata
+            self._init_name = str(meta.get("pretrained_name") or meta.get("name") or "a model")
 
         self._g_step_module: nn.Module = self._g
         self._d_step_module: nn.Module = self._d
@@ -769,9 +770,7 @@ class Trainer:
     def _metadata(self) -> dict[str, Any]:
         # how this machine ran (precision, threads) is not part of the model: a model file
         # is the same whatever the precision it was trained in (its weights are float32)
-        train_config = {
-            k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS
-        }
+        train_config = {k: v for k, v in self.config.to_dict().items() if k not in _RUN_ONLY_FIELDS}
         return {
             "train_config": train_config,
             "seed": self.config.seed,

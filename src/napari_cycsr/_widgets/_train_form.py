@@ -112,6 +112,8 @@ class TrainForm:
             label="preview every", value=25, min=0, max=100_000,
             tooltip="Iterations between two previews (0 = no preview).",
         )  # fmt: skip
+        #: the loss weights of the form, by TrainConfig field (a start model fills them in)
+        self.losses = {"w_vec": self.w_vec, "w_adv": self.w_adv, "w_reg": self.w_reg}
         self.advanced = Container(
             widgets=[
                 self.w_vec, self.w_adv, self.w_reg, self.video, self.patch, self.scale,
@@ -124,6 +126,15 @@ class TrainForm:
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.setToolTip("Loss weights, patch size, output scale, previews.")
         self.collapsible.addWidget(self.advanced.native)
+
+    def fix_network(self, preset: str | None = None, scale: int | None = None) -> None:
+        """Show a start model's network size and output scale and lock them (fine-tuning keeps
+        the model's network); without arguments the two fields are free again."""
+        fixed = preset is not None
+        for control, value in ((self.preset, preset), (self.scale, scale)):
+            if fixed:
+                control.value = value
+            control.enabled = not fixed
 
     def config(self, **overrides: Any) -> Any:
         """The TrainConfig of the current field values (ValueError when inconsistent)."""

@@ -15,8 +15,10 @@ from ._plots import theme_axes
 
 __all__ = ["LOSS_KEYS", "LossPlot"]
 
-#: Losses drawn, in legend order (the keys of TrainEvent.losses).
-LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_multi", "l_adv", "l_reg", "loss_d")
+#: Losses that can be drawn, in legend order (the keys of TrainEvent.losses). A run reports
+#: only its own terms (``l_multi`` only with the multi-frame consistency, ``l_pix`` only with
+#: a pixel loss), and only the curves it reports appear.
+LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_multi", "l_pix", "l_adv", "l_reg", "loss_d")
 
 
 class LossPlot(FigureCanvasQTAgg):
@@ -31,7 +33,8 @@ class LossPlot(FigureCanvasQTAgg):
     theme : str
         napari theme name (``viewer.theme``) whose colours the axes follow.
     keys : sequence of str
-        Loss names to draw.
+        Loss names that may be drawn; each gets its curve and legend entry once the run
+        reports a positive value of it.
     min_interval : float
         Minimum seconds between two redraws.
     """
@@ -47,34 +50,40 @@ class LossPlot(FigureCanvasQTAgg):
         self.keys = tuple(keys)
         self.min_interval = float(min_interval)
         self.iterations: list[int] = []
-        self.values: dict[str, list[float]] = {k: [] for k in self.keys}
+        #: the values of every loss the run reported, one per iteration (NaN: not drawable)
+        self.values: dict[str, list[float]] = {}
+        #: the curves drawn so far (the losses with a positive value), in legend order
+        self.lines: dict[str, Any] = {}
+        self.legend: Any = None
         self.total = 1
         self.full_draws = 0
+        self.theme = theme
         self._last_draw = 0.0
         self._background: Any = None
+        self._new_lines = False
         self.axes = self.figure.add_subplot()
-        self.lines = {
-            k: self.axes.plot([], [], label=k, linewidth=1.2, animated=True)[0] for k in self.keys
-        }
         self.axes.set_xlabel("iteration")
         self.axes.set_ylabel("loss")
         self.axes.set_yscale("log")
         self.axes.set_xlim(0, 1)
         self.axes.set_ylim(1e-3, 1e1)
-        self.legend = self.axes.legend(loc="upper right", fontsize="small", frameon=False)
         self.mpl_connect("draw_event", self._on_draw)
         self.apply_theme(theme)
 
     def apply_theme(self, theme: str) -> None:
         """Colour figure, axes, ticks and legend text like the napari theme ``theme``."""
+        self.theme = theme
         theme_axes(self.figure, self.axes, theme, self.legend)
         self.draw_idle()
 
     def clear(self, total: int = 1) -> None:
-        """Forget every point; the x axis will span ``total`` iterations."""
+        """Forget every point and curve; the x axis will span ``total`` iterations."""
         self.iterations.clear()
-        for values in self.values.values():
-            values.clear()
+        self.values.clear()
+        for line in self.lines.values():
+            line.remove()
+        self.lines.clear()
+        self._update_legend()
         self.total = max(int(total), 1)
         self.refresh(force=True)
 
@@ -84,9 +93,37 @@ class LossPlot(FigureCanvasQTAgg):
         if total is not None:
             self.total = max(int(total), 1)
         for key in self.keys:
+            if key not in losses and key not in self.values:
+                continue  # a term this run does not have
             value = float(losses.get(key, math.nan))
-            self.values[key].append(value if value > 0 else math.nan)
-        self.refresh()
+            value = value if value > 0 else math.nan
+            values = self.values.setdefault(key, [math.nan] * (len(self.iterations) - 1))
+            values.append(value)
+            if key not in self.lines and not math.isnan(value):
+                self._add_line(key)
+        self.refresh(force=self._new_lines)
+
+    def _add_line(self, key: str) -> None:
+        colour = f"C{self.keys.index(key)}"  # one colour per loss, whatever the run has
+        (line,) = self.axes.plot(
+            [], [], label=key, color=colour, linewidth=1.2, animated=True
+        )  # fmt: skip
+        order = [k for k in self.keys if k in self.lines or k == key]
+        self.lines[key] = line
+        self.lines = {k: self.lines[k] for k in order}
+        self._new_lines = True
+        self._update_legend()
+
+    def _update_legend(self) -> None:
+        if self.legend is not None:
+            self.legend.remove()
+            self.legend = None
+        if self.lines:
+            lines = list(self.lines.values())
+            self.legend = self.axes.legend(
+                lines, list(self.lines), loc="upper right", fontsize="small", frameon=False
+            )
+            theme_axes(self.figure, self.axes, self.theme, self.legend)
 
     def refresh(self, force: bool = False) -> bool:
         """Redraw if ``min_interval`` passed since the last redraw (or ``force``)."""
@@ -94,6 +131,7 @@ class LossPlot(FigureCanvasQTAgg):
         if not force and now - self._last_draw < self.min_interval:
             return False
         self._last_draw = now
+        self._new_lines = False
         for key, line in self.lines.items():
             line.set_data(self.iterations, self.values[key])
         if self._update_limits() or self._background is None or force:

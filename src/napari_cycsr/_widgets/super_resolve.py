@@ -29,6 +29,7 @@ from napari_cycsr.models_store import model_details, saved_models
 from ._common import MODELS, bundle_from_points, output_spatial
 from ._form import Form
 from ._layers import ActiveLayerFollower, layer_array, layer_choices, require_layer
+from ._model_menu import FROM_FILE, PRETRAINED, choice_label, load_choice, model_choices
 from ._worker import Runner, Step, guarded
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FROM_FILE", "PRETRAINED", "SOURCES", "SuperResolveWidget"]
 
-#: Choice of the model menu meaning "load the model file below".
-FROM_FILE = "<model file>"
-#: Prefix of the model menu's entries for the pretrained models that ship with the package.
-PRETRAINED = "pretrained: "
 #: What to super-resolve: (label, value).
 SOURCES = [
     ("the chosen layer", "layer"),
@@ -183,12 +180,7 @@ class SuperResolveWidget(Form):
             MODELS.changed.disconnect(self._models_changed)
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        session = [(name, name) for name in MODELS.names()]
-        from napari_cycsr._pretrained import list_pretrained
-
-        saved = [(f"{m.name} [saved: {m.path.name}]", m.path) for m in saved_models()]
-        shipped = [(PRETRAINED + m["name"],) * 2 for m in list_pretrained()]
-        return [*session, *saved, *shipped, (FROM_FILE, FROM_FILE)]
+        return model_choices()
 
     def _show_details(self, _value: Any = None) -> None:
         """Show what made the chosen model (preset, scale, spacing, data, iterations)."""
@@ -219,22 +211,10 @@ class SuperResolveWidget(Form):
 
     # -- running -----------------------------------------------------------------------------
     def _model_label(self, choice: Any, path: Path | None) -> str:
-        if isinstance(choice, Path):
-            return choice.stem
-        if choice == FROM_FILE and path is not None:
-            return path.stem
-        return str(choice).removeprefix(PRETRAINED)
+        return choice_label(choice, path)
 
     def _load(self, choice: Any, path: Path | None) -> Any:
-        if isinstance(choice, str) and choice.startswith(PRETRAINED):
-            from napari_cycsr._pretrained import pretrained
-
-            return pretrained(choice[len(PRETRAINED) :])
-        if isinstance(choice, Path) or choice == FROM_FILE:
-            from napari_cycsr.io import load_model
-
-            return load_model(choice if isinstance(choice, Path) else path)
-        return MODELS.get(choice)
+        return load_choice(choice, path)
 
     def _model_choice(self) -> tuple[Any, Path | None]:
         choice = self.model.value
@@ -355,6 +335,7 @@ class SuperResolveWidget(Form):
             iter_super_resolve_files,
             output_paths,
         )
+
         if _empty(self.folder.value):
             raise ValueError("choose the input folder")
         inputs = folder_inputs(self.folder.value)

@@ -16,6 +16,7 @@ from napari_cycsr.models_store import model_details, save_to_folder, saved_model
 from ._common import MODELS, bundle_from_points
 from ._form import Form
 from ._layers import ActiveLayerFollower, layer_array, layer_choices, pick_layer, require_layer
+from ._model_menu import FROM_FILE, choice_label, load_choice, model_choices
 from ._preview import PREVIEW_NAME, PreviewLayer
 from ._train_form import TARGETS, TrainForm, format_eta
 from ._worker import Runner, guarded
@@ -24,13 +25,28 @@ from .loss_plot import LossPlot
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PREVIEW_NAME", "TrainWidget", "model_name"]
+__all__ = ["FROM_SCRATCH", "PREVIEW_NAME", "TrainWidget", "model_name"]
+
+#: Choice of the "start from" menu meaning a new network (no fine-tuning).
+FROM_SCRATCH = "nothing (from scratch)"
 
 
-def model_name(config: Any, iterations: int, layers: list[str]) -> str:
-    """A model's name from what made it: preset, scale, iterations and training layers."""
+def model_name(config: Any, iterations: int, layers: list[str], *, init: str | None = None) -> str:
+    """A model's name from what made it: preset, scale, iterations, training layers and the
+    model it was fine-tuned from (``init``)."""
     data = layers[0] + (f" +{len(layers) - 1}" if len(layers) > 1 else "")
-    return f"{config.preset} x{config.scale}, {iterations} it on {data}"
+    name = f"{config.preset} x{config.scale}, {iterations} it on {data}"
+    return name + (f", fine-tuned from {init}" if init else "")
+
+
+def _carried_text(carried: dict[str, Any]) -> str:
+    """The carried settings that differ from the library's defaults, as ``key=value``."""
+    from napari_cycsr.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    changed = {k: v for k, v in sorted(carried.items()) if defaults.get(k) != v}
+    text = ", ".join(f"{k}={v}" for k, v in changed.items()) or "all at the defaults"
+    return text + (" (the others at the defaults)" if 0 < len(changed) < len(carried) else "")
 
 
 def _require_videos(inputs: dict[str, Any]) -> None:
@@ -85,6 +101,7 @@ class TrainWidget(Form):
         self.model: Any = None
         self.model_file: Path | None = None
         self._checkpoint: Path | None = None
+        self._note: str | None = None
         self._last_text = 0.0
         self.preview = PreviewLayer(viewer)
         images = layer_choices(viewer, Image)
@@ -109,6 +126,22 @@ class TrainWidget(Form):
         )  # fmt: skip
         for select in (self.lr_layers, self.target_layers):
             select.native.setMaximumHeight(80)
+        self.start_from = ComboBox(
+            label="start from", choices=self._start_choices,
+            tooltip="Fine-tuning: start the network from a trained model (this session's, "
+            "your models folder's, a pretrained one or a model file) instead of from scratch. "
+            "Its network size, output scale and intensity scaling are kept and its loss "
+            "settings carried; a loss weight you change under Advanced wins.",
+        )  # fmt: skip
+        self.start_file = FileEdit(
+            label="start model file", mode="r", filter="*.safetensors", visible=False,
+            tooltip="The model file (.safetensors) to fine-tune; loading never runs code.",
+        )  # fmt: skip
+        self.start_details = Label(value="", visible=False, tooltip="The model to start from.")
+        self.start_details.native.setWordWrap(True)
+        #: the start model's settings shown in the form ({field: value}), None: from scratch
+        self._shown: dict[str, Any] | None = None
+        self._free: dict[str, Any] = {}  # the loss weights as they were before a start model
         self.form = TrainForm()
         self.model_path = FileEdit(
             label="save model to", mode="w", filter="*.safetensors",
@@ -134,7 +167,8 @@ class TrainWidget(Form):
         self.status.native.setWordWrap(True)
         self.extend(
             [
-                self.lr_layers, self.fibres, self.target, self.target_layers, *self.form.basic,
+                self.lr_layers, self.fibres, self.target, self.target_layers, self.start_from,
+                self.start_file, self.start_details, *self.form.basic,
                 self.model_path, self.start_button, self.stop_button, self.resume_button,
                 self.save_button, self.progress, self.status,
             ]
@@ -155,6 +189,9 @@ class TrainWidget(Form):
         self.start_button.changed.connect(self.start)
         self.resume_button.changed.connect(self.resume)
         self.save_button.changed.connect(self.save_model)
+        self.start_from.changed.connect(self._start_changed)
+        self.start_file.changed.connect(self._start_changed)
+        MODELS.changed.connect(self._models_changed)
         viewer.events.theme.connect(self._theme_changed)
         viewer.layers.events.inserted.connect(self._default_lr)
 
@@ -174,6 +211,87 @@ class TrainWidget(Form):
                     self.lr_layers.value = [layer]
         except RuntimeError:  # the widget is gone
             self._viewer.layers.events.inserted.disconnect(self._default_lr)
+
+    # -- the model to start from -------------------------------------------------------------
+    def _start_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(FROM_SCRATCH, FROM_SCRATCH), *model_choices()]
+
+    def _models_changed(self) -> None:
+        try:
+            self.start_from.reset_choices()
+        except RuntimeError:  # the Qt widget is gone: stop listening
+            MODELS.changed.disconnect(self._models_changed)
+
+    def _start_model(self) -> tuple[Any, str] | None:
+        """The model to start from and its name (None: from scratch), or a ValueError."""
+        choice = self.start_from.value
+        if choice in (None, FROM_SCRATCH):
+            return None
+        path = None
+        if choice == FROM_FILE:
+            path = Path(str(self.start_file.value))
+            if str(self.start_file.value) in ("", ".") or not path.is_file():
+                raise ValueError(
+                    f"choose the model file to start from (.safetensors); {str(path)!r} is no file"
+                )
+        label = choice_label(choice, path)
+        try:
+            model = load_choice(choice, path)
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"cannot start from the model {label!r}: {err}") from None
+        if isinstance(choice, Path) or choice == FROM_FILE:  # our own copy: give it a name
+            if not model.metadata.get("name") and not model.metadata.get("pretrained_name"):
+                model.metadata = {**model.metadata, "name": label}
+        return model, label
+
+    def _fine_tuning(self, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The start model's network fields and the loss settings carried from it: the form's
+        loss weights win where the user changed them from the model's (as ``--set`` does)."""
+        from napari_cycsr.config import fine_tune_settings
+
+        shown = self._shown or {}
+        given = {k: c.value for k, c in self.form.losses.items() if shown.get(k) != c.value}
+        given.update(preset=self.form.preset.value, scale=self.form.scale.value)
+        return fine_tune_settings(model.generator.config, model.metadata.get("train_config"), given)
+
+    def _start_changed(self, _value: Any = None) -> None:
+        """Show the chosen start model, lock the network to its own, fill in its loss weights."""
+        from napari_cycsr.config import fine_tune_settings, recipe_losses
+
+        choice = self.start_from.value
+        self.start_file.visible = choice == FROM_FILE
+        if self._shown is not None:  # back to the user's own loss weights first
+            for key, control in self.form.losses.items():
+                control.value = self._free[key]
+        self._shown = None
+        self.form.fix_network()
+        text = ""
+        try:
+            start = None
+            if choice != FROM_FILE or str(self.start_file.value) not in ("", "."):
+                start = self._start_model()
+            if start is not None:
+                model, _ = start
+                recipe = model.metadata.get("train_config")
+                network, _ = fine_tune_settings(model.generator.config, recipe)
+                self._free = {k: c.value for k, c in self.form.losses.items()}
+                self._shown = {}
+                for key, value in recipe_losses(recipe).items():
+                    if key in self.form.losses:
+                        self.form.losses[key].value = value
+                        self._shown[key] = self.form.losses[key].value  # as the field rounds
+                self.form.fix_network(network["preset"], network["scale"])
+                carried = recipe_losses(recipe)
+                text = model_details(model.metadata, model.generator.config.to_dict())
+                text += (
+                    "\ncarries its loss settings: " + _carried_text(carried)
+                    if carried
+                    else "\nno loss settings recorded in it: the form's are used"
+                )
+        except ValueError as err:
+            text = f"cannot start from this model: {err}"
+        self.start_details.value = text
+        self.start_details.visible = bool(text)
 
     def _theme_changed(self, event: Any) -> None:
         try:
@@ -260,17 +378,26 @@ class TrainWidget(Form):
     @guarded("Train")
     def start(self) -> None:
         """Start a new training run in a worker thread."""
+        import dataclasses
+
         from napari_cycsr.training import Trainer
 
         self.runner.check_free()
         config = self.form.config()
         if config.threads is None:  # leave one CPU to napari's GUI thread
-            import dataclasses
-
             from napari_cycsr._device import gui_threads
 
             config = dataclasses.replace(config, threads=gui_threads())
         inputs = self._inputs(config.scale)
+        start = self._start_model()
+        init, note = None, None
+        if start is not None:  # fine-tuning: the model's network and objective
+            init, label = start
+            network, carried = self._fine_tuning(init)
+            config = dataclasses.replace(config, **network, **carried)
+            note = f"fine-tuning from {label!r}" + (
+                "; carried from it: " + _carried_text(carried) if carried else ""
+            )
         checkpoint = self._checkpoint_path()
         self.plot.clear(total=config.iterations)
 
@@ -283,10 +410,10 @@ class TrainWidget(Form):
             return Trainer(
                 data["lr_images"], data["bundles"], data["target"], run_config,
                 target_images=data["target_images"], checkpoint=checkpoint,
-                registration=data.get("registration"),
+                registration=data.get("registration"), init=init,
             )  # fmt: skip
 
-        self._launch(make, inputs, config)
+        self._launch(make, inputs, config, note=note)
 
     @guarded("Resume")
     def resume(self) -> None:
@@ -314,8 +441,11 @@ class TrainWidget(Form):
 
         self._launch(make, inputs, config)
 
-    def _launch(self, make: Any, inputs: dict[str, Any], config: Any) -> None:
+    def _launch(
+        self, make: Any, inputs: dict[str, Any], config: Any, note: str | None = None
+    ) -> None:
         save_to = self._model_path(required=False)
+        self._note = note
         first = inputs["first"]
         training_data = [
             f"{name} ({_shape_text(img.shape)})"
@@ -340,8 +470,9 @@ class TrainWidget(Form):
                 yield from trainer.run()
             # saved here, in the worker: the model is kept even when the viewer is closed
             model = trainer.model
+            init = model.metadata.get("initialised_from")
             name = unique_name(
-                model_name(trainer.config, trainer.iteration, inputs["names"]),
+                model_name(trainer.config, trainer.iteration, inputs["names"], init=init),
                 {*MODELS.names(), *(m.name for m in saved_models())},
             )
             model.metadata = {
@@ -362,7 +493,7 @@ class TrainWidget(Form):
             on_return=self._on_done, on_finish=self._finished, cancel=stop,
             total=config.iterations,
         )  # fmt: skip
-        self.runner.say("preparing patches and networks...")
+        self.runner.say((f"{note}; " if note else "") + "preparing patches and networks...")
 
     def _finished(self) -> None:
         self.preview.drop_if_empty()
@@ -393,7 +524,9 @@ class TrainWidget(Form):
             how = f"finished {trainer.iteration} iterations"
         else:
             how = f"stopped at iteration {trainer.iteration} of {trainer.total}"
-        self.runner.say(f"{how}: model '{name}' saved to {path}\n{model_details(model.metadata)}")
+        note = f"{self._note}\n" if self._note else ""
+        details = model_details(model.metadata)
+        self.runner.say(f"{how}: model '{name}' saved to {path}\n{note}{details}")
         self.plot.refresh(force=True)
 
     def stop(self) -> None:

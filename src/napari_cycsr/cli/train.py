@@ -74,22 +74,6 @@ def _read_target_images(paths: Sequence[str]) -> list[np.ndarray]:
     return images
 
 
-def _network_of(model: Any, preset: str | None) -> dict[str, Any]:
-    """The TrainConfig network fields (preset, scale, residual) that rebuild ``model``'s."""
-    from ..config import PRESETS, get_preset
-
-    config = model.generator.config
-    names = [preset] if preset else list(PRESETS)
-    for name in names:
-        candidate = get_preset(name, scale=config.scale, residual=config.residual)
-        if candidate.to_dict() == config.to_dict():
-            return {"preset": name, "scale": config.scale, "residual": config.residual}
-    raise CLIError(
-        f"--init: the model's network ({config.channels} channels, {config.blocks} blocks) "
-        + (f"is not the {preset!r} preset" if preset else "matches no preset")
-    )
-
-
 def _advance(bar: Any, event: Any) -> None:
     """Move a progress bar to a VideoProgress event."""
     bar.total = event.total
@@ -396,15 +380,16 @@ def _train(
         if args.resume is not None:
             raise CLIError("--init starts a new run and --resume continues one: give one of them")
         init = load_any_model(args.init)
-        options.update(_network_of(init, args.preset))
-        # the model's own objective (e.g. the pretrained do-no-harm losses); --set wins
-        from ..config import recipe_losses
+        # its network, and its own objective (e.g. the pretrained do-no-harm losses); --set wins
+        from ..config import fine_tune_settings
 
-        carried = {
-            k: v
-            for k, v in recipe_losses(init.metadata.get("train_config")).items()
-            if k not in options
-        }
+        try:
+            network, carried = fine_tune_settings(
+                init.generator.config, init.metadata.get("train_config"), options
+            )
+        except ValueError as err:
+            raise CLIError(f"--init: {err}") from None
+        options.update(network)
         options.update(carried)
         if carried:
             say(
