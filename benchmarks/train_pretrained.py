@@ -335,6 +335,9 @@ def docs(name: str, curve_file: Path) -> int:
 
     curve = json.loads(curve_file.read_text())
     points = curve["points"]
+    # the default model's blocks keep their names; every other run has its own
+    block = "pretrained-curve" if name == "default" else f"pretrained-curve-{name}"
+    figure = FIGURE if name == "default" else FIGURE.with_name(f"pretrained_curve_{name}.png")
     manifest_file = PACKAGE / "manifest.json"
     shipped = json.loads(manifest_file.read_text())["models"] if manifest_file.is_file() else []
     rows = [
@@ -384,8 +387,8 @@ def docs(name: str, curve_file: Path) -> int:
         fontsize=9,
     )
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=100)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=100)
     plt.close(fig)
     curve_md = "\n".join(
         [
@@ -399,12 +402,72 @@ def docs(name: str, curve_file: Path) -> int:
             "",
             markdown_table(header, table_rows),
             "",
-            f"![learning curve](images/{FIGURE.name})",
+            f"![learning curve](images/{figure.name})",
         ]
     )
-    update_markdown(DOCS, {"pretrained-manifest": manifest_md, "pretrained-curve": curve_md})
-    print(f"updated {DOCS} and {FIGURE}")
+    sections = {"pretrained-manifest": manifest_md, block: curve_md}
+    others = sorted(RESULTS.glob("pretrained_*.json"))
+    runs = {f.stem.removeprefix("pretrained_"): f for f in others if _is_curve(f)}
+    if len(runs) > 1:
+        sections["pretrained-curves"] = compare_curves(runs)
+    update_markdown(DOCS, sections)
+    print(f"updated {DOCS} and {figure}")
     return 0
+
+
+def _is_curve(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "points" in data and "recipe" in data
+
+
+def compare_curves(runs: dict[str, Path]) -> str:
+    """One figure with every run's learning curve (network + projection, ΔPSNR against TLI
+    on each class's validation crops), so that "how far from supervised" can be read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: json.loads(f.read_text()) for name, f in runs.items()}
+    classes = list(CONTENT_CLASSES)
+    fig, axes = plt.subplots(1, len(classes), figsize=(4 * len(classes), 3.4), sharex=True)
+    rows = []
+    for name, curve in curves.items():
+        pts = curve["points"]
+        its = [p["iteration"] for p in pts]
+        for ax, cls in zip(axes, classes):
+            ax.plot(its, [p[f"{cls}:validation"]["proj_dpsnr"] for p in pts], marker=".",
+                    label=f"{name} ({curve.get('data', 'frames')})")  # fmt: skip
+        last = pts[-1]
+        best = {c: max(p[f"{c}:validation"]["proj_dpsnr"] for p in pts) for c in classes}
+        rows.append(
+            [name, curve.get("data", "frames"), str(last["iteration"])]
+            + [f"{last[f'{c}:validation']['proj_dpsnr']:+.2f} ({best[c]:+.2f})" for c in classes]
+        )
+    for ax, cls in zip(axes, classes):
+        ax.set_title(f"{cls}: ΔPSNR vs TLI (dB), + projection", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = FIGURE.with_name("pretrained_curves.png")
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    table = markdown_table(
+        ["run", "learns from", "last iteration"]
+        + [f"{c}: last (best) ΔPSNR + projection" for c in classes],
+        rows,
+    )
+    return (
+        "Written by `python benchmarks/train_pretrained.py --docs` from every learning curve in "
+        "`benchmarks/results/pretrained_*.json` (validation crops, noise sd 0.01, network + "
+        "noise-aware projection against TLI):\n\n"
+        + table
+        + f"\n\n![learning curves](images/{out.name})"
+    )
 
 
 def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
