@@ -195,8 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--export", action="store_true", help="ship a snapshot")
+    parser.add_argument(
+        "--as",
+        dest="ship_as",
+        default=None,
+        metavar="MODEL",
+        help="with --export: the name the model ships as (default: the run's --name)",
+    )
     parser.add_argument("--docs", action="store_true", help="write docs/pretrained.md sections")
-    parser.add_argument("--pick", type=int, default=None, help="snapshot iteration to ship")
+    parser.add_argument(
+        "--pick",
+        type=_pick,
+        default=None,
+        help="snapshot to ship: an iteration, or 'best' (the one whose worst class gains most "
+        "over TLI on the validation crops, network + projection); default the last",
+    )
     parser.add_argument("--runs", type=Path, default=RUNS, help="checkpoint folder")
     parser.add_argument(
         "--data",
@@ -209,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.runs / args.name
     curve_file = RESULTS / f"pretrained_{args.name}.json"
     if args.export:
-        return export(args.name, run_dir, curve_file, args.pick)
+        return export(args.name, run_dir, curve_file, args.pick, ship_as=args.ship_as)
     if args.docs:
         return docs(args.name, curve_file)
     if args.until is None or args.until < 1:
@@ -306,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         curve["points"].sort(key=lambda p: p["iteration"])
         curve["config"] = trainer.config.to_dict()
         curve["command"] = "python benchmarks/train_pretrained.py " + " ".join(
-            a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--until")
+            _without_until(argv if argv is not None else sys.argv[1:])
         )
         write_json(curve_file, curve)
         parts = [f"it {it:6d} ({point['seconds']:.0f} s)"]
@@ -470,20 +483,63 @@ def compare_curves(runs: dict[str, Path]) -> str:
     )
 
 
-def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
-    """Copy a snapshot into the package and record it in the manifest."""
+def _without_until(args: list[str]) -> list[str]:
+    """The command line without ``--until N`` (the chunks differ only in it)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--until":
+            skip = True
+        elif not a.startswith("--until="):
+            out.append(a)
+    return out
+
+
+def _pick(text: str) -> int | str:
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an iteration or 'best', got {text!r}") from None
+
+
+def best_iteration(curve: dict[str, Any]) -> int:
+    """The snapshot whose worst content class gains most over TLI (network + projection,
+    validation crops): the rule the shipped models were chosen by."""
+    scored = [p for p in curve["points"] if p["iteration"] > 0]
+    if not scored:
+        raise SystemExit("no trained snapshot was scored yet: train first")
+
+    def worst(point: dict[str, Any]) -> float:
+        return min(v["proj_dpsnr"] for k, v in point.items() if k.endswith(":validation"))
+
+    return int(max(scored, key=worst)["iteration"])
+
+
+def export(
+    run: str, run_dir: Path, curve_file: Path, pick: int | str | None, ship_as: str | None = None
+) -> int:
+    """Copy a snapshot of run ``run`` into the package as model ``ship_as`` (default: the
+    run's name) and record it in the manifest."""
+    name = ship_as or run
     from napari_cycsr.io import load_model, save_model
 
     snaps = sorted(run_dir.glob("snapshot_*.safetensors"))
     if not snaps:
         raise SystemExit(f"no snapshot in {run_dir}: train first")
+    curve = json.loads(curve_file.read_text())
+    picked = "" if pick is None else f" --pick {pick}"
+    if pick == "best":
+        pick = best_iteration(curve)
+        print(f"best snapshot on the validation crops: iteration {pick}")
     if pick is None:
         chosen = snaps[-1]
     else:
         chosen = run_dir / f"snapshot_{pick:06d}.safetensors"
         if not chosen.is_file():
             raise SystemExit(f"no snapshot of iteration {pick} in {run_dir}")
-    curve = json.loads(curve_file.read_text())
     model = load_model(chosen)
     it = int(model.metadata.get("iteration", 0))
     model.metadata.pop("loss_history", None)
@@ -503,7 +559,8 @@ def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
         "trained_on": curve["trained_on"],
         # the pictures, by scikit-image name (the demo says when its picture is one of them)
         "pretrain_images": list(PRETRAIN_IMAGES),
-        "target_images": list(NATURAL_IMAGES),
+        # the unpaired natural target (a video model's targets are its own fused frames)
+        "target_images": list(NATURAL_IMAGES) if curve.get("data", "frames") == "frames" else [],
         "preset": curve["recipe"].get("preset"),
         "iterations": it,
         "fibre_spacing": float(model.metadata["fibre_spacing"]),
@@ -511,10 +568,12 @@ def export(name: str, run_dir: Path, curve_file: Path, pick: int | None) -> int:
         "file": target.name,
         "sha256": digest,
         "learning_curve": f"benchmarks/results/{curve_file.name}",
-        "reproduce": curve.get("command", "python benchmarks/train_pretrained.py"),
+        "reproduce": f"{curve.get('command', 'python benchmarks/train_pretrained.py')} "
+        f"--until {curve['points'][-1]['iteration']}, then python benchmarks/train_pretrained.py "
+        f"--name {run} --export{picked}" + (f" --as {name}" if name != run else ""),
     }
     models = [m for m in manifest["models"] if m["name"] != name]
-    models.insert(0 if name == "default" else len(models), entry)
+    models.insert(0 if name == "default" else len(models), entry)  # the default first
     manifest["models"] = models
     write_json(manifest_file, manifest)
     print(f"exported {chosen.name} (iteration {it}) to {target} ({target.stat().st_size} bytes)")

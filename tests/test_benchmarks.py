@@ -328,9 +328,14 @@ def test_demo_picture_is_held_out_of_every_model_and_benchmark(common):
         for split in cls.values():
             used |= {name for name, _, _ in split}
     assert DEMO_IMAGE not in used
-    (entry,) = [m for m in list_pretrained() if m["name"] == "default"]
-    assert entry["pretrain_images"] == list(common.PRETRAIN_IMAGES)
-    assert entry["target_images"] == list(common.NATURAL_IMAGES)
+    shipped = list_pretrained()
+    assert shipped[0]["name"] == "default"
+    for entry in shipped:
+        assert entry["pretrain_images"] == list(common.PRETRAIN_IMAGES)
+        # a model trained on frames had the natural pictures as its unpaired target; one
+        # trained on videos had its own fused frames (no picture)
+        natural = list(common.NATURAL_IMAGES) if entry["data"] == "frames" else []
+        assert entry["target_images"] == natural
 
 
 def test_pretrained_aims_verdict(bench_pretrained):
@@ -392,7 +397,9 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     two = {"a": model, "b": other}
     scores2, images2, _ = bench_pretrained.score_real_frame(two, vid.values, vid.bundle, reg, 2)
     assert list(scores2) == bench_pretrained.real_methods(["a", "b"])
-    assert list(scores2) == ["TLI", "TLI + projection", "a", "a + projection", "b", "b + projection"]
+    assert list(scores2) == [
+        "TLI", "TLI + projection", "a", "a + projection", "b", "b + projection"
+    ]  # fmt: skip
     assert scores2["TLI"] == scores["TLI"]
     assert not np.array_equal(images2["a"], images2["b"])
     assert bench_pretrained._parse_frames("1-3,7") == [0, 1, 2, 6]
@@ -419,3 +426,20 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
     sup = configs["supervised"]
     assert (sup.target, sup.w_pix, sup.w_vec, sup.w_adv, sup.w_res) == ("paired", 1, 0, 0, 0)
     assert sup.warmup > 10**6  # no discriminator step in any run
+    # the snapshot shipped: the one whose worst class gains most (iteration 0 never)
+    point = {"texture:validation": {"proj_dpsnr": 0.0}, "smooth:validation": {"proj_dpsnr": 0.0}}
+
+    def at(it, tex, smo):
+        return {"iteration": it, "texture:validation": {"proj_dpsnr": tex},
+                "smooth:validation": {"proj_dpsnr": smo}}  # fmt: skip
+
+    curve = {"points": [{"iteration": 0, **point}, at(500, 0.9, -0.1), at(1000, 0.4, 0.3)]}
+    assert tp.best_iteration(curve) == 1000
+    curve["points"].append(at(1500, 0.5, 0.35))
+    assert tp.best_iteration(curve) == 1500
+    with pytest.raises(SystemExit):
+        tp.best_iteration({"points": [{"iteration": 0, **point}]})
+    assert tp._without_until(["--data", "video", "--until", "800", "--every", "100"]) == [
+        "--data", "video", "--every", "100"
+    ]  # fmt: skip
+    assert tp._without_until(["--until=5", "--name", "x"]) == ["--name", "x"]

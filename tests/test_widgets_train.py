@@ -368,9 +368,10 @@ def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, regis
     assert entries[-1] == FROM_FILE and widget.start_from.value == FROM_SCRATCH
     assert widget.start_details.native.isHidden()
 
-    start = pretrained("default")
+    # the single-frame model: its carried settings (w_res 1) differ from the defaults
+    start = pretrained("frames")
     recipe = start.metadata["train_config"]
-    widget.start_from.value = "pretrained: default"
+    widget.start_from.value = "pretrained: frames"
     # the model's network is shown and cannot be changed; its loss weights fill the form
     assert (form.preset.value, form.scale.value) == ("tiny", 1)
     assert not form.preset.enabled and not form.scale.enabled
@@ -391,12 +392,12 @@ def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, regis
     # the run kept the pretrained model's intensity scaling, not the layer's own
     assert widget.trainer.normalisation == start.normalisation
     model = widget.model
-    assert model.metadata["initialised_from"] == "default"
+    assert model.metadata["initialised_from"] == "frames"
     assert model.metadata["train_config"]["w_res"] == recipe["w_res"]
-    name = "tiny x1, 2 it on pCLE LR (TLI), fine-tuned from default"
+    name = "tiny x1, 2 it on pCLE LR (TLI), fine-tuned from frames"
     assert registry.names() == [name]
-    assert "fine-tuning from 'default'; carried from it:" in widget.status.value
-    assert "w_res=1.0" in widget.status.value and "fine-tuned from default" in widget.status.value
+    assert "fine-tuning from 'frames'; carried from it:" in widget.status.value
+    assert "w_res=1.0" in widget.status.value and "fine-tuned from frames" in widget.status.value
     assert "l_multi" not in _legend(widget.plot) and "l_vec" in _legend(widget.plot)
     # the fine-tuned model is offered to start from in turn
     assert name in _entries(widget.start_from)
@@ -406,7 +407,7 @@ def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, regis
     widget.resume_button.native.click()
     _wait(qtbot, widget)
     assert errors == [] and widget.trainer.iteration == 3
-    assert registry.names()[0] == "tiny x1, 3 it on pCLE LR (TLI), fine-tuned from default"
+    assert registry.names()[0] == "tiny x1, 3 it on pCLE LR (TLI), fine-tuned from frames"
 
     # from scratch again: the form is free and holds the user's weights from before
     widget.start_from.value = FROM_SCRATCH
@@ -421,7 +422,7 @@ def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, regis
     assert widget.trainer.normalisation != start.normalisation
     # same seed, same data: only the start differs; the fine-tuned weights stay near the
     # pretrained ones, the scratch run's do not
-    tuned = registry.get("tiny x1, 3 it on pCLE LR (TLI), fine-tuned from default")
+    tuned = registry.get("tiny x1, 3 it on pCLE LR (TLI), fine-tuned from frames")
     near = np.abs(_weights(tuned) - _weights(start)).mean()
     far = np.abs(_weights(scratch) - _weights(start)).mean()
     assert near < 0.2 * far
