@@ -21,14 +21,15 @@ Two parts, each writing a section of ``docs/pretrained.md`` and a JSON file in
 
 ::
 
-    python benchmarks/bench_pretrained.py --classes --real        # both, docs updated
+    python benchmarks/bench_pretrained.py --classes --real        # every shipped model, docs
     python benchmarks/bench_pretrained.py --real --no-docs        # print only
-    python benchmarks/bench_pretrained.py --classes --real --name default video \
+    python benchmarks/bench_pretrained.py --classes --real --name default frames \
         --model "supervised ceiling=runs/pretrained/supervised/snapshot_020000.safetensors"
 
-Several models (``--name`` with several shipped names, ``--model LABEL=FILE`` for model
-files) are scored side by side in the same run, against the same baselines; the results
-then go to ``pretrained_compare_<part>.json`` and the docs blocks ``pretrained-compare-*``.
+Several models (``--name`` with several shipped names, every shipped model by default;
+``--model LABEL=FILE`` for model files) are scored side by side in the same run, against the
+same baselines; the results go to ``pretrained_compare_<part>.json`` (``pretrained_<name>_
+<part>.json`` for a single model) and the docs blocks ``pretrained-compare-*``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import argparse
 import os
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ from _common import (  # noqa: E402
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 DOCS = REPO_ROOT / "docs" / "pretrained.md"
-FIGURE = REPO_ROOT / "docs" / "images" / "pretrained_real.png"
+FIGURE = REPO_ROOT / "docs" / "images" / "pretrained_compare_real.png"
 #: The issue's aims for the default result (network + noise-aware projection), in dB.
 AIM_OVER_TLI = 1.0
 AIM_OVER_PROJECTION = 0.3
@@ -230,7 +232,7 @@ def _figure(
         ax.set_xticks([])
         ax.set_yticks([])
     title = f"USAF frame {t + 1}, {label} as it ships. Made by `{command}`"
-    fig.suptitle(title, fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(title, 170)), fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -340,7 +342,9 @@ def run_real_part(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", nargs="+", default=["default"], help="pretrained model name(s)")
+    parser.add_argument(
+        "--name", nargs="+", default=None, help="pretrained model name(s) (default: all shipped)"
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -362,18 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     frames = _parse_frames(args.frames)
     import torch
 
-    from napari_cycsr import pretrained
+    from napari_cycsr import list_pretrained, pretrained
     from napari_cycsr.io import load_model
 
-    models: dict[str, Any] = {f"pretrained:{n}": pretrained(n) for n in args.name}
+    names = args.name or [m["name"] for m in list_pretrained()]
+    models: dict[str, Any] = {f"pretrained:{n}": pretrained(n) for n in names}
     for item in args.model:
         label, sep, path = item.partition("=")
         if not sep or not label or not path:
             parser.error(f"--model needs LABEL=FILE, got {item!r}")
         models[label] = load_model(path)
-    stem = f"pretrained_{args.name[0]}" if len(models) == 1 else "pretrained_compare"
-    block = "pretrained" if len(models) == 1 else "pretrained-compare"
-    figure = FIGURE if len(models) == 1 else FIGURE.with_name("pretrained_compare_real.png")
+    stem = f"pretrained_{names[0]}" if len(models) == 1 else "pretrained_compare"
+    block = "pretrained-compare"  # the docs hold the latest run's tables, whatever it scored
 
     torch.set_num_threads(max(1, args.threads))
     command = "python benchmarks/bench_pretrained.py " + " ".join(
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         ("classes", lambda: run_classes_part(models, args.seed, log)),
         (
             "real",
-            lambda: run_real_part(models, frames, log, command, None if args.no_docs else figure),
+            lambda: run_real_part(models, frames, log, command, None if args.no_docs else FIGURE),
         ),
     ):
         if not getattr(args, part):

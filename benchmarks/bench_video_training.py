@@ -7,8 +7,9 @@ registered with ``napari_cycsr.video.register`` (estimated shifts, not the true 
 the same network is trained on their LR frames, from scratch, with the same seed and
 budget, in several arms:
 
-- ``single``: the do-no-harm single-frame recipe of the shipped pretrained model
-  (``train_pretrained.DEFAULT_RECIPE``: noise-aware ``l_vec``, ``w_res`` 1, LR flips);
+- ``single``: the do-no-harm single-frame recipe of the single-frame pretrained model
+  ``frames`` (``train_pretrained.DEFAULT_RECIPE``: noise-aware ``l_vec``, ``w_res`` 1, LR
+  flips);
 - ``multi``: the same plus the multi-frame cycle consistency (``w_multi`` 1, neighbours
   within ``multi_frames`` 2 frames);
 - ``single, w_res 0`` and ``multi, w_res 0``: the same two without the penalty on the

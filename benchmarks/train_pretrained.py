@@ -68,7 +68,7 @@ from learning_curves import score_set, simulate_set  # noqa: E402
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 DOCS = REPO_ROOT / "docs" / "pretrained.md"
-FIGURE = REPO_ROOT / "docs" / "images" / "pretrained_curve.png"
+FIGURE_DIR = REPO_ROOT / "docs" / "images"
 RUNS = REPO_ROOT / "runs" / "pretrained"
 PACKAGE = REPO_ROOT / "src" / "napari_cycsr" / "pretrained"
 #: Training settings of the shipped default model (TrainConfig fields). The "tiny" network:
@@ -348,9 +348,8 @@ def docs(name: str, curve_file: Path) -> int:
 
     curve = json.loads(curve_file.read_text())
     points = curve["points"]
-    # the default model's blocks keep their names; every other run has its own
-    block = "pretrained-curve" if name == "default" else f"pretrained-curve-{name}"
-    figure = FIGURE if name == "default" else FIGURE.with_name(f"pretrained_curve_{name}.png")
+    block = f"pretrained-curve-{name}"  # a block and a figure per run
+    figure = FIGURE_DIR / f"pretrained_curve_{name}.png"
     manifest_file = PACKAGE / "manifest.json"
     shipped = json.loads(manifest_file.read_text())["models"] if manifest_file.is_file() else []
     rows = [
@@ -405,7 +404,7 @@ def docs(name: str, curve_file: Path) -> int:
     plt.close(fig)
     curve_md = "\n".join(
         [
-            f"Written by `python benchmarks/train_pretrained.py --docs` from "
+            f"Written by `python benchmarks/train_pretrained.py --docs --name {name}` from "
             f"`benchmarks/results/{curve_file.name}` (training: `{curve.get('command', '')}`, "
             "chunks with `--until`). Validation crops of each content class (12 each, 128 "
             "px, noise sd 0.01; never the test crops); cells: the network's ΔPSNR (dB) / "
@@ -452,10 +451,12 @@ def compare_curves(runs: dict[str, Path]) -> str:
         pts = curve["points"]
         its = [p["iteration"] for p in pts]
         for ax, cls in zip(axes, classes):
+            data = curve.get("data", "frames")
             ax.plot(its, [p[f"{cls}:validation"]["proj_dpsnr"] for p in pts], marker=".",
-                    label=f"{name} ({curve.get('data', 'frames')})")  # fmt: skip
+                    label=name if data == name else f"{name} ({data})")  # fmt: skip
         last = pts[-1]
-        best = {c: max(p[f"{c}:validation"]["proj_dpsnr"] for p in pts) for c in classes}
+        trained = [p for p in pts if p["iteration"] > 0] or pts
+        best = {c: max(p[f"{c}:validation"]["proj_dpsnr"] for p in trained) for c in classes}
         rows.append(
             [name, curve.get("data", "frames"), str(last["iteration"])]
             + [f"{last[f'{c}:validation']['proj_dpsnr']:+.2f} ({best[c]:+.2f})" for c in classes]
@@ -466,12 +467,12 @@ def compare_curves(runs: dict[str, Path]) -> str:
         ax.axhline(0, color="grey", lw=0.5)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = FIGURE.with_name("pretrained_curves.png")
+    out = FIGURE_DIR / "pretrained_curves.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     table = markdown_table(
         ["run", "learns from", "last iteration"]
-        + [f"{c}: last (best) ΔPSNR + projection" for c in classes],
+        + [f"{c}: last (best trained snapshot) ΔPSNR + projection" for c in classes],
         rows,
     )
     return (
