@@ -458,7 +458,12 @@ def compare_curves(runs: dict[str, Path]) -> str:
         trained = [p for p in pts if p["iteration"] > 0] or pts
         best = {c: max(p[f"{c}:validation"]["proj_dpsnr"] for p in trained) for c in classes}
         rows.append(
-            [name, curve.get("data", "frames"), str(last["iteration"])]
+            [
+                name,
+                curve.get("data", "frames"),
+                curve["recipe"].get("preset", ""),
+                str(last["iteration"]),
+            ]  # fmt: skip
             + [f"{last[f'{c}:validation']['proj_dpsnr']:+.2f} ({best[c]:+.2f})" for c in classes]
         )
     for ax, cls in zip(axes, classes):
@@ -471,7 +476,7 @@ def compare_curves(runs: dict[str, Path]) -> str:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     table = markdown_table(
-        ["run", "learns from", "last iteration"]
+        ["run", "learns from", "network", "last iteration"]
         + [f"{c}: last (best trained snapshot) ΔPSNR + projection" for c in classes],
         rows,
     )
