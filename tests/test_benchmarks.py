@@ -437,6 +437,9 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
     assert tp.best_iteration(curve) == 1000
     curve["points"].append(at(1500, 0.5, 0.35))
     assert tp.best_iteration(curve) == 1500
+    # with more validation noise levels every cell counts: 1500 loses at sd 0.05
+    curve["points"][-1]["smooth:validation@0.05"] = {"proj_dpsnr": -0.2}
+    assert tp.best_iteration(curve) == 1000
     with pytest.raises(SystemExit):
         tp.best_iteration({"points": [{"iteration": 0, **point}]})
     assert tp._without_until(["--data", "video", "--until", "800", "--every", "100"]) == [
