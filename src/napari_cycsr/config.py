@@ -63,13 +63,28 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
 DATA_LOSS_SETTINGS: tuple[str, ...] = ("noise_level", "w_pix", "w_multi", "multi_frames")
 
 
-def recipe_losses(train_config: Any) -> dict[str, Any]:
+#: ``w_res`` of a fine-tuning without paired targets from a model trained against paired
+#: targets (e.g. the video-trained default): the do-no-harm weight of docs/method.md.
+UNPAIRED_FINE_TUNE_W_RES = 1.0
+
+
+def recipe_losses(train_config: Any, *, paired: bool = False) -> dict[str, Any]:
     """The objective a model was trained with, to fine-tune it with the same one.
+
+    A model trained against paired targets (``target="paired"`` with a pixel loss, e.g. the
+    fused frames of a video) was held in place by them; they belong to its data and stay
+    behind, and a fine-tuning without paired targets (``paired=False``) gets the do-no-harm
+    penalty on the change to the input in their place (``w_res`` at least
+    :data:`UNPAIRED_FINE_TUNE_W_RES`): with the video-trained default's own ``w_res`` 0, 300
+    single-frame iterations lost 0.75-5.3 dB against TLI on the validation crops
+    (docs/pretrained.md).
 
     Parameters
     ----------
     train_config : dict or None
         A model's ``metadata["train_config"]`` (flat :class:`TrainConfig` fields).
+    paired : bool, optional
+        Whether the fine-tuning has paired targets of its own (e.g. ``cycsr train --video``).
 
     Returns
     -------
@@ -82,10 +97,17 @@ def recipe_losses(train_config: Any) -> dict[str, Any]:
     >>> recipe_losses({"vec_tolerance": 1.5, "w_res": 1.0, "augment_lr": True,
     ...                "noise_level": 0.02, "iterations": 1000})
     {'w_res': 1.0, 'vec_tolerance': 1.5, 'augment_lr': True}
+    >>> video = {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "vec_tolerance": 1.5}
+    >>> recipe_losses(video), recipe_losses(video, paired=True)
+    ({'w_res': 1.0, 'vec_tolerance': 1.5}, {'w_res': 0.0, 'vec_tolerance': 1.5})
     """
     recipe = dict(train_config or {})
     keep = [k for k in (*TRAIN_GROUPS["losses"], "augment_lr") if k not in DATA_LOSS_SETTINGS]
-    return {key: recipe[key] for key in keep if key in recipe}
+    out = {key: recipe[key] for key in keep if key in recipe}
+    trained_paired = recipe.get("target") == "paired" and float(recipe.get("w_pix") or 0) > 0
+    if trained_paired and not paired:
+        out["w_res"] = max(float(out.get("w_res") or 0.0), UNPAIRED_FINE_TUNE_W_RES)
+    return out
 
 
 def fine_tune_settings(
@@ -107,7 +129,9 @@ def fine_tune_settings(
     given : mapping, optional
         The TrainConfig fields the user set explicitly (command-line options and ``--set``,
         the fields changed in the widget's form): they win over the carried loss settings.
-        A ``preset``, ``scale`` or ``residual`` among them must be the model's own.
+        A ``preset``, ``scale`` or ``residual`` among them must be the model's own. A
+        ``target`` of "paired" or a ``w_pix`` > 0 among them makes it a paired fine-tuning
+        (:func:`recipe_losses`).
 
     Returns
     -------
@@ -149,7 +173,10 @@ def fine_tune_settings(
                 f"the model's network has {key} {fields[key]!r}, not {given[key]!r}: "
                 f"fine-tuning keeps the model's {key}"
             )
-    carried = {k: v for k, v in recipe_losses(train_config).items() if k not in given}
+    paired = given.get("target") == "paired" or float(given.get("w_pix") or 0) > 0
+    carried = {
+        k: v for k, v in recipe_losses(train_config, paired=paired).items() if k not in given
+    }
     return fields, carried
 
 
