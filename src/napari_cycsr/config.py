@@ -76,8 +76,8 @@ def recipe_losses(train_config: Any, *, paired: bool = False) -> dict[str, Any]:
     behind, and a fine-tuning without paired targets (``paired=False``) gets the do-no-harm
     penalty on the change to the input in their place (``w_res`` at least
     :data:`UNPAIRED_FINE_TUNE_W_RES`): with the video-trained default's own ``w_res`` 0, 300
-    single-frame iterations lost 0.75-5.3 dB against TLI on the validation crops
-    (docs/pretrained.md).
+    single-frame iterations fell as far as 5.3 dB below TLI on the validation crops
+    (docs/pretrained.md, "Fine-tuning on single frames").
 
     Parameters
     ----------
