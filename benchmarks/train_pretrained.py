@@ -123,12 +123,17 @@ LEARNS_FROM: dict[str, str] = {
 VIDEO_SCENE, VIDEO_FRAME, VIDEO_TILES, VIDEO_LENGTH = 176, (144, 144), 4, 8
 
 
+def pretraining_pictures() -> list[tuple[str, Any]]:
+    """The pictures every run learns from: PRETRAIN_IMAGES and the synthetic spot images."""
+    sources = [(n, load_grey(n)) for n in PRETRAIN_IMAGES]
+    return sources + [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+
+
 def training_data(seed: int) -> tuple[list[Any], str]:
     """The simulated training images (every picture at every noise level) and a summary."""
     from napari_cycsr.simulate import simulate_pcle
 
-    sources = [(n, load_grey(n)) for n in PRETRAIN_IMAGES]
-    sources += [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+    sources = pretraining_pictures()
     sims = []
     for i, (_, hr) in enumerate(sources):
         for k, noise in enumerate(NOISE_LEVELS):
@@ -148,8 +153,7 @@ def video_data(seed: int) -> tuple[dict[str, list[Any]], str]:
     from napari_cycsr.simulate import simulate_pcle_video
     from napari_cycsr.workflows import video_training
 
-    sources = [(n, load_grey(n)) for n in PRETRAIN_IMAGES]
-    sources += [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+    sources = pretraining_pictures()
     data: dict[str, list[Any]] = {k: [] for k in ("lr", "bundles", "values", "reg", "targets")}
     n_videos = n_frames = skipped = 0
     for i, (name, picture) in enumerate(sources):
