@@ -671,3 +671,78 @@ def test_residual_penalty_keeps_the_output_near_its_input():
         out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)
         change[w_res] = float(np.abs(out - sim.lr)[sim.mask].mean())
     assert change[100.0] < 0.5 * change[0.0]
+
+
+def _pretrained_start(seed: int = 123):
+    """A tiny model whose output differs from its input (a fine-tuning's start)."""
+    from napari_cycsr.models import SRModel
+
+    torch.manual_seed(seed)
+    start = SRModel.new("tiny")
+    for param in start.generator.parameters():
+        torch.nn.init.normal_(param, std=0.05)
+    start.metadata["pretrained_name"] = "start"
+    return start
+
+
+def test_anchor_penalty_keeps_a_fine_tuning_near_the_initial_model():
+    """w_anchor holds the output to the initial model's (not to the input, as w_res does):
+    with a strong anchor a fine-tuning that moves freely without it stays where it started."""
+    sim = simulate_pcle(np.random.default_rng(4).random((96, 96)), seed=4)
+    start = _pretrained_start()
+    before = super_resolve(start, sim.lr, device="cpu", mask=sim.mask)
+    change, reported = {}, {}
+    for w_anchor in (0.0, 100.0):
+        cfg = TrainConfig(preset="tiny", iterations=8, batch_size=4, patch=32, device="cpu",
+                          preview_every=0, learning_rate=2e-3, w_anchor=w_anchor)  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=start)
+        list(trainer.run())
+        out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)
+        change[w_anchor] = float(np.abs(out - before)[sim.mask].mean())
+        reported[w_anchor] = [h.get("l_anchor") for h in trainer.history]
+    assert change[100.0] < 0.5 * change[0.0]
+    # the term is reported only where it is on
+    assert reported[0.0] == [None] * 8
+    assert all(np.isfinite(v) and v >= 0 for v in reported[100.0])
+    # the anchor is the *initial* model as it runs at inference (eval mode, its batch-norm
+    # statistics): it does not follow the training
+    assert trainer._anchor is not None and not trainer._anchor.training
+    assert not any(p.requires_grad for p in trainer._anchor.parameters())
+    for a, b in zip(trainer._anchor.state_dict().values(), start.generator.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_anchor_needs_an_initial_model(sim):
+    with pytest.raises(ValueError, match="w_anchor > 0 .* needs init="):
+        Trainer(sim.lr, sim.bundle, config=_config(w_anchor=1.0), values=sim.values)
+    with pytest.raises(ValueError, match="w_anchor must be a number >= 0"):
+        _config(w_anchor=-1.0)
+
+
+def test_anchored_fine_tuning_resumes_bit_identically(sim, tmp_path):
+    """The frozen initial model travels in the checkpoint: a resumed anchored run continues
+    exactly, and needs no init= again."""
+    start = _pretrained_start(7)
+    config = _config(iterations=6, preview_every=0, w_anchor=1.0, noise_sigma=0.1)
+    full = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, init=start)
+    list(full.run())
+    first = Trainer(
+        sim.lr, sim.bundle, config=config, values=sim.values, init=start, checkpoint=tmp_path
+    )
+    for event in first.run():
+        if event.iteration == 3:
+            break
+    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    list(resumed.run())
+    expected, got = _weights(full), _weights(resumed)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert [h["l_anchor"] for h in resumed.history] == [h["l_anchor"] for h in full.history]
+    assert resumed.model.metadata["initialised_from"] == "start"
+    # a checkpoint of a run without the anchor cannot be resumed with one
+    plain = tmp_path / "plain"
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1), values=sim.values,
+                      checkpoint=plain)  # fmt: skip
+    list(trainer.run())
+    with pytest.raises(ValueError, match="has none"):
+        Trainer.resume(plain, sim.lr, sim.bundle, values=sim.values, w_anchor=1.0)

@@ -48,9 +48,9 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
         "warmup",
     ),
     "losses": (
-        "w_vec", "w_adv", "w_reg", "w_res", "w_pix", "normalise_vec", "paper_padding",
-        "vec_tolerance", "noise_level", "adv_loss", "adv_highpass", "d_spectral_norm",
-        "noise_sigma", "consistency_steps", "w_multi", "multi_frames",
+        "w_vec", "w_adv", "w_reg", "w_res", "w_anchor", "w_pix", "normalise_vec",
+        "paper_padding", "vec_tolerance", "noise_level", "adv_loss", "adv_highpass",
+        "d_spectral_norm", "noise_sigma", "consistency_steps", "w_multi", "multi_frames",
     ),
     "data": ("target", "augment", "augment_lr", "fov_fraction", "seed"),
     "run": (
@@ -298,6 +298,13 @@ class TrainConfig:
         ``SR - LR`` (LR upsampled bilinearly for ``scale > 1``): the output moves away from
         the TLI image only as far as the other terms ask, so where the fibres are consistent
         with the input (flat, noisy content) nothing is invented. 0 = none (the paper).
+    w_anchor : float
+        Fine-tuning only (needs ``init=``): weight of a penalty on the change to what the
+        *initial* model outputs, the mean squared ``SR - G_init(LR)`` (``G_init`` frozen).
+        Where ``w_res`` holds the output to the TLI image, this holds it to the starting
+        model's, so a fine-tuning keeps what the model learned and moves only as far as its
+        other terms (the cycle consistency on the user's fibres, the adversarial term) ask.
+        0 = none.
     w_pix : float
         Weight of a supervised pixel loss against paired targets (``target="paired"``
         only; 0 = the unsupervised method).
@@ -405,6 +412,7 @@ class TrainConfig:
     w_adv: float = 1e-4
     w_reg: float = 0.0
     w_res: float = 0.0
+    w_anchor: float = 0.0
     w_pix: float = 0.0
     normalise_vec: bool = False
     paper_padding: bool = False
@@ -485,6 +493,7 @@ class TrainConfig:
             "w_adv",
             "w_reg",
             "w_res",
+            "w_anchor",
             "w_pix",
             "noise_sigma",
             "vec_tolerance",
