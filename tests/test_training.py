@@ -632,29 +632,30 @@ def test_fine_tune_settings_keep_the_network_and_carry_the_objective():
 
 def test_a_model_trained_on_paired_targets_fine_tunes_on_single_frames_with_do_no_harm():
     """The video-trained default was held by its fused targets (w_res 0): without paired
-    targets the fine-tuning gets the change penalty instead; with them (``--video``) its own
-    w_res; a w_res the user gives wins either way."""
+    targets the fine-tuning is held to the initial model instead (w_anchor); with them
+    (``--video``) it keeps its own objective; a weight the user gives wins either way."""
     from napari_cycsr import pretrained
     from napari_cycsr.config import (
         PRESETS,
-        UNPAIRED_FINE_TUNE_W_RES,
+        UNPAIRED_FINE_TUNE_W_ANCHOR,
         fine_tune_settings,
         recipe_losses,
     )  # fmt: skip
 
     video = {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "w_multi": 1.0, "augment_lr": True}
-    assert recipe_losses(video)["w_res"] == UNPAIRED_FINE_TUNE_W_RES == 1.0
-    assert recipe_losses(video, paired=True)["w_res"] == 0.0
-    assert recipe_losses({**video, "w_pix": 0.0})["w_res"] == 0.0  # not trained on pairs
-    assert recipe_losses({**video, "w_res": 2.0})["w_res"] == 2.0  # never lowered
+    single = recipe_losses(video)
+    assert single["w_anchor"] == UNPAIRED_FINE_TUNE_W_ANCHOR == 1.0 and single["w_res"] == 0.0
+    assert "w_anchor" not in recipe_losses(video, paired=True)
+    assert "w_anchor" not in recipe_losses({**video, "w_pix": 0.0})  # not trained on pairs
+    assert recipe_losses({**video, "w_anchor": 3.0})["w_anchor"] == 3.0  # never lowered
     _, single = fine_tune_settings(PRESETS["tiny"], video, {})
     _, on_video = fine_tune_settings(PRESETS["tiny"], video, {"w_pix": 1.0, "w_multi": 1.0})
-    _, told = fine_tune_settings(PRESETS["tiny"], video, {"w_res": 0.25})
-    assert (single["w_res"], on_video["w_res"], "w_res" in told) == (1.0, 0.0, False)
+    _, told = fine_tune_settings(PRESETS["tiny"], video, {"w_anchor": 0.25})
+    assert (single["w_anchor"], "w_anchor" in on_video, "w_anchor" in told) == (1.0, False, False)
     # the shipped default is such a model
     shipped = pretrained("default").metadata["train_config"]
     assert shipped["target"] == "paired" and shipped["w_res"] == 0.0
-    assert recipe_losses(shipped)["w_res"] == 1.0
+    assert recipe_losses(shipped)["w_anchor"] == 1.0
 
 
 def test_residual_penalty_keeps_the_output_near_its_input():
