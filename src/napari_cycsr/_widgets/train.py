@@ -321,14 +321,15 @@ class TrainWidget(Form):
             text += "\ncarries its loss settings: " + _carried_text(carried)
             own = recipe_losses(recipe, paired=True)
             if own != recipe_losses(recipe, paired=False):
-                # a model trained against paired targets: "learn from video" keeps its w_res
+                # a model trained against paired targets: "learn from video" keeps its own
+                # objective, single frames hold the output to the model (w_anchor)
                 text += (
-                    f"\n(learn from video: the fused video is a paired target, so it keeps its "
-                    f"own w_res={own.get('w_res')})"
+                    "\n(learn from video: the fused video is a paired target, so it keeps its "
+                    "own objective)"
                     if self._paired_run()
-                    else f"\n(trained against paired targets: without them it gets the "
-                    f"do-no-harm w_res={carried.get('w_res')}; 'learn from video' keeps its own "
-                    f"w_res={own.get('w_res')})"
+                    else f"\n(trained against paired targets: without them the output is held "
+                    f"to the model's, w_anchor={carried.get('w_anchor')}; 'learn from video' "
+                    "keeps its own objective)"
                 )
         self.start_details.value = text
         self.start_details.visible = True
