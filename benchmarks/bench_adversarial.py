@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="hinge-hp", choices=sorted(RECIPES),
                         help="the recipe of --arms domains")  # fmt: skip
     parser.add_argument("--w-adv", type=float, default=1e-3, help="its weight")
+    parser.add_argument("--grid", nargs="+", default=None, metavar="RECIPE:W_ADV",
+                        help="the arms of --arms select (default: the SELECT grid in this file)")  # fmt: skip
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.05])
@@ -221,8 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         for noise in args.noise
     }
     if args.arms == "select":
+        grid = SELECT
+        if args.grid:
+            grid = [(g.split(":")[0], float(g.split(":")[1])) for g in args.grid]
+            unknown = sorted({r for r, _ in grid} - set(RECIPES))
+            if unknown:
+                parser.error(f"--grid: unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
         arms = [(CONTROL, "natural", {"w_adv": 0.0})] + [
-            (arm_name(r, w, "natural"), "natural", {**RECIPES[r], "w_adv": w}) for r, w in SELECT
+            (arm_name(r, w, "natural"), "natural", {**RECIPES[r], "w_adv": w}) for r, w in grid
         ]
     else:
         recipe = {**RECIPES[args.recipe], "w_adv": args.w_adv}
