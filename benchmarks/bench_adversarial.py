@@ -30,6 +30,7 @@ docs/method.md (block ``adversarial-<split>``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -140,7 +141,8 @@ def report(result: dict[str, Any]) -> str:
     arms = result["arms"]
     control = arms[CONTROL]["scores"]
     header = ["arm", "ΔPSNR vs TLI (dB)", "ΔSSIM", "spectrum distance (dB)", "signed (dB)",
-              "abs dGCF_HR", "hallucination x1e-3", "p: spectrum", "p: abs dGCF", "p: PSNR"]  # fmt: skip
+              "abs dGCF_HR", "hallucination x1e-3", "p: spectrum", "p: abs dGCF",
+              "p: PSNR"]  # fmt: skip
     rows = []
     for name, arm in arms.items():
         s = arm["scores"]
@@ -186,6 +188,31 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The arms of several runs in one result (their control must score the same)."""
+    first = results[0]
+    out = {**first, "arms": dict(first["arms"]), "command": "; ".join(
+        f"`{r['command']}`" for r in results
+    ).strip("`")}  # fmt: skip
+    for other in results[1:]:
+        if other["sets"] != first["sets"] or other.get("split") != first.get("split"):
+            raise ValueError("results of different crop sets cannot share a table")
+        a = other["arms"][CONTROL]["scores"]
+        b = first["arms"][CONTROL]["scores"]
+        if not np.allclose(pooled(a, "proj_dpsnr"), pooled(b, "proj_dpsnr")):
+            raise ValueError("the controls of these runs differ: not one table")
+        out["arms"].update({k: v for k, v in other["arms"].items() if k != CONTROL})
+
+    def order(name: str) -> tuple:  # the control, then by recipe and weight
+        if name == CONTROL:
+            return ("", 0.0)
+        recipe, _, rest = name.partition(" w_adv ")
+        return (recipe, float(rest.split()[0]))
+
+    out["arms"] = {k: out["arms"][k] for k in sorted(out["arms"], key=order)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=["validation", "test"], default="validation")
@@ -194,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the recipe of --arms domains")  # fmt: skip
     parser.add_argument("--w-adv", type=float, default=1e-3, help="its weight")
     parser.add_argument("--grid", nargs="+", default=None, metavar="RECIPE:W_ADV",
-                        help="the arms of --arms select (default: the SELECT grid in this file)")  # fmt: skip
+                        help="arms of --arms select (default: SELECT in this file)")  # fmt: skip
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.05])
@@ -206,7 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="")
     parser.add_argument("--docs", action="store_true", help="write the table into docs/method.md")
+    parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
+                        help="no training: one table of the arms of these results files (same "
+                        "split and control), written into docs/method.md with --docs")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.report:
+        merged = merge_results([json.loads(p.read_text(encoding="utf-8")) for p in args.report])
+        text = report(merged)
+        print(text)
+        if args.docs:
+            key = f"adversarial-{merged['split']}"
+            update_markdown(REPO_ROOT / "docs" / "method.md", {key: text})
+        return 0
 
     import torch
 
@@ -243,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "iterations": args.iterations,
+        "split": args.split,
         "sets": list(sets),
         "crops": sum(len(v) for v in sets.values()),
         "start": {"model": args.model, "scores": score(start, sets)},

@@ -982,7 +982,9 @@ def _anchor_model(
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{path}: damaged training checkpoint: its anchor weights: {exc}") from None
+        raise ValueError(
+            f"{path}: damaged training checkpoint: its anchor weights: {exc}"
+        ) from None
     return SRModel(generator, normalisation=dict(meta["normalisation"]))
 
 
