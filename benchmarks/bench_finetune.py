@@ -13,6 +13,8 @@ noise-aware projection against TLI, mean over the crops. Results in
     python benchmarks/bench_finetune.py --model default --iterations 300
     python benchmarks/bench_finetune.py --model default --iterations 300 --set w_res=0 --tag wres0
     python benchmarks/bench_finetune.py --model frames --iterations 300
+    python benchmarks/bench_finetune.py --model default --iterations 300 \\
+        --set w_res=0 --set w_anchor=1 --tag anchor
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         row = {
             "class": cls, "noise": noise, "start": score_set(start, sims)["proj_dpsnr"],
             "fine_tuned": score_set(tuned, sims)["proj_dpsnr"], "seconds": seconds,
-            "w_res": settings.get("w_res"),
+            "w_res": settings.get("w_res"), "w_anchor": settings.get("w_anchor", 0.0),
         }  # fmt: skip
         rows.append(row)
         print(
             f"{args.model} {cls:8s} sd {noise:<5g} as shipped {row['start']:+.2f} dB, after "
-            f"{args.iterations} it {row['fine_tuned']:+.2f} dB (w_res {row['w_res']})",
+            f"{args.iterations} it {row['fine_tuned']:+.2f} dB (w_res {row['w_res']}, "
+            f"w_anchor {row['w_anchor']})",
             flush=True,
         )
     stem = f"finetune_{args.model}" + (f"_{args.tag}" if args.tag else "")

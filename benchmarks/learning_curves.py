@@ -63,8 +63,10 @@ def simulate_set(spec: str, noise: float, size: int, count: int, seed: int) -> l
     ]
 
 
-def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> dict[str, float]:
-    """Mean differences to TLI, spectrum distance and hallucination over a set of crops."""
+def crop_scores(
+    model: Any, sims: list[Any], *, project_noise: Any = "auto"
+) -> dict[str, list[float]]:
+    """Per crop: differences to TLI, spectrum distances, hallucination, |dGCF| (net, proj)."""
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.inference import super_resolve
     from napari_cycsr.metrics import gcf, hallucination, psnr, spectrum_distance, ssim
@@ -84,10 +86,19 @@ def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> di
             add(f"{name}_dpsnr", psnr(img, hr, mask=m, data_range=(0, 1)) - p0)
             add(f"{name}_dssim", ssim(img, hr, mask=m, data_range=(0, 1)) - s0)
             add(f"{name}_spec", spectrum_distance(img, hr, spacing=sp, mask=m, signed=True))
+            add(f"{name}_spec_abs", spectrum_distance(img, hr, spacing=sp, mask=m))
             add(f"{name}_hall", hallucination(img, hr, spacing=sp, mask=m))
             add(f"{name}_adgcf", abs(gcf(np.clip(img, 0, 1), mask=m) - gcf(hr, mask=m)))
         add("tli_spec", spectrum_distance(sim.lr, hr, spacing=sp, mask=m, signed=True))
+        add("tli_spec_abs", spectrum_distance(sim.lr, hr, spacing=sp, mask=m))
         add("tli_hall", hallucination(sim.lr, hr, spacing=sp, mask=m))
+        add("tli_adgcf", abs(gcf(sim.lr, mask=m) - gcf(hr, mask=m)))
+    return rows
+
+
+def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> dict[str, float]:
+    """Mean differences to TLI, spectrum distance and hallucination over a set of crops."""
+    rows = crop_scores(model, sims, project_noise=project_noise)
     out = {k: float(np.mean(v)) for k, v in rows.items()}
     out["net_min_dpsnr"] = float(np.min(rows["net_dpsnr"]))
     out["proj_min_dpsnr"] = float(np.min(rows["proj_dpsnr"]))

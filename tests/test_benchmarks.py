@@ -446,3 +446,82 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
         "--data", "video", "--every", "100"
     ]  # fmt: skip
     assert tp._without_until(["--until=5", "--name", "x"]) == ["--name", "x"]
+
+
+@pytest.fixture(scope="module")
+def bench_adversarial(common):
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_adversarial")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _adv_result(mod, arms: dict, split: str = "validation") -> dict:
+    """A results dict as bench_adversarial writes it, with made-up per-crop scores."""
+    def scores(shift: float, spec: float) -> dict:
+        per = {}
+        for key in ("texture@0.01", "smooth@0.01"):
+            crops = np.arange(4, dtype=float)
+            per[key] = {
+                "proj_dpsnr": list(0.5 + shift * (1 + 0.1 * crops)),
+                "proj_dssim": list(0.01 + 0 * crops),
+                "proj_spec_abs": list(spec * (1 + 0.01 * crops)),
+                "proj_spec": list(-spec + 0 * crops), "proj_adgcf": list(0.3 + 0.01 * crops),
+                "proj_hall": list(1e-3 + 0 * crops), "tli_spec_abs": list(9 + 0 * crops),
+                "tli_spec": list(-9 + 0 * crops), "tli_adgcf": list(0.6 + 0 * crops),
+                "tli_hall": list(2e-3 + 0 * crops),
+            }  # fmt: skip
+        return per
+
+    return {
+        "command": f"python benchmarks/bench_adversarial.py --split {split}", "date": "d",
+        "iterations": 3, "split": split, "sets": ["texture@0.01", "smooth@0.01"], "crops": 8,
+        "arms": {name: {"scores": scores(*v)} for name, v in arms.items()},
+    }  # fmt: skip
+
+
+def test_adversarial_results_merge_in_order_and_report(bench_adversarial):
+    mod = bench_adversarial
+    control = {mod.CONTROL: (0.0, 8.0)}
+    a = _adv_result(mod, {**control, mod.arm_name("hinge-hp", 1e-4, "natural"): (-0.2, 7.0)})
+    b = _adv_result(mod, {**control, mod.arm_name("hinge-hp", 3e-5, "natural"): (-0.1, 7.5),
+                          mod.arm_name("bce", 1e-3, "natural"): (-0.3, 8.1)})  # fmt: skip
+    merged = mod.merge_results([a, b])
+    assert list(merged["arms"]) == [
+        mod.CONTROL, "bce w_adv 0.001 T_nat", "hinge-hp w_adv 3e-05 T_nat",
+        "hinge-hp w_adv 0.0001 T_nat",
+    ]  # fmt: skip
+    text = mod.report(merged)
+    row = next(line for line in text.splitlines() if line.startswith("| hinge-hp w_adv 0.0001"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # means over every crop of both sets: PSNR 0.5 - 0.2 * 1.15, spectrum 7 * 1.015
+    assert cells[1:4] == ["+0.27", "+0.010", "+7.11"]
+    # the arm minus the control (p of the paired t-test): spectrum -1.015, |dGCF| 0, PSNR -0.23
+    assert cells[7].startswith("-1.015 (") and cells[9].startswith("-0.230 (")
+    assert float(cells[7].split("(")[1].rstrip(")").lstrip("<")) < 0.01
+    assert cells[8] == "+0.000 (n/a)"  # equal on every crop: no test
+    # runs of other crop sets or with another control are not one table
+    with pytest.raises(ValueError, match="different crop sets"):
+        mod.merge_results([a, _adv_result(mod, control, split="test")])
+    with pytest.raises(ValueError, match="controls"):
+        mod.merge_results([a, _adv_result(mod, {mod.CONTROL: (0.5, 8.0)})])
+
+
+def test_adversarial_arms_use_the_target_images_of_their_domain(bench_adversarial, common):
+    mod = bench_adversarial
+
+    class Sim:
+        hr = np.zeros((8, 8))
+
+    train = [Sim(), Sim()]
+    assert len(mod.target_images("natural", train)) == len(common.NATURAL_IMAGES)
+    assert len(mod.target_images("images", train)) == len(common.UNPAIRED_IMAGES)
+    assert mod.target_images("paired", train)[0] is train[0].hr
+    assert mod.target_images("downscaled", train) is None
+    assert set(mod.DOMAINS) == {"natural", "images", "downscaled", "paired"}
+    # every recipe is a valid TrainConfig, with the weights of the selection grid
+    from napari_cycsr.training import TrainConfig
+
+    for recipe, w_adv in mod.SELECT:
+        TrainConfig(**mod.RECIPES[recipe], w_adv=w_adv)

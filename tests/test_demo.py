@@ -124,8 +124,8 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     tuned = model.metadata["train_config"]
     for key in ("vec_tolerance", "augment_lr", "w_adv"):
         assert tuned[key] == start.metadata["train_config"][key], key
-    # trained against fused video targets, it fine-tunes on one frame with do-no-harm
-    assert tuned["w_res"] == recipe_losses(start.metadata["train_config"])["w_res"] == 1.0
+    # trained against fused video targets, it fine-tunes on one frame held to itself
+    assert tuned["w_anchor"] == recipe_losses(start.metadata["train_config"])["w_anchor"] == 1.0
     moved = [
         not np.allclose(a.detach().numpy(), b.detach().numpy())
         for a, b in zip(

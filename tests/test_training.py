@@ -632,29 +632,30 @@ def test_fine_tune_settings_keep_the_network_and_carry_the_objective():
 
 def test_a_model_trained_on_paired_targets_fine_tunes_on_single_frames_with_do_no_harm():
     """The video-trained default was held by its fused targets (w_res 0): without paired
-    targets the fine-tuning gets the change penalty instead; with them (``--video``) its own
-    w_res; a w_res the user gives wins either way."""
+    targets the fine-tuning is held to the initial model instead (w_anchor); with them
+    (``--video``) it keeps its own objective; a weight the user gives wins either way."""
     from napari_cycsr import pretrained
     from napari_cycsr.config import (
         PRESETS,
-        UNPAIRED_FINE_TUNE_W_RES,
+        UNPAIRED_FINE_TUNE_W_ANCHOR,
         fine_tune_settings,
         recipe_losses,
     )  # fmt: skip
 
     video = {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "w_multi": 1.0, "augment_lr": True}
-    assert recipe_losses(video)["w_res"] == UNPAIRED_FINE_TUNE_W_RES == 1.0
-    assert recipe_losses(video, paired=True)["w_res"] == 0.0
-    assert recipe_losses({**video, "w_pix": 0.0})["w_res"] == 0.0  # not trained on pairs
-    assert recipe_losses({**video, "w_res": 2.0})["w_res"] == 2.0  # never lowered
+    single = recipe_losses(video)
+    assert single["w_anchor"] == UNPAIRED_FINE_TUNE_W_ANCHOR == 1.0 and single["w_res"] == 0.0
+    assert "w_anchor" not in recipe_losses(video, paired=True)
+    assert "w_anchor" not in recipe_losses({**video, "w_pix": 0.0})  # not trained on pairs
+    assert recipe_losses({**video, "w_anchor": 3.0})["w_anchor"] == 3.0  # never lowered
     _, single = fine_tune_settings(PRESETS["tiny"], video, {})
     _, on_video = fine_tune_settings(PRESETS["tiny"], video, {"w_pix": 1.0, "w_multi": 1.0})
-    _, told = fine_tune_settings(PRESETS["tiny"], video, {"w_res": 0.25})
-    assert (single["w_res"], on_video["w_res"], "w_res" in told) == (1.0, 0.0, False)
+    _, told = fine_tune_settings(PRESETS["tiny"], video, {"w_anchor": 0.25})
+    assert (single["w_anchor"], "w_anchor" in on_video, "w_anchor" in told) == (1.0, False, False)
     # the shipped default is such a model
     shipped = pretrained("default").metadata["train_config"]
     assert shipped["target"] == "paired" and shipped["w_res"] == 0.0
-    assert recipe_losses(shipped)["w_res"] == 1.0
+    assert recipe_losses(shipped)["w_anchor"] == 1.0
 
 
 def test_residual_penalty_keeps_the_output_near_its_input():
@@ -671,3 +672,78 @@ def test_residual_penalty_keeps_the_output_near_its_input():
         out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)
         change[w_res] = float(np.abs(out - sim.lr)[sim.mask].mean())
     assert change[100.0] < 0.5 * change[0.0]
+
+
+def _pretrained_start(seed: int = 123):
+    """A tiny model whose output differs from its input (a fine-tuning's start)."""
+    from napari_cycsr.models import SRModel
+
+    torch.manual_seed(seed)
+    start = SRModel.new("tiny")
+    for param in start.generator.parameters():
+        torch.nn.init.normal_(param, std=0.05)
+    start.metadata["pretrained_name"] = "start"
+    return start
+
+
+def test_anchor_penalty_keeps_a_fine_tuning_near_the_initial_model():
+    """w_anchor holds the output to the initial model's (not to the input, as w_res does):
+    with a strong anchor a fine-tuning that moves freely without it stays where it started."""
+    sim = simulate_pcle(np.random.default_rng(4).random((96, 96)), seed=4)
+    start = _pretrained_start()
+    before = super_resolve(start, sim.lr, device="cpu", mask=sim.mask)
+    change, reported = {}, {}
+    for w_anchor in (0.0, 100.0):
+        cfg = TrainConfig(preset="tiny", iterations=8, batch_size=4, patch=32, device="cpu",
+                          preview_every=0, learning_rate=2e-3, w_anchor=w_anchor)  # fmt: skip
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values, init=start)
+        list(trainer.run())
+        out = super_resolve(trainer.model, sim.lr, device="cpu", mask=sim.mask)
+        change[w_anchor] = float(np.abs(out - before)[sim.mask].mean())
+        reported[w_anchor] = [h.get("l_anchor") for h in trainer.history]
+    assert change[100.0] < 0.5 * change[0.0]
+    # the term is reported only where it is on
+    assert reported[0.0] == [None] * 8
+    assert all(np.isfinite(v) and v >= 0 for v in reported[100.0])
+    # the anchor is the *initial* model as it runs at inference (eval mode, its batch-norm
+    # statistics): it does not follow the training
+    assert trainer._anchor is not None and not trainer._anchor.training
+    assert not any(p.requires_grad for p in trainer._anchor.parameters())
+    for a, b in zip(trainer._anchor.state_dict().values(), start.generator.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_anchor_needs_an_initial_model(sim):
+    with pytest.raises(ValueError, match="w_anchor > 0 .* needs init="):
+        Trainer(sim.lr, sim.bundle, config=_config(w_anchor=1.0), values=sim.values)
+    with pytest.raises(ValueError, match="w_anchor must be a number >= 0"):
+        _config(w_anchor=-1.0)
+
+
+def test_anchored_fine_tuning_resumes_bit_identically(sim, tmp_path):
+    """The frozen initial model travels in the checkpoint: a resumed anchored run continues
+    exactly, and needs no init= again."""
+    start = _pretrained_start(7)
+    config = _config(iterations=6, preview_every=0, w_anchor=1.0, noise_sigma=0.1)
+    full = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, init=start)
+    list(full.run())
+    first = Trainer(
+        sim.lr, sim.bundle, config=config, values=sim.values, init=start, checkpoint=tmp_path
+    )
+    for event in first.run():
+        if event.iteration == 3:
+            break
+    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    list(resumed.run())
+    expected, got = _weights(full), _weights(resumed)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert [h["l_anchor"] for h in resumed.history] == [h["l_anchor"] for h in full.history]
+    assert resumed.model.metadata["initialised_from"] == "start"
+    # a checkpoint of a run without the anchor cannot be resumed with one
+    plain = tmp_path / "plain"
+    trainer = Trainer(sim.lr, sim.bundle, config=_config(iterations=1), values=sim.values,
+                      checkpoint=plain)  # fmt: skip
+    list(trainer.run())
+    with pytest.raises(ValueError, match="has none"):
+        Trainer.resume(plain, sim.lr, sim.bundle, values=sim.values, w_anchor=1.0)

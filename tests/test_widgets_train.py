@@ -428,6 +428,69 @@ def test_start_from_a_pretrained_model_fine_tunes_it(setup, qtbot, errors, regis
     assert near < 0.2 * far
 
 
+def test_start_from_the_video_model_with_learn_from_video_keeps_its_objective(
+    make_napari_viewer, qtbot, errors, registry, models_folder
+):
+    """The video-trained default fine-tuned with "learn from video" is a paired run (the
+    fused video is its target), as ``cycsr train --video --init default``: it keeps its own
+    objective. Without video it is held to itself (w_anchor 1). The details follow the checkbox
+    ticked after the model was chosen, and a weight changed by hand wins either way."""
+    from napari.layers import Layer
+
+    from napari_cycsr import pretrained
+    from napari_cycsr._sample_data import synthetic_pcle_video
+    from napari_cycsr.config import UNPAIRED_FINE_TUNE_W_ANCHOR, fine_tune_settings
+
+    viewer = make_napari_viewer()
+    for data, meta, kind in synthetic_pcle_video(n_frames=4):  # a short video: a quick test
+        viewer.add_layer(Layer.create(data, meta, kind))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cycsr", "Train")
+    widget.lr_layers.value = [viewer.layers["pCLE video (TLI)"]]
+    widget.fibres.value = viewer.layers["video fibres"]
+    _quick(widget, 1)
+    form = widget.form
+    start = pretrained("default")
+    recipe = start.metadata["train_config"]
+    # what this test is about: a model trained against paired targets with its own w_res 0
+    assert (recipe["target"], recipe["w_pix"], recipe["w_res"]) == ("paired", 1.0, 0.0)
+
+    widget.start_from.value = "pretrained: default"  # chosen first, video ticked after
+    assert "w_anchor=1.0" in widget.start_details.value  # single frames: held to itself
+    form.w_adv.value = 0.002  # the user's own weight
+    form.video.value = True
+    details = widget.start_details.value
+    assert "w_anchor" not in details and "keeps its own objective" in details
+    assert form.w_adv.value == pytest.approx(0.002)  # the toggle keeps the user's weight
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    config = widget.trainer.config
+    assert (config.target, config.w_pix, config.w_multi) == ("paired", 1.0, 1.0)
+    assert config.w_res == 0.0 and config.w_anchor == 0.0
+    assert config.w_adv == pytest.approx(0.002)
+    # the same settings as the CLI's rule (--video passes w_pix and w_multi, --set w_adv)
+    _, cli = fine_tune_settings(
+        start.generator.config, recipe, {"w_pix": 1.0, "w_multi": 1.0, "w_adv": 0.002}
+    )
+    assert {key: getattr(config, key) for key in cli} == cli
+    assert "fine-tuning from 'default'" in widget.status.value
+    assert "w_anchor" not in widget.status.value
+    assert widget.model.metadata["train_config"]["w_anchor"] == 0.0
+
+    # "learn from video" off again: no paired target, the anchor to the model is back
+    form.video.value = False
+    assert "w_anchor=1.0" in widget.start_details.value
+    assert form.w_adv.value == pytest.approx(0.002)
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    config = widget.trainer.config
+    assert config.w_anchor == UNPAIRED_FINE_TUNE_W_ANCHOR and config.w_pix == 0.0
+    assert config.w_res == 0.0
+    assert config.target == "natural" and config.w_adv == pytest.approx(0.002)
+    assert "w_anchor=1.0" in widget.status.value
+
+
 def test_start_from_a_model_file_and_a_bad_one(setup, qtbot, errors, registry, tmp_path):
     """A model file to start from: a file that cannot be read is refused with a message and
     nothing starts; a good file (another network size) sets the form to its network."""

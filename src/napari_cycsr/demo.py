@@ -524,7 +524,9 @@ def run_demo(
         "batch_size": config.effective_batch_size,
         "patch": config.patch,
         "lr": config.learning_rate,
-        "losses": {k: config.to_dict()[k] for k in ("vec_tolerance", "w_res", "augment_lr")},
+        "losses": {
+            k: config.to_dict()[k] for k in ("vec_tolerance", "w_res", "w_anchor", "augment_lr")
+        },
         "precision": trainer.precision,
         "seed": int(seed),
         "device": str(trainer.device),

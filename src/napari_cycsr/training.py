@@ -66,10 +66,12 @@ __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 
 _CHECKPOINT_KIND = "napari-cycsr training state"
 _LOSS_KEYS = (
-    "l_vec", "l_multi", "l_adv", "l_reg", "l_pix", "loss_g", "loss_d", "d_accuracy",
+    "l_vec", "l_multi", "l_adv", "l_reg", "l_pix", "l_anchor", "loss_g", "loss_d", "d_accuracy",
 )  # fmt: skip
 #: Losses only some runs have (a NaN in a restored history row means "not in this run").
-_OPTIONAL_LOSSES = ("l_multi", "l_pix")
+_OPTIONAL_LOSSES = ("l_multi", "l_pix", "l_anchor")
+#: Prefix of the frozen initial generator's weights in a checkpoint (``w_anchor``).
+_ANCHOR_PREFIX = "anchor."
 _MAX_HISTORY_POINTS = 500
 #: TrainConfig fields that describe the machine's run, not the model: kept in checkpoints
 #: (for resuming), left out of the model metadata.
@@ -305,12 +307,23 @@ class Trainer:
             discriminator = Discriminator(net_config)
         if init is not None:
             _load_initial_weights(generator, init)
+        elif config.w_anchor > 0:
+            raise ValueError(
+                "w_anchor > 0 holds the output to the initial model's: it needs init= (a model "
+                "to fine-tune; cycsr train --init, the Train widget's 'start from')"
+            )
+        # w_anchor: a frozen copy of the initial generator, what the output is held to
+        self._anchor: nn.Module | None = None
+        if config.w_anchor > 0:
+            self._anchor = copy.deepcopy(generator).eval().requires_grad_(False)
         if config.d_spectral_norm:
             _spectral_norm(discriminator)
         # channels-last (NHWC) convolutions are faster on CPU (oneDNN) and on tensor cores
         layout = memory_format(self.device)
         self._g: nn.Module = generator.to(self.device, memory_format=layout)
         self._d: nn.Module = discriminator.to(self.device, memory_format=layout)
+        if self._anchor is not None:
+            self._anchor = self._anchor.to(self.device, memory_format=layout)
 
         if normalisation is None and init is not None:
             normalisation = dict(init.normalisation)
@@ -681,6 +694,12 @@ class Trainer:
                     base, scale_factor=cfg.scale, mode="bilinear", align_corners=False
                 )
             loss_g = loss_g + cfg.w_res * (sr - base).square().mean()
+        anchor = None
+        if self._anchor is not None:
+            with torch.no_grad(), self._autocast():
+                initial = self._anchor(batch.lr)
+            anchor = (sr - initial.float()).square().mean()
+            loss_g = loss_g + cfg.w_anchor * anchor
         adv = torch.zeros((), device=self.device)
         if adversarial:
             for p in self._d.parameters():
@@ -700,6 +719,8 @@ class Trainer:
                     p.requires_grad_(True)
             loss_g = loss_g + cfg.w_adv * adv
         losses = {}
+        if anchor is not None:
+            losses["l_anchor"] = float(anchor.detach())
         if multi is not None:
             loss_g = loss_g + cfg.w_multi * multi
             losses["l_multi"] = float(multi.detach())
@@ -797,6 +818,9 @@ class Trainer:
         tensors.update(d_tensors)
         tensors.update(og_tensors)
         tensors.update(od_tensors)
+        if self._anchor is not None:
+            for key, value in self._anchor.state_dict().items():
+                tensors[_ANCHOR_PREFIX + key] = value.detach().to("cpu").contiguous()
         tensors["rng.torch"] = self._torch_rng.get_state()
         keys = [k for k in _LOSS_KEYS if self.history and k in self.history[0]]
         tensors["history"] = torch.tensor(
@@ -921,6 +945,7 @@ class Trainer:
         if changed:
             raise ValueError(f"cannot change the network ({sorted(changed)}) when resuming")
         config = TrainConfig.from_dict({**config_dict, **overrides})
+        init = _anchor_model(config, tensors, meta, path)
         trainer = cls(
             lr_images,
             bundles,
@@ -931,10 +956,36 @@ class Trainer:
             checkpoint=checkpoint_dir if checkpoint_dir is not None else path,
             preview_crop=tuple(meta["preview_crop"]),
             normalisation=meta["normalisation"],
+            init=init,
             registration=registration,
         )
         trainer._load_state(tensors, meta)
         return trainer
+
+
+def _anchor_model(
+    config: TrainConfig, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path
+) -> SRModel | None:
+    """The frozen initial model a ``w_anchor`` run holds its output to, from its checkpoint."""
+    if config.w_anchor <= 0:
+        return None
+    state = {
+        k[len(_ANCHOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_ANCHOR_PREFIX)
+    }
+    if not state:
+        raise ValueError(
+            f"{path}: w_anchor > 0 needs the initial model's weights, and this checkpoint has "
+            "none (it was not a fine-tuning with w_anchor); resume with w_anchor=0, or start a "
+            "new fine-tuning with init="
+        )
+    generator = Generator(config.network_config())
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{path}: damaged training checkpoint: its anchor weights: {exc}"
+        ) from None
+    return SRModel(generator, normalisation=dict(meta["normalisation"]))
 
 
 def _check_resume_meta(meta: dict[str, Any], tensors: dict[str, Any], path: Path) -> None:

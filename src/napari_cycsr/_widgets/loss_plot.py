@@ -17,8 +17,11 @@ __all__ = ["LOSS_KEYS", "LossPlot"]
 
 #: Losses that can be drawn, in legend order (the keys of TrainEvent.losses). A run reports
 #: only its own terms (``l_multi`` only with the multi-frame consistency, ``l_pix`` only with
-#: a pixel loss), and only the curves it reports appear.
-LOSS_KEYS: tuple[str, ...] = ("l_vec", "l_multi", "l_pix", "l_adv", "l_reg", "loss_d")
+#: a pixel loss, ``l_anchor`` only in a fine-tuning held to its initial model), and only the
+#: curves it reports appear.
+LOSS_KEYS: tuple[str, ...] = (
+    "l_vec", "l_multi", "l_pix", "l_anchor", "l_adv", "l_reg", "loss_d",
+)  # fmt: skip
 
 
 class LossPlot(FigureCanvasQTAgg):

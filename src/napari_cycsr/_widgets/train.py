@@ -142,6 +142,8 @@ class TrainWidget(Form):
         #: the start model's settings shown in the form ({field: value}), None: from scratch
         self._shown: dict[str, Any] | None = None
         self._free: dict[str, Any] = {}  # the loss weights as they were before a start model
+        self._start_recipe: Any = None  # the start model's train_config
+        self._start_text = ""  # what the start model is (model_details)
         self.form = TrainForm()
         self.model_path = FileEdit(
             label="save model to", mode="w", filter="*.safetensors",
@@ -191,6 +193,7 @@ class TrainWidget(Form):
         self.save_button.changed.connect(self.save_model)
         self.start_from.changed.connect(self._start_changed)
         self.start_file.changed.connect(self._start_changed)
+        self.form.video.changed.connect(self._show_carried)  # a paired run keeps more
         MODELS.changed.connect(self._models_changed)
         viewer.events.theme.connect(self._theme_changed)
         viewer.layers.events.inserted.connect(self._default_lr)
@@ -244,19 +247,29 @@ class TrainWidget(Form):
                 model.metadata = {**model.metadata, "name": label}
         return model, label
 
+    def _paired_run(self) -> bool:
+        """Whether the run the form describes has paired targets of its own: "learn from
+        video" trains against the fused video as a paired target with a pixel loss
+        (:func:`napari_cycsr.workflows.video_training`), as ``cycsr train --video`` does."""
+        return bool(self.form.video.value)
+
     def _fine_tuning(self, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The start model's network fields and the loss settings carried from it: the form's
-        loss weights win where the user changed them from the model's (as ``--set`` does)."""
+        loss weights win where the user changed them from the model's (as ``--set`` does).
+        With "learn from video" the run is a paired one, and a model trained against paired
+        targets keeps its own objective (:func:`napari_cycsr.config.recipe_losses`)."""
         from napari_cycsr.config import fine_tune_settings
 
         shown = self._shown or {}
         given = {k: c.value for k, c in self.form.losses.items() if shown.get(k) != c.value}
         given.update(preset=self.form.preset.value, scale=self.form.scale.value)
+        if self._paired_run():  # the target the video run will have (set in the worker)
+            given["target"] = "paired"
         return fine_tune_settings(model.generator.config, model.metadata.get("train_config"), given)
 
     def _start_changed(self, _value: Any = None) -> None:
         """Show the chosen start model, lock the network to its own, fill in its loss weights."""
-        from napari_cycsr.config import fine_tune_settings, recipe_losses
+        from napari_cycsr.config import fine_tune_settings
 
         choice = self.start_from.value
         self.start_file.visible = choice == FROM_FILE
@@ -276,22 +289,50 @@ class TrainWidget(Form):
                 network, _ = fine_tune_settings(model.generator.config, recipe)
                 self._free = {k: c.value for k, c in self.form.losses.items()}
                 self._shown = {}
-                for key, value in recipe_losses(recipe).items():
-                    if key in self.form.losses:
-                        self.form.losses[key].value = value
-                        self._shown[key] = self.form.losses[key].value  # as the field rounds
+                self._start_recipe = recipe
+                self._start_text = model_details(model.metadata, model.generator.config.to_dict())
                 self.form.fix_network(network["preset"], network["scale"])
-                carried = recipe_losses(recipe)
-                text = model_details(model.metadata, model.generator.config.to_dict())
-                text += (
-                    "\ncarries its loss settings: " + _carried_text(carried)
-                    if carried
-                    else "\nno loss settings recorded in it: the form's are used"
-                )
+                self._show_carried()
+                return
         except ValueError as err:
             text = f"cannot start from this model: {err}"
         self.start_details.value = text
         self.start_details.visible = bool(text)
+
+    def _show_carried(self, _value: Any = None) -> None:
+        """Fill in the start model's loss settings for the run the form describes (with or
+        without "learn from video": :meth:`_paired_run`) and say what it carries. A loss
+        weight the user changed from the one shown keeps the user's value."""
+        from napari_cycsr.config import recipe_losses
+
+        if self._shown is None:  # from scratch: nothing is carried
+            return
+        recipe = self._start_recipe
+        carried = recipe_losses(recipe, paired=self._paired_run())
+        for key, value in carried.items():
+            control = self.form.losses.get(key)
+            if control is not None and self._shown.get(key, control.value) == control.value:
+                control.value = value
+                self._shown[key] = control.value  # as the field rounds
+        text = self._start_text
+        if not carried:
+            text += "\nno loss settings recorded in it: the form's are used"
+        else:
+            text += "\ncarries its loss settings: " + _carried_text(carried)
+            own = recipe_losses(recipe, paired=True)
+            if own != recipe_losses(recipe, paired=False):
+                # a model trained against paired targets: "learn from video" keeps its own
+                # objective, single frames hold the output to the model (w_anchor)
+                text += (
+                    "\n(learn from video: the fused video is a paired target, so it keeps its "
+                    "own objective)"
+                    if self._paired_run()
+                    else f"\n(trained against paired targets: without them the output is held "
+                    f"to the model's, w_anchor={carried.get('w_anchor')}; 'learn from video' "
+                    "keeps its own objective)"
+                )
+        self.start_details.value = text
+        self.start_details.visible = True
 
     def _theme_changed(self, event: Any) -> None:
         try:
