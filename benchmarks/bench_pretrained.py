@@ -114,14 +114,44 @@ def aims(per: dict[str, Any], net: str) -> tuple[list[list[str]], dict[str, bool
     return rows, met
 
 
-def run_classes_part(models: dict[str, Any], seed: int, log: Any) -> tuple[str, dict[str, Any]]:
+def true_noise_report(per: dict[str, Any], labels: list[str]) -> str:
+    """What a known noise level gives the projection: estimated against true, per cell."""
+    header = ["class @ noise sd", "estimated / true noise", "TLI + projection (est. / true)"]
+    header += [f"`{lab}` + projection (est. / true)" for lab in labels]
+    rows = []
+
+    def gain(m: dict[str, Any], name: str) -> str:
+        return f"{np.mean(m[name]['psnr']) - np.mean(m['TLI (input)']['psnr']):+.2f}"
+
+    for key, cell in per.items():
+        m = cell["methods"]
+        tli = f"{gain(m, 'TLI + projection')} / {gain(m, 'TLI + projection (true noise)')}"
+        row = [key, f"{np.median(cell['noise_estimate_ratio']):.1f}x", tli]
+        row += [
+            f"{gain(m, f'{lab} + projection')} / {gain(m, f'{lab} + projection (true noise)')}"
+            for lab in labels
+        ]
+        rows.append(row)
+    return (
+        "ΔPSNR (dB) against TLI, mean over the crops, of the noise-aware projection with the "
+        "noise level estimated from each crop's fibre values (the default) and given the "
+        "simulation's true level; the estimated / true ratio is the median over the crops.\n\n"
+        + markdown_table(header, rows)
+    )
+
+
+def run_classes_part(
+    models: dict[str, Any], seed: int, log: Any, *, true_noise: bool = False
+) -> tuple[str, dict[str, Any]]:
     import run_experiments as rx
 
     labels = list(models)
     net = labels[0]
     budget = rx.MODES["default"]
     sims = rx.class_sims(budget, seed)
-    per = rx.run_classes(sims, models, "cpu", log)
+    per = rx.run_classes(sims, models, "cpu", log, true_noise=true_noise)
+    if true_noise:
+        return true_noise_report(per, labels), {"per": per}
     what = ", ".join(f"`{lab}`" for lab in labels)
     intro = (
         f"**Table 3 for {what} as shipped or saved (no fine-tuning).** {budget.class_count} test "
@@ -362,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument(
+        "--true-noise",
+        action="store_true",
+        help="with --classes: only the projection with the estimated against the true noise "
+        "level (results *_truenoise_classes.json, docs block pretrained-truenoise-classes)",
+    )
     args = parser.parse_args(argv)
     if not (args.classes or args.real):
         parser.error("give --classes, --real or both")
@@ -380,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         models[label] = load_model(path)
     stem = f"pretrained_{names[0]}" if len(models) == 1 else "pretrained_compare"
     block = "pretrained-compare"  # the docs hold the latest run's tables, whatever it scored
+    if args.true_noise:
+        if args.real or not args.classes:
+            parser.error("--true-noise goes with --classes only")
+        stem, block = f"{stem}_truenoise", "pretrained-truenoise"
 
     torch.set_num_threads(max(1, args.threads))
     command = "python benchmarks/bench_pretrained.py " + " ".join(
@@ -394,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sections = {}
     for part, run in (
-        ("classes", lambda: run_classes_part(models, args.seed, log)),
+        ("classes", lambda: run_classes_part(models, args.seed, log, true_noise=args.true_noise)),
         (
             "real",
             lambda: run_real_part(models, frames, log, command, None if args.no_docs else FIGURE),

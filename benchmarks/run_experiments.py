@@ -684,6 +684,8 @@ def run_classes(
     models: dict[str, Any],
     device: str,
     log: Callable[[str], None],
+    *,
+    true_noise: bool = False,
 ) -> dict[str, Any]:
     """Table 3: every method on every content class and noise level; per-crop metrics.
 
@@ -693,7 +695,8 @@ def run_classes(
     "+ projection" is the noise-aware projection with the noise estimated from each crop's
     fibre values (the default of ``super_resolve`` with fibres), "+ exact projection" the
     exact fit (2 steps, the former default), "(true noise)" the noise-aware projection given
-    the simulation's noise level.
+    the simulation's noise level (for the networks too with ``true_noise``: rows
+    "<net> + projection (true noise)", what a known noise level would give them).
     """
     from napari_cycsr.baselines import wiener
     from napari_cycsr.consistency import estimate_noise, project_consistent
@@ -703,7 +706,10 @@ def run_classes(
     per: dict[str, Any] = {}
     for (cls, noise), group in sims.items():
         key = f"{cls}@{noise:g}"
-        rows: dict[str, dict[str, list[float]]] = {m: {} for m in class_methods(list(models))}
+        names = class_methods(list(models))
+        if true_noise:
+            names += [f"{n} + projection (true noise)" for n in models]
+        rows: dict[str, dict[str, list[float]]] = {m: {} for m in names}
         sigma_ratio = []
         for sim in group:
             b, v, m, hr = sim.bundle, sim.values, sim.mask, sim.hr
@@ -719,6 +725,10 @@ def run_classes(
                 outs[name] = net
                 outs[f"{name} + exact projection"] = project_consistent(net, b, v, noise=None)
                 outs[f"{name} + projection"] = project_consistent(net, b, v)
+                if true_noise:
+                    outs[f"{name} + projection (true noise)"] = project_consistent(
+                        net, b, v, noise=noise
+                    )
             sigma_ratio.append(estimate_noise(v, b) / noise)
             for name, img in outs.items():
                 r = rows[name]

@@ -525,3 +525,19 @@ def test_adversarial_arms_use_the_target_images_of_their_domain(bench_adversaria
 
     for recipe, w_adv in mod.SELECT:
         TrainConfig(**mod.RECIPES[recipe], w_adv=w_adv)
+
+
+def test_true_noise_report_sets_estimated_against_true(bench_pretrained):
+    methods = {
+        "TLI (input)": {"psnr": [20.0, 22.0]},
+        "TLI + projection": {"psnr": [20.0, 22.2]},
+        "TLI + projection (true noise)": {"psnr": [21.0, 23.0]},
+        "net + projection": {"psnr": [20.5, 22.5]},
+        "net + projection (true noise)": {"psnr": [21.5, 23.7]},
+    }
+    per = {"texture@0.01": {"methods": methods, "noise_estimate_ratio": [4.0, 6.0, 5.0]}}
+    text = bench_pretrained.true_noise_report(per, ["net"])
+    row = next(line for line in text.splitlines() if line.startswith("| texture@0.01"))
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "texture@0.01", "5.0x", "+0.10 / +1.00", "+0.50 / +1.60",
+    ]  # fmt: skip
