@@ -14,22 +14,31 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def common():
+def _bench_module(name: str):
+    """Import a benchmark script (``benchmarks/`` on the path while the caller needs it)."""
     sys.path.insert(0, str(BENCH))
     try:
-        yield importlib.import_module("_common")
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+def _load(name: str):
+    """Import a benchmark script and take ``benchmarks/`` off the path again."""
+    loading = _bench_module(name)
+    module = next(loading)
+    loading.close()  # runs the ``finally``: the path is restored
+    return module
+
+
+@pytest.fixture(scope="module")
+def common():
+    yield from _bench_module("_common")
 
 
 @pytest.fixture(scope="module")
 def peers(common):
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_peers")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("bench_peers")
 
 
 def test_image_splits_are_disjoint(common):
@@ -148,11 +157,7 @@ def test_peer_worker_has_no_project_imports():
 
 
 def test_parse_settings():
-    sys.path.insert(0, str(BENCH))
-    try:
-        run = importlib.import_module("run_experiments")
-    finally:
-        sys.path.remove(str(BENCH))
+    run = _load("run_experiments")
     errors: list[str] = []
 
     def error(msg: str) -> None:
@@ -170,11 +175,7 @@ def test_parse_settings():
 @pytest.mark.slow
 def test_quick_mode_end_to_end(tmp_path):
     """`run_experiments.py --quick` runs through and writes complete, finite results."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        run = importlib.import_module("run_experiments")
-    finally:
-        sys.path.remove(str(BENCH))
+    run = _load("run_experiments")
     assert run.main(["--quick", "--no-docs", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "experiments_quick.json").read_text())
     per = res["per_image"]
@@ -249,11 +250,7 @@ def test_sparse_spots_are_sparse_bright_and_seeded(common):
 
 
 def test_run_classes_and_report_on_one_crop():
-    sys.path.insert(0, str(BENCH))
-    try:
-        run = importlib.import_module("run_experiments")
-    finally:
-        sys.path.remove(str(BENCH))
+    run = _load("run_experiments")
     from napari_cycsr.models import SRModel
     from napari_cycsr.simulate import simulate_pcle
 
@@ -287,11 +284,7 @@ def test_pretraining_images_are_never_test_or_validation_images(common):
 
 
 def test_adv_table_checks_the_issue_aim():
-    sys.path.insert(0, str(BENCH))
-    try:
-        run = importlib.import_module("run_experiments")
-    finally:
-        sys.path.remove(str(BENCH))
+    run = _load("run_experiments")
     rng = np.random.default_rng(0)
     n = 12
     ref = {"spec": 5 + rng.normal(0, 0.1, n), "dgcf_ref": -0.5 + rng.normal(0, 0.02, n),
@@ -309,11 +302,7 @@ def test_adv_table_checks_the_issue_aim():
 
 @pytest.fixture(scope="module")
 def bench_pretrained(common):
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_pretrained")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("bench_pretrained")
 
 
 def test_demo_picture_is_held_out_of_every_model_and_benchmark(common):
@@ -411,11 +400,7 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
     """Every ``train_pretrained.py --data`` recipe is a valid TrainConfig; the video one trains
     on fused targets (paired, pixel loss, multi-frame term) and the supervised one on the
     pixel loss alone, without a discriminator."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        tp = importlib.import_module("train_pretrained")
-    finally:
-        sys.path.remove(str(BENCH))
+    tp = _load("train_pretrained")
     from napari_cycsr.training import TrainConfig
 
     assert set(tp.DATA_RECIPES) == set(tp.LEARNS_FROM) == {"frames", "video", "supervised"}
@@ -450,11 +435,7 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
 
 @pytest.fixture(scope="module")
 def bench_adversarial(common):
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_adversarial")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("bench_adversarial")
 
 
 def _adv_result(mod, arms: dict, split: str = "validation") -> dict:
