@@ -359,3 +359,22 @@ def test_video_training_fuses_targets_from_the_registered_frames_only(scene):
     assert plain.settings == {"w_multi": 0.0}
     with pytest.raises(ValueError, match="fewer than 2 frames"):
         video_training(vid.lr, vid.bundle, registration=_registration(vid, np.eye(5)[0] > 0))
+
+
+def test_train_video_from_a_pretrained_model_keeps_its_objective(scene):
+    """``train_video(..., init=pretrained("default"))`` fine-tunes as ``cycsr train --video
+    --init``: paired (fused) targets, so the model's own objective, no anchor to itself."""
+    from napari_cycsr import pretrained
+    from napari_cycsr.workflows import train_video
+
+    vid = _video(scene, frames=3, noise=0.01)
+    start = pretrained("default")
+    model = train_video(vid.lr, vid.bundle, init=start, iterations=1, batch_size=2, patch=32,
+                        device="cpu", preview_every=0, checkpoint_every=0, progress=False,
+                        fov_fraction=0.9)  # fmt: skip
+    got = model.metadata["train_config"]
+    own = start.metadata["train_config"]
+    assert (got["target"], got["w_pix"], got["w_multi"]) == ("paired", 1.0, 1.0)
+    assert got["preset"] == "tiny" and got["w_anchor"] == 0.0
+    assert got["w_res"] == own["w_res"] and got["vec_tolerance"] == own["vec_tolerance"]
+    assert model.metadata["initialised_from"] == "default"

@@ -747,3 +747,31 @@ def test_anchored_fine_tuning_resumes_bit_identically(sim, tmp_path):
     list(trainer.run())
     with pytest.raises(ValueError, match="has none"):
         Trainer.resume(plain, sim.lr, sim.bundle, values=sim.values, w_anchor=1.0)
+
+
+def test_train_with_init_fine_tunes_as_the_command_line_does(sim):
+    """``train(..., init=model)`` without a config takes the model's network and objective
+    (one rule with ``cycsr train --init``); given fields win; an explicit config is kept."""
+    from napari_cycsr import pretrained
+    from napari_cycsr.config import fine_tune_settings
+
+    start = pretrained("default")
+    quick = dict(iterations=1, batch_size=2, patch=32, progress=False, preview_every=0,
+                 checkpoint_every=0, device="cpu")  # fmt: skip
+    tuned = train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
+    got = tuned.metadata["train_config"]
+    network, carried = fine_tune_settings(start.generator.config, start.metadata["train_config"])
+    assert {k: got[k] for k in network} == network and network["preset"] == "tiny"
+    assert {k: got[k] for k in carried} == carried and got["w_anchor"] == 1.0
+    # a field given here wins over the carried one
+    told = train(sim.lr, sim.bundle, values=sim.values, init=start, w_anchor=0.5, **quick)
+    assert told.metadata["train_config"]["w_anchor"] == 0.5
+    # an explicit config is used as it is
+    config = TrainConfig(preset="tiny", iterations=1, batch_size=2, patch=32, device="cpu",
+                         preview_every=0, checkpoint_every=0)  # fmt: skip
+    plain = train(sim.lr, sim.bundle, config=config, values=sim.values, init=start,
+                  progress=False)  # fmt: skip
+    assert plain.metadata["train_config"]["w_anchor"] == 0.0
+    # another network than the model's is refused, naming it
+    with pytest.raises(ValueError, match="preset"):
+        train(sim.lr, sim.bundle, values=sim.values, init=start, preset="default", **quick)

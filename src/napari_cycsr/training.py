@@ -1048,7 +1048,12 @@ def train(
         activity bar inside a napari session, else ``tqdm`` on stderr). A callable is called
         with every :class:`TrainEvent` instead. False or None: silent.
     init : SRModel, optional
-        Initial generator weights (fine-tuning); see :class:`Trainer`.
+        Initial generator weights (fine-tuning); see :class:`Trainer`. Without ``config``,
+        the run also takes the model's network (preset, scale, residual) and the loss
+        settings it was trained with, as ``cycsr train --init`` does
+        (:func:`napari_cycsr.config.fine_tune_settings`: e.g. the video-trained default is
+        held to its own output on single frames, ``w_anchor`` 1); ``**overrides`` win. With
+        ``config`` given, that config is used as it is.
     registration : Registration, array or list, optional
         Frame motion for the multi-frame cycle consistency (``w_multi > 0``); see
         :class:`Trainer`.
@@ -1072,6 +1077,16 @@ def train(
     """
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
+    if init is not None and config is None and isinstance(init, SRModel):
+        # fine-tuning, as `cycsr train --init` and the Train widget: the model's network and
+        # objective (config.fine_tune_settings), unless given here
+        from .config import fine_tune_settings
+
+        given = {**overrides, **({"target": target} if target is not None else {})}
+        network, carried = fine_tune_settings(
+            init.generator.config, init.metadata.get("train_config"), given
+        )
+        overrides = {**network, **carried, **overrides}
     config = config if config is not None else TrainConfig()
     if target is not None:  # with the other overrides: they are validated together
         overrides["target"] = target
