@@ -378,3 +378,44 @@ def test_train_video_from_a_pretrained_model_keeps_its_objective(scene):
     assert got["preset"] == "tiny" and got["w_anchor"] == 0.0
     assert got["w_res"] == own["w_res"] and got["vec_tolerance"] == own["vec_tolerance"]
     assert model.metadata["initialised_from"] == "default"
+
+
+def test_cli_super_resolve_with_the_noise_of_the_video(tmp_path, video_files, capsys):
+    """``--project-noise video``: the stack is registered, the noise of its fibre values
+    estimated from the video (estimate_video_noise) and used for every frame's projection;
+    a single image or no fibres is refused with a message."""
+    import tifffile
+
+    from napari_cycsr import pretrained
+    from napari_cycsr.cli import main
+    from napari_cycsr.fibres import FibreBundle
+    from napari_cycsr.inference import super_resolve
+    from napari_cycsr.video import estimate_video_noise, frame_values, register
+
+    video, fibres = video_files / "video.tif", video_files / "fibres.csv"
+    out = tmp_path / "sr.tif"
+    base = ["super-resolve", "pretrained", str(video), "--fibres", str(fibres), "--device",
+            "cpu", "--quiet"]  # fmt: skip
+    assert main([*base, "--out", str(out), "--project-noise", "video"]) == 0
+    printed = capsys.readouterr().out
+    assert "noise of the fibre values estimated from the video" in printed
+    assert "from the video, values sampled from the input" in printed
+    frames = tifffile.imread(video)
+    bundle = FibreBundle.from_csv(fibres, frames.shape[1:])
+    values = frame_values(frames, bundle, kind="reconstructed")
+    sigma = estimate_video_noise(values, bundle, register(frames, bundle))
+    assert f"{sigma:.4g}" in printed
+    expected = super_resolve(
+        pretrained(), frames, device="cpu", mask=bundle.fov_mask, bundle=bundle,
+        project_noise=sigma, spacing=bundle.spacing,
+    )  # fmt: skip
+    np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-5)
+    # one frame, or no fibres to project onto: refused, nothing written
+    tifffile.imwrite(tmp_path / "one.tif", frames[0])
+    one = ["super-resolve", "pretrained", str(tmp_path / "one.tif"), "--fibres", str(fibres)]
+    assert main([*one, "--out", str(tmp_path / "o.tif"), "--project-noise", "video"]) == 1
+    assert "needs a stack of at least 2 frames" in _cli_error(capsys)
+    assert main([*base, "--out", str(tmp_path / "n.tif"), "--project-noise", "video",
+                 "--no-project"]) == 1  # fmt: skip
+    assert "needs --fibres and the projection" in _cli_error(capsys)
+    assert not (tmp_path / "o.tif").exists() and not (tmp_path / "n.tif").exists()

@@ -438,3 +438,44 @@ def test_registration_csv_round_trip_and_errors(reg, tmp_path):
         hand.write_text(text)
         with pytest.raises(ValueError, match=match):
             Registration.from_csv(hand)
+
+
+# ---------------------------------------------------------------------- noise from video
+
+
+def test_video_noise_is_much_closer_than_one_frames_on_texture(vid, reg):
+    """On a textured scene one frame cannot tell texture from noise (several times too
+    high); each frame against the fusion of the others comes much closer to the truth."""
+    from napari_cycsr.consistency import estimate_noise
+    from napari_cycsr.video import estimate_video_noise
+
+    one_frame = float(estimate_noise(vid.values[0], vid.bundle)) / 0.01
+    video = estimate_video_noise(vid.values, vid.bundle, reg) / 0.01
+    alone = estimate_video_noise(vid.values, vid.bundle, reg, combine=False) / 0.01
+    assert one_frame > 3.0
+    assert 0.8 < video < 0.5 * one_frame and video <= alone + 1e-9
+    # frames given explicitly; a stack of another size or too few frames is refused
+    assert estimate_video_noise(vid.values, vid.bundle, reg, frames=[2, 5]) > 0
+    with pytest.raises(ValueError, match="values has 3 frames and the registration 8"):
+        estimate_video_noise(vid.values[:3], vid.bundle, reg)
+    with pytest.raises(ValueError, match="not registered frames"):
+        estimate_video_noise(vid.values, vid.bundle, reg, frames=[9])
+    lost = Registration(**{**reg.__dict__, "confidence": np.r_[1.0, np.zeros(7)]})
+    with pytest.raises(ValueError, match="at least 2 registered frames"):
+        estimate_video_noise(vid.values, vid.bundle, lost)
+    with pytest.raises(TypeError, match="Registration"):
+        estimate_video_noise(vid.values, vid.bundle, vid.shifts)
+
+
+def test_video_noise_on_a_flat_scene_is_the_noise():
+    from napari_cycsr.video import estimate_video_noise
+
+    flat = simulate_pcle_video(np.full((150, 150), 0.5), 5, seed=1, noise=0.02)
+    # a flat scene gives registration nothing to lock on: use the true poses
+    poses = Registration(
+        shifts=flat.shifts, confidence=np.ones(5), angles=np.zeros(5), reference=0,
+        overlap=np.ones(5), anchors=np.zeros(5, int), min_confidence=0.5,
+        shape=flat.lr.shape[1:], spacing=flat.bundle.spacing,
+    )  # fmt: skip
+    level = estimate_video_noise(flat.values, flat.bundle, poses, combine=False)
+    assert level == pytest.approx(0.02, rel=0.25)

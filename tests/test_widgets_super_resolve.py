@@ -378,3 +378,59 @@ def test_worker_leaves_one_cpu_to_the_gui(
     _run(qtbot, widget)
     assert errors == [] and seen == [(other, other)] * 2
     assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "a_sr.tif", "b.tif", "b_sr.tif"]
+
+
+def test_noise_level_from_the_video(make_napari_viewer, qtbot, errors, registry):
+    """'Noise level from the video': the stack is registered and the projection stops at the
+    noise estimated from the video (estimate_video_noise), recorded in the result layer and
+    said in the status; single images are refused; off without the fibre consistency."""
+    from napari.layers import Layer
+
+    from napari_cycsr._sample_data import synthetic_pcle_video
+    from napari_cycsr.inference import super_resolve
+    from napari_cycsr.video import estimate_video_noise, frame_values, register
+
+    viewer = make_napari_viewer()
+    for data, meta, kind in synthetic_pcle_video(n_frames=4):
+        viewer.add_layer(Layer.create(data, meta, kind))
+    model = _model()
+    registry.register("m", model)
+    widget = _dock(viewer)
+    video = viewer.layers["pCLE video (TLI)"]
+    widget.image.value = video
+    widget.device.value = "cpu"
+    assert not widget.video_noise.enabled  # no fibres, no projection
+    widget.fibres.value = viewer.layers["video fibres"]
+    assert widget.video_noise.enabled and not widget.video_noise.value
+    widget.video_noise.value = True
+    _run(qtbot, widget)
+    assert errors == []
+    result = viewer.layers[f"{video.name} [SR m + projection]"]
+    sigma = result.metadata["cycsr_project_noise"]
+    frames = np.asarray(video.data)
+    from napari_cycsr._widgets._common import bundle_from_points
+
+    bundle = bundle_from_points(viewer.layers["video fibres"], video)
+    values = frame_values(frames, bundle, kind="reconstructed")
+    assert sigma == pytest.approx(estimate_video_noise(values, bundle, register(frames, bundle)))
+    assert f"noise of the fibre values from the video: {video.name} {sigma:.4g}" in (
+        widget.status.value
+    )
+    expected = super_resolve(
+        model, frames, device="cpu", mask=bundle.fov_mask, bundle=bundle, project_noise=sigma,
+        spacing=bundle.spacing,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.asarray(result.data), expected, atol=1e-5)
+    # a single image is refused with a message, nothing added
+    single = viewer.add_image(frames[0], name="one frame")
+    widget.image.value = single
+    widget.fibres.value = viewer.layers["video fibres"]
+    widget.video_noise.value = True
+    before = len(viewer.layers)
+    widget.run_button.native.click()
+    assert "needs stacks of at least 2 frames" in errors[-1] and "'one frame'" in errors[-1]
+    errors.clear()
+    assert widget.worker is None and len(viewer.layers) == before
+    # without the consistency the option is off
+    widget.consistency.value = False
+    assert not widget.video_noise.enabled and not widget.video_noise.value

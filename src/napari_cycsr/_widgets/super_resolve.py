@@ -102,6 +102,14 @@ class SuperResolveWidget(Form):
             tooltip="Project the output onto the fibre values measured in the input (the cell "
             "means of the result then equal them; see docs/consistency.md). Needs fibres.",
         )  # fmt: skip
+        self.video_noise = CheckBox(
+            text="Noise level from the video", value=False, enabled=False,
+            tooltip="For a stack of frames of one video: register it and estimate the noise "
+            "of the fibre values from each frame against the fusion of the others, instead of "
+            "from each frame alone (which overestimates it on fine texture, so the projection "
+            "corrects less); see docs/video.md#the-noise-of-a-video. Needs the fibre "
+            "consistency, and layers that are stacks of at least 2 frames.",
+        )  # fmt: skip
         self.device = ComboBox(
             label="device", choices=["auto", *available_devices()],
             tooltip="Where to run: auto = CUDA, then Apple MPS, then the CPU.",
@@ -132,7 +140,7 @@ class SuperResolveWidget(Form):
         self.extend(
             [
                 self.source, self.image, self.layers, self.folder, self.model, self.model_file,
-                self.details, self.fibres, self.consistency, self.device,
+                self.details, self.fibres, self.consistency, self.video_noise, self.device,
                 self.precision, self.tile,
                 self.out_folder, self.run_button, self.cancel_button, self.progress, self.status,
             ]
@@ -147,6 +155,7 @@ class SuperResolveWidget(Form):
         )
         self.run_button.changed.connect(self.run)
         self.fibres.changed.connect(self._fibres_changed)
+        self.consistency.changed.connect(self._consistency_changed)
         self.source.changed.connect(self._source_changed)
         self.model.changed.connect(self._show_details)
         self.model_file.changed.connect(self._show_details)
@@ -171,6 +180,14 @@ class SuperResolveWidget(Form):
         has_fibres = self.fibres.value is not None
         self.consistency.enabled = has_fibres
         self.consistency.value = has_fibres
+        self._consistency_changed()
+
+    def _consistency_changed(self, _value: Any = None) -> None:
+        # the noise level is the projection's: meaningless without it
+        on = bool(self.consistency.value) and self.fibres.value is not None
+        self.video_noise.enabled = on
+        if not on:
+            self.video_noise.value = False
 
     def _models_changed(self) -> None:
         try:
@@ -267,10 +284,20 @@ class SuperResolveWidget(Form):
         bundles = [bundle_from_points(points, layer) if points is not None else None
                    for layer in layers]  # fmt: skip
         project = points is not None and bool(self.consistency.value)
+        video_noise = project and bool(self.video_noise.value)
+        if video_noise:
+            for layer, data in zip(layers, datas):
+                if data.ndim != 3 or data.shape[0] < 2:
+                    raise ValueError(
+                        f"'noise level from the video' needs stacks of at least 2 frames of one "
+                        f"video; {layer.name!r} has shape {tuple(data.shape)}: untick it for "
+                        "single images"
+                    )
         device, tile = self.device.value, self.tile.value or None
         precision, threads = self.precision.value, gui_threads()
         out_folder = self._out_folder()
         name_of = f"SR {label}" + (" + projection" if project else "")
+        self._noise_levels: list[str] = []
         targets = None
         if out_folder is not None:
             from napari_cycsr.batch import output_paths
@@ -282,10 +309,15 @@ class SuperResolveWidget(Form):
             model = self._load(choice, path)
             done = 0
             for i, (layer, data, bundle) in enumerate(zip(layers, datas, bundles)):
+                noise: Any = "auto"
+                if video_noise:
+                    yield Step(0, 1, f"{layer.name}: estimating the noise from the video")
+                    noise = _video_noise(data, bundle, layer.name)
+                    self._noise_levels.append(f"{layer.name} {noise:.4g}")
                 gen = iter_super_resolve(
                     model, data, device=device, tile=tile,
                     mask=None if bundle is None else bundle.fov_mask,
-                    bundle=bundle if project else None,
+                    bundle=bundle if project else None, project_noise=noise,
                     spacing=None if bundle is None else bundle.spacing, precision=precision,
                     threads=threads,
                 )  # fmt: skip
@@ -299,21 +331,26 @@ class SuperResolveWidget(Form):
                     targets[i].parent.mkdir(parents=True, exist_ok=True)
                     write_image(targets[i], np.asarray(result, dtype=np.float32))
                 done += 1
-                yield ("result", layer, result, model.scale)
+                yield ("result", layer, result, model.scale, noise)
             return done
 
         def _on_result(event: Any) -> None:
-            _, layer, result, scale = event
-            self._add_result(layer, result, scale, name_of, label, project)
+            _, layer, result, scale, noise = event
+            self._add_result(layer, result, scale, name_of, label, project, noise)
 
         def _done(count: int) -> None:
             where = f"; files in {out_folder}" if out_folder is not None else ""
             shape, scale = self._last
             size = "x".join(str(int(n)) for n in shape)
             lazy = " (lazy: computed frame by frame as you browse)" if self._lazy else ""
+            noise = (
+                f"; noise of the fibre values from the video: {', '.join(self._noise_levels)}"
+                if self._noise_levels
+                else ""
+            )
             self.runner.say(
                 f"finished: {count} layer(s) super-resolved with {label}, x{scale}, last "
-                f"{size}{lazy}{where}"
+                f"{size}{lazy}{noise}{where}"
             )
 
         def _cancelled() -> None:
@@ -400,16 +437,19 @@ class SuperResolveWidget(Form):
         )  # fmt: skip
 
     def _add_result(
-        self, layer: Image, result: Any, scale: int, name: str, model: str, project: bool
+        self, layer: Image, result: Any, scale: int, name: str, model: str, project: bool,
+        noise: Any = "auto",
     ) -> None:
+        metadata = {"cycsr_source": layer.name, "cycsr_model": model, "cycsr_projected": project}
+        if project:  # the noise level the projection stopped at ("auto": each frame's own)
+            metadata["cycsr_project_noise"] = noise
         self.follower.paused += 1
         try:
             self._viewer.add_image(
                 result, name=f"{layer.name} [{name}]",
                 contrast_limits=tuple(layer.contrast_limits),
                 colormap=layer.colormap if not layer.rgb else "gray",
-                metadata={"cycsr_source": layer.name, "cycsr_model": model,
-                          "cycsr_projected": project},
+                metadata=metadata,
                 **output_spatial(layer, scale),
             )  # fmt: skip
         finally:
@@ -421,6 +461,17 @@ class SuperResolveWidget(Form):
     def cancel(self) -> None:
         """Stop the running job between two batches of windows."""
         self.runner.cancel()
+
+
+def _video_noise(frames: Any, bundle: Any, name: str) -> float:
+    """The noise of a stack's fibre values from its registration (video.estimate_video_noise)."""
+    from napari_cycsr.video import estimate_video_noise, frame_values, register
+
+    values = frame_values(frames, bundle, kind="reconstructed")
+    try:
+        return estimate_video_noise(values, bundle, register(frames, bundle))
+    except ValueError as err:
+        raise ValueError(f"{name}: the noise level from the video: {err}") from None
 
 
 def _points_shape(points: Points) -> tuple[int, int]:

@@ -138,13 +138,29 @@ def describe_noise(noise: Any) -> str:
     return f"noise-aware, noise sd {noise:g}"
 
 
-def project_noise_option(parser: argparse.ArgumentParser) -> None:
-    """``--project-noise auto|exact|SD``: how closely the projection fits the fibre values."""
+def project_noise_option(parser: argparse.ArgumentParser, *, video: bool = False) -> None:
+    """``--project-noise auto|exact|SD`` (and ``video`` for stacks): how closely the
+    projection fits the fibre values."""
+
+    def project_noise(text: str) -> Any:
+        if video and text == "video":
+            return "video"
+        return projection_noise(text)
+
+    choices = "auto|video|exact|SD" if video else "auto|exact|SD"
+    more = (
+        "; 'video' (a stack of frames of one video) registers the frames and estimates it "
+        "from each frame against the fusion of the others, much closer on fine texture "
+        "(docs/video.md)"
+        if video
+        else ""
+    )
     parser.add_argument(
-        "--project-noise", type=projection_noise, default="auto", metavar="auto|exact|SD",
+        "--project-noise", type=project_noise, default="auto", metavar=choices,
         help="noise of the fibre values for the consistency projection: 'auto' estimates it "
-        "from the values, a number gives it (image units), 'exact' fits the values exactly "
-        "(it also fits their noise) (default: auto; docs/consistency.md)",
+        "from the values of each frame, a number gives it (image units), 'exact' fits the "
+        f"values exactly (it also fits their noise){more} (default: auto; "
+        "docs/consistency.md)",
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from ._common import (
     project_noise_option,
     quiet_option,
     read_values,
+    say,
     threads_option,
     warn,
 )
@@ -108,7 +109,7 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         help="back-projection steps of the consistency projection (default: 5, or 2 with "
         "--project-noise exact)",
     )  # fmt: skip
-    project_noise_option(p)
+    project_noise_option(p, video=True)
     device_option(p)
     precision_option(p)
     threads_option(p)
@@ -254,6 +255,9 @@ def _one(
             "the network and nothing is projected. Pass --fibres FIBRES.csv for the exact "
             "field of view and the consistency projection"
         )
+    project_noise = args.project_noise
+    if project_noise == "video":
+        project_noise = _video_noise(path, image, bundle if project else None, values)
     bars: list[Any] = []
 
     def progress(done: int, total: int, bars: list[Any] = bars, name: str = path.name) -> None:
@@ -276,7 +280,7 @@ def _one(
             bundle=bundle if project else None,
             values=values,
             project_iterations=args.project_iterations,
-            project_noise=args.project_noise,
+            project_noise=project_noise,
             spacing=spacing if spacing is not None or bundle is None else bundle.spacing,
             match_spacing=not args.no_match_spacing,
             precision=args.precision,
@@ -293,7 +297,38 @@ def _one(
         steps = args.project_iterations
         steps = f"{steps} it., " if steps is not None else ""
         how = (
-            f", projected onto the fibre values ({steps}{describe_noise(args.project_noise)}"
+            f", projected onto the fibre values ({steps}{describe_noise(project_noise)}"
+            f"{' from the video' if args.project_noise == 'video' else ''}"
             f", {source})"
         )
     print(f"{path} ({what}) -> {target}{how}")
+
+
+def _video_noise(path: Path, image: np.ndarray, bundle: Any, values: Any) -> float:
+    """``--project-noise video``: the noise of a stack's fibre values from its registration."""
+    from ..consistency import estimate_noise
+    from ..video import estimate_video_noise, frame_values, register
+
+    if bundle is None:
+        raise CLIError(
+            "--project-noise video sets the noise of the consistency projection: it needs "
+            "--fibres and the projection (not --no-project)"
+        )
+    if image.ndim != 3 or image.shape[0] < 2:
+        raise CLIError(
+            f"{path}: --project-noise video needs a stack of at least 2 frames of one video, "
+            f"got an image of shape {image.shape}; use 'auto' for single images"
+        )
+    if values is None:  # the input frames are TLI images: their values at the centres
+        values = frame_values(image, bundle, kind="reconstructed")
+    registration = register(image, bundle)
+    try:
+        sigma = estimate_video_noise(values, bundle, registration)
+    except ValueError as err:
+        raise CLIError(f"{path}: --project-noise video: {err}") from None
+    alone = float(np.median(estimate_noise(values, bundle)))
+    say(
+        f"{path.name}: noise of the fibre values estimated from the video: {sigma:.4g} "
+        f"(from each frame alone, median over the frames: {alone:.4g})"
+    )
+    return sigma
