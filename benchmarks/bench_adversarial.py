@@ -3,12 +3,13 @@
 Issue item 2. Every arm fine-tunes the shipped ``default`` model (``init=``) for
 ``--iterations`` on the LR images of the benchmark's training images (brick, coins; noise sd
 0.01; their HR is used only as ``T_pair``), with the loss settings the model carries
-(``config.recipe_losses``), held to the initial model's output (``w_anchor``, no ``w_res``:
-``--base-set`` changes that), and one adversarial recipe: the discriminator's loss (bce,
-hinge, relativistic), what it sees (``adv_highpass``: only the detail finer than a Gaussian
-of that many fibre spacings, the band the fibres do not measure), spectral normalisation,
-instance noise and the weight ``w_adv``; and one target domain. The control **no l_adv** is
-the same fine-tuning with ``w_adv`` 0, so any difference is the adversarial term's.
+(``train(init=)``: ``config.fine_tune_settings``), held to the initial model's output
+(``w_anchor``, no ``w_res``: ``--base-set`` changes that), and one adversarial recipe: the
+discriminator's loss (bce, hinge, relativistic), what it sees (``adv_highpass``: only the
+detail finer than a Gaussian of that many fibre spacings, the band the fibres do not measure),
+spectral normalisation, instance noise and the weight ``w_adv``; and one target domain. The
+control **no l_adv** is the same fine-tuning with ``w_adv`` 0, so any difference is the
+adversarial term's.
 
 Each arm is scored on content-class crops (``--split validation`` to choose a recipe,
 ``--split test`` to report), at ``--noise`` levels, network + noise-aware projection (the
@@ -103,23 +104,24 @@ def target_images(domain: str, train: list[Any]) -> list[np.ndarray] | None:
 def fine_tune(
     start: Any, train: list[Any], domain: str, settings: dict[str, Any], args: Any
 ) -> tuple[Any, dict[str, Any]]:
-    from napari_cycsr.config import recipe_losses
+    """Fine-tune ``start``: ``train(init=)`` carries its network and loss settings
+    (``config.fine_tune_settings``), :data:`BASE`, ``--base-set`` and the arm's win."""
+    from napari_cycsr.config import TRAIN_GROUPS
     from napari_cycsr.training import train as run_training
 
-    carried = recipe_losses(start.metadata["train_config"])
-    merged = {**carried, **BASE, **parse_settings(args.base_set), **settings}
     t0 = time.perf_counter()
     model = run_training(
         [s.lr for s in train], [s.bundle for s in train], values=[s.values for s in train],
         target=domain, target_images=target_images(domain, train), init=start,
-        preset=start.metadata["train_config"]["preset"], iterations=args.iterations,
-        batch_size=16, patch=64, learning_rate=args.learning_rate, seed=args.seed,
-        device="cpu", threads=1, progress=False, preview_every=0, checkpoint_every=0,
-        **merged,
+        iterations=args.iterations, batch_size=16, patch=64, learning_rate=args.learning_rate,
+        seed=args.seed, device="cpu", threads=1, progress=False, preview_every=0,
+        checkpoint_every=0, **{**BASE, **parse_settings(args.base_set), **settings},
     )  # fmt: skip
+    used = model.metadata["train_config"]
+    losses_used = {k: used[k] for k in (*TRAIN_GROUPS["losses"], "augment_lr") if k in used}
     history = model.metadata.get("loss_history") or {}
     last = {k: float(np.nanmean(v[-10:])) for k, v in history.items() if k != "iteration" and v}
-    return model, {"seconds": time.perf_counter() - t0, "settings": merged, "losses": last}
+    return model, {"seconds": time.perf_counter() - t0, "settings": losses_used, "losses": last}
 
 
 def score(model: Any, sets: dict[str, list[Any]]) -> dict[str, dict[str, list[float]]]:

@@ -2,9 +2,9 @@
 
 For each content class and two noise levels (0.01, 0.05), the 12 *validation* crops are
 simulated (as a user's own frames, no ground truth shown), the pretrained model is scored on
-them as it is, fine-tuned on their LR images alone (``train(..., init=model)``, the loss
-settings it carries, ``config.recipe_losses``, plus ``--set`` overrides; batch 16, 64 px
-patches, learning rate 3e-4, one thread) and scored again. Scores: ΔPSNR (dB) of network +
+them as it is, fine-tuned on their LR images alone (``train(..., init=model)`` with the
+loss settings it carries, ``config.fine_tune_settings``, plus ``--set`` overrides; batch 16,
+64 px patches, learning rate 3e-4, one thread) and scored again. Scores: ΔPSNR (dB) of network +
 noise-aware projection against TLI, mean over the crops. Results in
 ``benchmarks/results/finetune_<model>[_<tag>].json``.
 
@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_cycsr import pretrained
-    from napari_cycsr.config import recipe_losses
     from napari_cycsr.training import train
 
     torch.set_num_threads(1)
@@ -51,20 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     for cls, noise in CASES:
         sims = simulate_set(f"{cls}:validation", noise, 128, 12, 0)
         start = pretrained(args.model)
-        settings = {**recipe_losses(start.metadata["train_config"]), **parse_settings(args.set)}
         t0 = time.perf_counter()
+        # train(init=) carries the model's network and loss settings; --set wins
         tuned = train(
             [s.lr for s in sims], [s.bundle for s in sims], values=[s.values for s in sims],
-            init=start, preset=start.metadata["train_config"]["preset"],
-            iterations=args.iterations, batch_size=16, patch=64, learning_rate=3e-4,
-            device="cpu", threads=1, progress=False, preview_every=0, checkpoint_every=0,
-            **settings,
+            init=start, iterations=args.iterations, batch_size=16, patch=64,
+            learning_rate=3e-4, device="cpu", threads=1, progress=False, preview_every=0,
+            checkpoint_every=0, **parse_settings(args.set),
         )  # fmt: skip
         seconds = time.perf_counter() - t0  # the fine-tuning alone
+        used = tuned.metadata["train_config"]
         row = {
             "class": cls, "noise": noise, "start": score_set(start, sims)["proj_dpsnr"],
             "fine_tuned": score_set(tuned, sims)["proj_dpsnr"], "seconds": seconds,
-            "w_res": settings.get("w_res"), "w_anchor": settings.get("w_anchor", 0.0),
+            "w_res": used["w_res"], "w_anchor": used["w_anchor"],
         }  # fmt: skip
         rows.append(row)
         print(

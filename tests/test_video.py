@@ -454,6 +454,14 @@ def test_video_noise_is_much_closer_than_one_frames_on_texture(vid, reg):
     alone = estimate_video_noise(vid.values, vid.bundle, reg, combine=False) / 0.01
     assert one_frame > 3.0
     assert 0.8 < video < 0.5 * one_frame and video <= alone + 1e-9
+    # a stack registers itself: the same level as with its registration given
+    from napari_cycsr.video import estimate_stack_noise
+
+    assert estimate_stack_noise(vid.lr, vid.bundle, values=vid.values) == pytest.approx(
+        estimate_video_noise(vid.values, vid.bundle, register(vid.lr, vid.bundle))
+    )
+    with pytest.raises(ValueError, match="at least 2 frames, got shape"):
+        estimate_stack_noise(vid.lr[0], vid.bundle)
     # frames given explicitly; a stack of another size or too few frames is refused
     assert estimate_video_noise(vid.values, vid.bundle, reg, frames=[2, 5]) > 0
     with pytest.raises(ValueError, match="values has 3 frames and the registration 8"):

@@ -464,12 +464,11 @@ class SuperResolveWidget(Form):
 
 
 def _video_noise(frames: Any, bundle: Any, name: str) -> float:
-    """The noise of a stack's fibre values from its registration (video.estimate_video_noise)."""
-    from napari_cycsr.video import estimate_video_noise, frame_values, register
+    """The noise of a stack's fibre values from its registration (video.estimate_stack_noise)."""
+    from napari_cycsr.video import estimate_stack_noise
 
-    values = frame_values(frames, bundle, kind="reconstructed")
     try:
-        return estimate_video_noise(values, bundle, register(frames, bundle))
+        return estimate_stack_noise(frames, bundle)
     except ValueError as err:
         raise ValueError(f"{name}: the noise level from the video: {err}") from None
 

@@ -307,7 +307,7 @@ def _one(
 def _video_noise(path: Path, image: np.ndarray, bundle: Any, values: Any) -> float:
     """``--project-noise video``: the noise of a stack's fibre values from its registration."""
     from ..consistency import estimate_noise
-    from ..video import estimate_video_noise, frame_values, register
+    from ..video import estimate_stack_noise, frame_values
 
     if bundle is None:
         raise CLIError(
@@ -321,9 +321,8 @@ def _video_noise(path: Path, image: np.ndarray, bundle: Any, values: Any) -> flo
         )
     if values is None:  # the input frames are TLI images: their values at the centres
         values = frame_values(image, bundle, kind="reconstructed")
-    registration = register(image, bundle)
     try:
-        sigma = estimate_video_noise(values, bundle, registration)
+        sigma = estimate_stack_noise(image, bundle, values=values)
     except ValueError as err:
         raise CLIError(f"{path}: --project-noise video: {err}") from None
     alone = float(np.median(estimate_noise(values, bundle)))

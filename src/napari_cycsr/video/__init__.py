@@ -17,7 +17,7 @@ from ._fuse import (
     pooled_interpolation,
 )
 from ._lattice import estimate_lattice, estimate_video_spacing, neighbour_gains, vertex_map
-from ._noise import estimate_video_noise
+from ._noise import estimate_stack_noise, estimate_video_noise
 from ._register import Registration, estimate_fov, frame_values, iter_register, register
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "estimate_fov",
     "estimate_gains",
     "estimate_lattice",
+    "estimate_stack_noise",
     "estimate_video_noise",
     "estimate_video_spacing",
     "fuse",

@@ -9,9 +9,9 @@ import numpy as np
 from ..fibres import FibreBundle
 from ._common import check_bundle
 from ._fuse import leave_one_out
-from ._register import Registration
+from ._register import Registration, frame_values, register
 
-__all__ = ["estimate_video_noise"]
+__all__ = ["estimate_stack_noise", "estimate_video_noise"]
 
 #: 1.4826 * MAD is the standard deviation of Gaussian data.
 _MAD_TO_SD = 1.4826
@@ -110,7 +110,8 @@ def estimate_video_noise(
         chosen = [int(good[int(i)]) for i in picks]
     else:
         chosen = [int(t) for t in np.atleast_1d(frames)]
-        bad = [t for t in chosen if t not in set(good.tolist())]
+        registered = set(good.tolist())
+        bad = [t for t in chosen if t not in registered]
         if bad:
             raise ValueError(f"frames {bad} are not registered frames of this video")
     cells = bundle.labels  # the Voronoi cell of each pixel (-1 outside)
@@ -133,3 +134,39 @@ def estimate_video_noise(
     if combine:
         level = min(level, float(estimate_noise(v[chosen], bundle, pooled=True)))
     return level
+
+
+def estimate_stack_noise(frames: Any, bundle: FibreBundle, *, values: Any = None) -> float:
+    """:func:`estimate_video_noise` of a stack of TLI frames: registers it first.
+
+    What ``cycsr super-resolve --project-noise video`` and the Super-resolve widget's "noise
+    level from the video" compute for a stack of reconstructed (TLI) frames of one video.
+
+    Parameters
+    ----------
+    frames : array_like, shape (T, H, W)
+        The reconstructed frames (numpy or dask), at least 2.
+    bundle : FibreBundle
+        Their fibres.
+    values : array_like, shape (T, N), optional
+        Measured fibre values (default: the frames sampled at the fibre centres, exact for
+        TLI frames).
+
+    Returns
+    -------
+    float
+        The noise standard deviation of the fibre values.
+
+    Raises
+    ------
+    ValueError
+        Not a stack of at least 2 frames, or a video that cannot be registered.
+    """
+    if np.ndim(frames) != 3 or np.shape(frames)[0] < 2:
+        raise ValueError(
+            f"the noise of a video needs a stack of at least 2 frames, got shape "
+            f"{tuple(np.shape(frames))}"
+        )
+    if values is None:
+        values = frame_values(frames, bundle, kind="reconstructed")
+    return estimate_video_noise(values, bundle, register(frames, bundle))
