@@ -139,7 +139,7 @@ def memory_child(size: int, preset: str, with_mask: bool = False) -> None:
     if with_mask:
         yy, xx = np.ogrid[:size, :size]
         mask = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.48 * size) ** 2
-    run = {"device": "cpu", "precision": "fp32", "threads": torch.get_num_threads()}
+    run = {"device": "cpu", "precision": "fp32", "threads": torch.get_num_threads(), "ensemble": 1}
     super_resolve(model, image[:64, :64], **run)  # load kernels, allocator warm-up
     gc.collect()
     before = rss()
@@ -173,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         help="image side for the memory run (4096; 2048 with --quick)",
     )
     parser.add_argument("--presets", nargs="+", default=["tiny", "default", "paper"])
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="self-ensemble sizes to time (default 1: the network once per frame; "
+        "super_resolve's default is 4)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
     parser.add_argument(
         "--memory-mask",
@@ -215,22 +224,28 @@ def main(argv: list[str] | None = None) -> int:
     frame = np.random.default_rng(0).random((size, size), dtype=np.float32)
     print(f"\nwhole-frame inference, {size}x{size}, device=cpu")
     print(
-        f"{'preset':>8} {'ch':>3} {'blocks':>6} {'radius':>6} {'GFLOP/frame':>11} "
+        f"{'preset':>8} {'ch':>3} {'blocks':>6} {'radius':>6} {'ensemble':>8} {'GFLOP/frame':>11} "
         f"{'s/frame':>8} {'frames/s':>8} {'GFLOP/s':>8} {'% matmul':>8}"
     )
     for preset in args.presets:
         model = make_model(preset)
         config = get_preset(preset)
-        flops = generator_flops(model, size, size)
-        n = min(repeats, 1 if args.quick else 3) if preset == "paper" else repeats  # slow
-        run = {"device": "cpu", "precision": args.precision, "threads": torch.get_num_threads()}
-        seconds = median_time(lambda m=model, r=run: super_resolve(m, frame, **r), n)
-        achieved = flops / seconds / 1e9
-        print(
-            f"{preset:>8} {config.channels:>3} {config.blocks:>6} {receptive_radius(model):>6} "
-            f"{flops / 1e9:>11.2f} {seconds:>8.3f} {1 / seconds:>8.2f} {achieved:>8.1f} "
-            f"{100 * achieved / peak_mm:>7.0f}%"
-        )
+        for members in args.ensemble:
+            flops = generator_flops(model, size, size) * members
+            n = min(repeats, 1 if args.quick else 3) if preset == "paper" else repeats  # slow
+            run = {
+                "device": "cpu",
+                "precision": args.precision,
+                "threads": torch.get_num_threads(),
+                "ensemble": members,
+            }
+            seconds = median_time(lambda m=model, r=run: super_resolve(m, frame, **r), n)
+            achieved = flops / seconds / 1e9
+            print(
+                f"{preset:>8} {config.channels:>3} {config.blocks:>6} "
+                f"{receptive_radius(model):>6} {members:>8} {flops / 1e9:>11.2f} {seconds:>8.3f} "
+                f"{1 / seconds:>8.2f} {achieved:>8.1f} {100 * achieved / peak_mm:>7.0f}%"
+            )
 
     if args.compare_layout:
         times = layout_comparison("default", size, repeats)

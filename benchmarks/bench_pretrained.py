@@ -211,7 +211,8 @@ def score_real_frame(
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], float]:
     """Every method for frame ``t`` against the leave-one-out HR^ of frame ``t``.
 
-    ``models``: ``{label: model}`` (one model alone is labelled "network"). Returns
+    ``models``: ``{label: model or (model, super_resolve options)}`` (one model alone is
+    labelled "network"). Returns
     ``{method: {"psnr", "ssim", "gradient_ratio"}}`` (methods: :func:`real_methods`), the
     images (and ``"reference"``), and the fraction of the field of view scored (where every
     other used frame contributed to the reference).
@@ -229,8 +230,9 @@ def score_real_frame(
         models = {"network": models}
     tli = bundle.reconstruct(values[t])
     images = {"TLI": tli, "TLI + projection": project_consistent(tli, bundle, values[t])}
-    for label, model in models.items():
-        net = super_resolve(model, tli, device="cpu", mask=fov, spacing=bundle.spacing)
+    for label, entry in models.items():
+        model, options = entry if isinstance(entry, tuple) else (entry, {})
+        net = super_resolve(model, tli, device="cpu", mask=fov, spacing=bundle.spacing, **options)
         images[label] = net
         images[f"{label} + projection"] = project_consistent(net, bundle, values[t])
     scores = {}
@@ -335,8 +337,10 @@ def run_real_part(
         )
     )
     log("  artefacts (bench_real.py)")
-    border = bench_real.border_and_streaks(models[labels[0]], log)
-    fixed = bench_real.fixed_pattern(models[labels[0]], values.shape[0], log)
+    first = models[labels[0]]  # the artefact checks run it with super_resolve's defaults
+    first = first[0] if isinstance(first, tuple) else first
+    border = bench_real.border_and_streaks(first, log)
+    fixed = bench_real.fixed_pattern(first, values.shape[0], log)
     md += (
         f"\n\nArtefacts of `{labels[0]}` (`benchmarks/bench_real.py`'s checks, default result "
         "= network + "
@@ -389,6 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--frames", default="1-12", help="video frames to score, 1-based (e.g. 1-12 or 1,4,7)"
     )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="self-ensemble sizes to score every model at (default: super_resolve's default "
+        "only); other sizes than the default get rows labelled 'LABEL xN'",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-docs", action="store_true", help="print only")
@@ -415,6 +428,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--model needs LABEL=FILE, got {item!r}")
         models[label] = load_model(path)
     stem = f"pretrained_{names[0]}" if len(models) == 1 else "pretrained_compare"
+    if args.ensemble:
+        from napari_cycsr.config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
+
+        bad = [n for n in args.ensemble if n not in ENSEMBLE_SIZES]
+        if bad:
+            parser.error(f"--ensemble sizes must be among {ENSEMBLE_SIZES}, got {bad}")
+        models = {
+            (label if n == DEFAULT_ENSEMBLE else f"{label} x{n}"): (model, {"ensemble": n})
+            for label, model in models.items()
+            for n in sorted(args.ensemble, key=lambda n: n != DEFAULT_ENSEMBLE)
+        }
     block = "pretrained-compare"  # the docs hold the latest run's tables, whatever it scored
     if args.true_noise:
         if args.real or not args.classes:

@@ -78,7 +78,7 @@ def crop_scores(
 
     for sim in sims:
         m, hr, sp = sim.mask, sim.hr, sim.bundle.spacing
-        sr = super_resolve(model, sim.lr, device="cpu", mask=m)
+        sr = super_resolve(model, sim.lr, device="cpu", mask=m, ensemble=1)  # the network once
         proj = project_consistent(sr, sim.bundle, sim.values, noise=project_noise)
         p0 = psnr(sim.lr, hr, mask=m, data_range=(0, 1))
         s0 = ssim(sim.lr, hr, mask=m, data_range=(0, 1))

@@ -690,7 +690,8 @@ def run_classes(
     """Table 3: every method on every content class and noise level; per-crop metrics.
 
     ``models`` maps a row name to a model (the proposed one, trained on the training images
-    at noise sd 0.01, and optionally pretrained models; never trained on these crops), run
+    at noise sd 0.01, and optionally pretrained models; never trained on these crops), or to
+    ``(model, options)`` with more ``super_resolve`` options (e.g. ``{"ensemble": 1}``), run
     through ``super_resolve`` (which resamples to a model's fibre spacing when it differs);
     "+ projection" is the noise-aware projection with the noise estimated from each crop's
     fibre values (the default of ``super_resolve`` with fibres), "+ exact projection" the
@@ -720,8 +721,11 @@ def run_classes(
                 "TLI + projection": project_consistent(sim.lr, b, v),
                 "TLI + projection (true noise)": project_consistent(sim.lr, b, v, noise=noise),
             }
-            for name, model in models.items():
-                net = super_resolve(model, sim.lr, device=device, mask=m, spacing=b.spacing)
+            for name, entry in models.items():
+                model, options = entry if isinstance(entry, tuple) else (entry, {})
+                net = super_resolve(
+                    model, sim.lr, device=device, mask=m, spacing=b.spacing, **options
+                )
                 outs[name] = net
                 outs[f"{name} + exact projection"] = project_consistent(net, b, v, noise=None)
                 outs[f"{name} + projection"] = project_consistent(net, b, v)

@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--docs", action="store_true", help="write docs/pretrained.md sections")
     parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the run's saved snapshots on the validation cells (--validate-noise) their "
+        "curve points lack, without training (so --pick best compares every snapshot on the "
+        "same cells)",
+    )
+    parser.add_argument(
         "--pick",
         type=_pick,
         default=None,
@@ -236,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     curve_file = RESULTS / f"pretrained_{args.name}.json"
     if args.export:
         return export(args.name, run_dir, curve_file, args.pick, ship_as=args.ship_as)
+    if args.rescore:
+        return rescore(run_dir, curve_file, args.validate_noise, args.threads)
     if args.docs:
         return docs(args.name, curve_file)
     if args.until is None or args.until < 1:
@@ -303,18 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             registration=data["registration"],
             checkpoint=checkpoint,
         )
-    evals = {
-        f"{c}:validation": simulate_set(f"{c}:validation", 0.01, 128, 12, 0)
-        for c in CONTENT_CLASSES
-    }
-    for noise in args.validate_noise:  # more cells for the pick rule, not in the docs tables
-        if noise != 0.01:
-            evals.update(
-                {
-                    f"{c}:validation@{noise:g}": simulate_set(f"{c}:validation", noise, 128, 12, 0)
-                    for c in CONTENT_CLASSES
-                }
-            )
+    evals = validation_sets(args.validate_noise)
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() else None
     if curve is None or curve.get("config") is None:
         curve = {
@@ -523,6 +521,50 @@ def _without_until(args: list[str]) -> list[str]:
     return out
 
 
+def validation_sets(levels: list[float]) -> dict[str, list[Any]]:
+    """The validation crops of every content class at noise sd 0.01 (the docs tables) and at
+    the other ``levels`` (more cells for the pick rule), keyed as in the curve points."""
+    sets = {
+        f"{c}:validation": simulate_set(f"{c}:validation", 0.01, 128, 12, 0)
+        for c in CONTENT_CLASSES
+    }
+    for noise in levels:
+        if noise != 0.01:
+            sets.update(
+                {
+                    f"{c}:validation@{noise:g}": simulate_set(f"{c}:validation", noise, 128, 12, 0)
+                    for c in CONTENT_CLASSES
+                }
+            )
+    return sets
+
+
+def rescore(run_dir: Path, curve_file: Path, levels: list[float], threads: int) -> int:
+    """Fill the validation cells that the curve's points lack from the saved snapshots."""
+    import torch
+
+    from napari_cycsr.io import load_model
+
+    if not curve_file.is_file():
+        raise SystemExit(f"no learning curve {curve_file}: train first")
+    torch.set_num_threads(max(1, threads))
+    curve = json.loads(curve_file.read_text())
+    evals = validation_sets(levels)
+    for point in curve["points"]:
+        missing = [k for k in evals if k not in point]
+        snap = run_dir / f"snapshot_{point['iteration']:06d}.safetensors"
+        if not missing:
+            continue
+        if not snap.is_file():
+            raise SystemExit(f"iteration {point['iteration']} lacks {missing} and {snap} is gone")
+        model = load_model(snap)
+        for spec in missing:
+            point[spec] = score_set(model, evals[spec])
+        write_json(curve_file, curve)  # after every snapshot: an interruption keeps the work
+        print(f"iteration {point['iteration']}: scored {', '.join(missing)}", flush=True)
+    return 0
+
+
 def _pick(text: str) -> int | str:
     if text == "best":
         return text
@@ -540,8 +582,16 @@ def best_iteration(curve: dict[str, Any]) -> int:
     if not scored:
         raise SystemExit("no trained snapshot was scored yet: train first")
 
+    cells = {k for p in scored for k in p if ":validation" in k}
+    lacking = [p["iteration"] for p in scored if not cells <= p.keys()]
+    if lacking:
+        raise SystemExit(
+            f"snapshots {lacking} were not scored on every validation cell the others were: "
+            "run --rescore with the same --validate-noise first"
+        )
+
     def worst(point: dict[str, Any]) -> float:
-        return min(v["proj_dpsnr"] for k, v in point.items() if ":validation" in k)
+        return min(point[k]["proj_dpsnr"] for k in cells)
 
     return int(max(scored, key=worst)["iteration"])
 

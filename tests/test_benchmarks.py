@@ -391,6 +391,17 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     ]  # fmt: skip
     assert scores2["TLI"] == scores["TLI"]
     assert not np.array_equal(images2["a"], images2["b"])
+    # (model, super_resolve options): the self-ensemble size reaches the network
+    from napari_cycsr.inference import super_resolve
+
+    sizes = {"b x1": (other, {"ensemble": 1}), "b x8": (other, {"ensemble": 8})}
+    _, images3, _ = bench_pretrained.score_real_frame(sizes, vid.values, vid.bundle, reg, 2)
+    tli = images3["TLI"]
+    for label, n in (("b x1", 1), ("b x8", 8)):
+        expected = super_resolve(other, tli, device="cpu", mask=vid.bundle.fov_mask,
+                                 spacing=vid.bundle.spacing, ensemble=n)  # fmt: skip
+        np.testing.assert_allclose(images3[label], expected, atol=1e-6)
+    assert not np.allclose(images3["b x1"], images3["b x8"], atol=1e-4)
     assert bench_pretrained._parse_frames("1-3,7") == [0, 1, 2, 6]
     with pytest.raises(SystemExit):
         bench_pretrained._parse_frames("0-2")
@@ -422,8 +433,13 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
     assert tp.best_iteration(curve) == 1000
     curve["points"].append(at(1500, 0.5, 0.35))
     assert tp.best_iteration(curve) == 1500
-    # with more validation noise levels every cell counts: 1500 loses at sd 0.05
+    # with more validation noise levels every cell counts: 1500 loses at sd 0.05 ...
     curve["points"][-1]["smooth:validation@0.05"] = {"proj_dpsnr": -0.2}
+    # ... once every snapshot was scored there too (--rescore); before, the pick is refused
+    with pytest.raises(SystemExit, match="--rescore"):
+        tp.best_iteration(curve)
+    curve["points"][1]["smooth:validation@0.05"] = {"proj_dpsnr": 0.0}
+    curve["points"][2]["smooth:validation@0.05"] = {"proj_dpsnr": 0.1}
     assert tp.best_iteration(curve) == 1000
     with pytest.raises(SystemExit):
         tp.best_iteration({"points": [{"iteration": 0, **point}]})
@@ -522,3 +538,50 @@ def test_true_noise_report_sets_estimated_against_true(bench_pretrained):
     assert [c.strip() for c in row.strip("|").split("|")] == [
         "texture@0.01", "5.0x", "+0.10 / +1.00", "+0.50 / +1.60",
     ]  # fmt: skip
+
+
+def test_ensemble_report_compares_each_size_with_one_member():
+    bench = _load("bench_ensemble")
+    cells = {f"{c}@{n:g}": None for c in bench.CONTENT_CLASSES for n in bench.NOISE_LEVELS}
+    rng = np.random.default_rng(0)
+    one = {k: {"proj_dpsnr": list(rng.normal(0.5, 0.1, 6)), "proj_dssim": [0.01] * 6}
+           for k in cells}  # fmt: skip
+    four = {k: {"proj_dpsnr": [x + 0.2 + rng.normal(0, 0.01) for x in v["proj_dpsnr"]],
+                "proj_dssim": [0.02] * 6} for k, v in one.items()}  # fmt: skip
+    md = bench.report({"m": {"1": one, "4": four}}, [1, 4])
+    rows = [line for line in md.splitlines() if line.startswith("| `m`")]
+    assert len(rows) == 2
+    assert rows[0].count("(") == 0  # the reference row has no test against itself
+    assert rows[1].count("(<0.0001)") == len(cells)  # +0.2 dB on every crop
+    mean = np.mean([np.mean(v["proj_dpsnr"]) for v in four.values()])
+    assert rows[1].rstrip(" |").endswith(f"{mean:+.2f}")
+
+
+def test_rescore_fills_only_the_missing_validation_cells(tmp_path, monkeypatch):
+    tp = _load("train_pretrained")
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    for it in (0, 500):
+        save_model(SRModel.new("tiny"), tmp_path / f"snapshot_{it:06d}.safetensors")
+    old = {"proj_dpsnr": 0.3}
+    curve = {"points": [{"iteration": 0, "texture:validation": old},
+                        {"iteration": 500, "texture:validation": old,
+                         "texture:validation@0.05": old}]}  # fmt: skip
+    curve_file = tmp_path / "curve.json"
+    curve_file.write_text(json.dumps(curve))
+    scored = []
+    monkeypatch.setattr(tp, "validation_sets", lambda levels: {
+        "texture:validation": ["sd 0.01 crops"], "texture:validation@0.05": ["sd 0.05 crops"]
+    })  # fmt: skip
+    monkeypatch.setattr(tp, "score_set", lambda model, group: scored.append(group) or {"x": 1})
+    assert tp.rescore(tmp_path, curve_file, [0.01, 0.05], 1) == 0
+    points = json.loads(curve_file.read_text())["points"]
+    assert scored == [["sd 0.05 crops"]]  # only iteration 0's missing cell was scored
+    assert points[0]["texture:validation@0.05"] == {"x": 1}
+    assert points[0]["texture:validation"] == old and points[1]["texture:validation@0.05"] == old
+    # a point that lacks a cell and whose snapshot is gone cannot be filled
+    curve["points"].append({"iteration": 1000, "texture:validation": old})
+    curve_file.write_text(json.dumps(curve))
+    with pytest.raises(SystemExit, match="snapshot_001000"):
+        tp.rescore(tmp_path, curve_file, [0.01, 0.05], 1)

@@ -626,6 +626,41 @@ def test_precision_errors(tmp_path, sim_dir, tiny_model, capsys):
     assert "use the --precision option" in _one_line_error(capsys)
 
 
+def test_super_resolve_ensemble_option(tmp_path, sim_dir, capsys, one_thread):
+    import torch
+
+    from napari_cycsr.inference import super_resolve
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    torch.manual_seed(3)
+    model = SRModel.new("tiny")
+    with torch.no_grad():  # the untrained tail is zero (output = input): give it weights
+        torch.nn.init.normal_(model.generator.tail.weight, std=0.05)
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    lr = sim_dir / "lr.tif"
+    args = ["super-resolve", str(path), str(lr), "--precision", "fp32", "--quiet", *one_thread]
+    image = tifffile.imread(lr)
+    outs = {}
+    for size in ("1", "8", None):
+        out = tmp_path / f"e{size}.tif"
+        assert main([*args, "--out", str(out), *(["--ensemble", size] if size else [])]) == 0
+        outs[size] = tifffile.imread(out)
+        expected = super_resolve(
+            model, image, device="cpu", precision="fp32", threads=1, mask="auto",
+            **({"ensemble": int(size)} if size else {}),
+        )  # fmt: skip
+        np.testing.assert_allclose(outs[size], expected, atol=1e-5)
+    assert np.abs(outs["1"] - outs["8"]).max() > 1e-3
+    assert np.abs(outs["1"] - outs[None]).max() > 1e-3
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "x.tif"), "--ensemble", "3"]) == 2
+    assert "--ensemble" in capsys.readouterr().err
+    assert main(["super-resolve", "--help"]) == 0
+    assert "--ensemble" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------- issue 11
 
 

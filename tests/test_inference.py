@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from napari_cycsr import inference
+from napari_cycsr.config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
 from napari_cycsr.inference import (
     Progress,
     available_devices,
@@ -43,19 +44,33 @@ def _image(shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32) * 2
 
 
-def _reference(model: SRModel, frame: np.ndarray, *, mirror: bool = True) -> np.ndarray:
-    """Direct generator call on one whole frame: the definition of the right answer.
+def _reference(
+    model: SRModel, frame: np.ndarray, *, mirror: bool = True, ensemble: int = DEFAULT_ENSEMBLE
+) -> np.ndarray:
+    """Direct generator calls on one whole frame: the definition of the right answer.
 
     The frame is mirrored by the receptive radius on every side first and the output
     cropped back (what ``super_resolve`` does); ``mirror=False``: the convolutions' zero
-    padding at the frame border.
+    padding at the frame border. ``ensemble``: the mean of the generator's outputs on the
+    frame's quarter turns (4), and their mirror images (8), or its mirror image (2), each
+    output turned back with numpy.
     """
     low, high = model.normalisation["low"], model.normalisation["high"]
     pad = receptive_radius(model) if mirror else 0
     padded = np.pad(frame.astype(np.float32), pad, mode="symmetric")
-    x = torch.from_numpy((padded - low) / (high - low))[None, None]
-    with torch.no_grad():
-        y = model.generator.eval()(x)[0, 0].numpy()
+    members = {1: [(0, False)], 2: [(0, False), (0, True)]}.get(
+        ensemble, [(k, f) for k in range(4) for f in ((False, True) if ensemble == 8 else (False,))]
+    )
+    outs = []
+    for k, flip in members:
+        turned = np.rot90(padded, k)
+        turned = turned[:, ::-1] if flip else turned
+        x = torch.from_numpy((np.ascontiguousarray(turned) - low) / (high - low))[None, None]
+        with torch.no_grad():
+            y = model.generator.eval()(x)[0, 0].numpy()
+        y = y[:, ::-1] if flip else y
+        outs.append(np.rot90(y, -k))
+    y = np.mean(outs, axis=0)
     s = model.scale
     y = y[pad * s : y.shape[0] - pad * s, pad * s : y.shape[1] - pad * s]
     return y * (high - low) + low
@@ -304,11 +319,11 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
     real_forward = inference._forward
     sizes: list[tuple[int, ...]] = []
 
-    def limited(net, batch, device, amp):
+    def limited(net, batch, device, amp, *rest):
         sizes.append(tuple(batch.shape))
         if batch.shape[0] > 2 or batch.shape[-1] > 70:
             raise torch.OutOfMemoryError("simulated")
-        return real_forward(net, batch, device, amp)
+        return real_forward(net, batch, device, amp, *rest)
 
     monkeypatch.setattr(inference, "_forward", limited)
     calls: list[tuple[int, int]] = []
@@ -321,7 +336,7 @@ def test_out_of_memory_retries_with_smaller_windows(model, monkeypatch):
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
     assert calls[-1][0] == calls[-1][1]
 
-    def always(net, batch, device, amp):
+    def always(net, batch, device, amp, *rest):
         raise torch.OutOfMemoryError("simulated")
 
     monkeypatch.setattr(inference, "_forward", always)
@@ -451,9 +466,9 @@ def test_precision_choice_reaches_the_network(model, monkeypatch):
     dtypes = []
     real_forward = inference._forward
 
-    def spy(net, batch, device, dtype):
+    def spy(net, batch, device, dtype, *rest):
         dtypes.append(dtype)
-        return real_forward(net, batch, device, dtype)
+        return real_forward(net, batch, device, dtype, *rest)
 
     monkeypatch.setattr(inference, "_forward", spy)
     monkeypatch.setattr(_device, "cpu_bf16_pays", lambda: False)
@@ -523,9 +538,9 @@ def test_spacing_normalisation_resamples_to_the_models_spacing(monkeypatch):
     seen: list[tuple[int, ...]] = []
     real_forward = inference._forward
 
-    def record(net, batch, device, amp):
+    def record(net, batch, device, amp, *rest):
         seen.append(tuple(batch.shape[-2:]))
-        return real_forward(net, batch, device, amp)
+        return real_forward(net, batch, device, amp, *rest)
 
     monkeypatch.setattr(inference, "_forward", record)
     out = super_resolve(model, sim.lr, device="cpu", bundle=sim.bundle, project_iterations=0)
@@ -610,3 +625,49 @@ def test_real_frame_cut_by_the_camera_border_has_no_stripes(load_frame):
     # at the cut, the mirrored frame stays close to the whole frame's answer; the zero padding
     # of the convolutions draws stripes there
     assert border_error(mirrored) < 0.3 * border_error(zero_padded)
+
+
+@pytest.mark.parametrize("size", ENSEMBLE_SIZES)
+def test_each_ensemble_size_is_the_mean_of_its_turned_outputs(model, size):
+    image = _image((2, 29, 41), seed=21)  # not square: the quarter turns swap the axes
+    out = super_resolve(model, image, device="cpu", precision="fp32", ensemble=size)
+    for t in range(2):
+        np.testing.assert_allclose(out[t], _reference(model, image[t], ensemble=size), atol=1e-5)
+    if size > 1:  # the members really differ: the mean is not the network once
+        once = super_resolve(model, image, device="cpu", precision="fp32", ensemble=1)
+        assert np.abs(out - once).max() > 1e-3
+
+
+def test_ensemble_output_turns_with_the_image(model):
+    image = _image((33, 33), seed=22)
+
+    def run(img: np.ndarray, size: int) -> np.ndarray:
+        return super_resolve(model, img, device="cpu", precision="fp32", ensemble=size)
+
+    turned = np.ascontiguousarray(np.rot90(image))
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    # the network once depends on the orientation; four quarter turns do not
+    assert np.abs(run(turned, 1) - np.rot90(run(image, 1))).max() > 1e-3
+    np.testing.assert_allclose(run(turned, 4), np.rot90(run(image, 4)), atol=1e-5)
+    assert np.abs(run(mirrored, 4) - run(image, 4)[:, ::-1]).max() > 1e-3
+    # all eight members: mirror images too
+    np.testing.assert_allclose(run(mirrored, 8), run(image, 8)[:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(run(turned, 8), np.rot90(run(image, 8)), atol=1e-5)
+
+
+def test_ensemble_tiled_dask_and_whole_agree(model):
+    image = _image((2, 61, 77), seed=23)
+    whole = super_resolve(model, image, device="cpu", ensemble=8)
+    tiled = super_resolve(model, image, device="cpu", ensemble=8, tile=34, batch=3)
+    assert np.abs(tiled - whole).max() < 1e-4
+    lazy = super_resolve(model, da.from_array(image, chunks=(1, 61, 77)), device="cpu", ensemble=8)
+    assert np.abs(lazy.compute() - whole).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "bad, error", [(3, ValueError), (0, ValueError), (16, ValueError), (True, TypeError),
+                   ("4", TypeError), (4.0, TypeError), (None, TypeError)],
+)  # fmt: skip
+def test_bad_ensemble_is_refused(model, bad, error):
+    with pytest.raises(error, match="ensemble must be one of"):
+        super_resolve(model, _image((20, 20)), device="cpu", ensemble=bad)

@@ -14,8 +14,9 @@ from skimage import data
 from napari_cycsr.config import TRAIN_GROUPS, TrainConfig
 from napari_cycsr.data import LRPatchSampler
 from napari_cycsr.losses import voronoi_means
+from napari_cycsr.models import dihedral, undo_dihedral
 from napari_cycsr.simulate import simulate_pcle_video
-from napari_cycsr.training import Trainer, _dihedral, _undo_dihedral, train
+from napari_cycsr.training import Trainer, train
 
 UNIT = {"low": 0.0, "high": 1.0}
 
@@ -132,7 +133,7 @@ def test_registration_is_checked(scene):
 @pytest.mark.parametrize("flip", [False, True])
 def test_undo_dihedral(k, flip):
     x = torch.arange(12.0).reshape(1, 1, 3, 4)
-    assert torch.equal(_undo_dihedral(_dihedral(x, k, flip), k, flip), x)
+    assert torch.equal(undo_dihedral(dihedral(x, k, flip), k, flip), x)
 
 
 def test_config_fields():

@@ -191,6 +191,57 @@ def test_precision_menu_is_passed_to_inference(
     assert viewer.layers["lr [SR m]"].data.shape == (24, 24)
 
 
+def test_self_ensemble_menu_sets_the_result(
+    make_napari_viewer, qtbot, errors, registry, monkeypatch, tmp_path
+):
+    from napari_cycsr import inference
+    from napari_cycsr._imageio import read_image, write_image
+    from napari_cycsr.config import DEFAULT_ENSEMBLE
+
+    model = _model(seed=5)
+    with torch.no_grad():  # the untrained tail is zero (output = input): give it weights
+        torch.nn.init.normal_(model.generator.tail.weight, std=0.05)
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(5).random((28, 36)).astype(np.float32)
+    layer = viewer.add_image(image, name="lr")
+    registry.register("m", model)
+    widget = _dock(viewer)
+    assert widget.ensemble.value == str(DEFAULT_ENSEMBLE)
+    assert "quarter turns" in widget.ensemble.tooltip
+    widget.image.value = layer
+    widget.device.value = "cpu"
+    widget.precision.value = "fp32"
+    results = {}
+    for size in ("1", "8"):
+        widget.ensemble.value = size
+        _run(qtbot, widget)
+        assert errors == []
+        results[size] = viewer.layers[-1].data
+        expected = inference.super_resolve(model, image, device="cpu", precision="fp32",
+                                           ensemble=int(size))  # fmt: skip
+        np.testing.assert_allclose(results[size], expected, atol=1e-5)
+    assert np.abs(results["1"] - results["8"]).max() > 1e-3
+    # a folder of files gets the menu's choice too
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    write_image(folder / "f.tif", image)
+    seen = []
+    real = inference.iter_super_resolve
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("ensemble"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    widget.source.value = "folder"
+    widget.folder.value = folder
+    widget.ensemble.value = "2"
+    _run(qtbot, widget)
+    assert errors == [] and seen == [2]
+    expected = inference.super_resolve(model, image, device="cpu", precision="fp32", ensemble=2)
+    np.testing.assert_allclose(read_image(folder / "f_sr.tif"), expected, atol=1e-5)
+
+
 # --- issue 11: batch, models folder, grey RGB, names ------------------------------------------
 
 

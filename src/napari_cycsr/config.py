@@ -16,6 +16,13 @@ from typing import Any
 from ._device import check_precision, check_threads
 from ._validate import check_setting_ranges
 
+#: Sizes of the geometric self-ensemble at inference (``super_resolve(ensemble=)``): the
+#: network on 1, 2, 4 or 8 quarter turns / mirror images of each frame, averaged.
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+#: The self-ensemble size used unless told otherwise (docs/pretrained.md, "Self-ensemble").
+DEFAULT_ENSEMBLE = 4
+
 __all__ = [
     "ADV_LOSSES",
     "CHECKPOINT_NAME",

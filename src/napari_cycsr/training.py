@@ -59,7 +59,7 @@ from .losses import (
     smooth_cells,
     voronoi_means,
 )
-from .models import Discriminator, Generator, SRModel
+from .models import Discriminator, Generator, SRModel, dihedral, undo_dihedral
 
 __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 
@@ -185,18 +185,6 @@ def _spectral_norm(module: nn.Module) -> None:
     for child in list(module.modules()):
         if isinstance(child, (nn.Conv2d, nn.Linear)):
             spectral_norm(child)
-
-
-def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Rotate the last two axes by ``k`` quarter turns, then optionally mirror them."""
-    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
-    return torch.flip(x, dims=(-1,)) if flip else x
-
-
-def _undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Inverse of :func:`_dihedral`."""
-    x = torch.flip(x, dims=(-1,)) if flip else x
-    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
 
 
 def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, int, int]:
@@ -636,15 +624,15 @@ class Trainer:
         target = self.target_sampler.sample(batch.batch_size, positions).to(self.device)
         transforms = getattr(batch, "transforms", None)
         if transforms is not None and self.config.target == "paired":
-            target = torch.stack([_dihedral(t, k, f) for t, (k, f) in zip(target, transforms)])
+            target = torch.stack([dihedral(t, k, f) for t, (k, f) in zip(target, transforms)])
         return target
 
     def _augment(self, batch: Any) -> Any:
         """A random flip / quarter turn of every LR patch with its cell map (same cells)."""
         draws = self._np_rng.integers(0, 8, size=batch.batch_size)
         transforms = [(int(d) % 4, bool(d >= 4)) for d in draws]
-        lr = torch.stack([_dihedral(x, k, f) for x, (k, f) in zip(batch.lr, transforms)])
-        cells = torch.stack([_dihedral(c, k, f) for c, (k, f) in zip(batch.cell_index, transforms)])
+        lr = torch.stack([dihedral(x, k, f) for x, (k, f) in zip(batch.lr, transforms)])
+        cells = torch.stack([dihedral(c, k, f) for c, (k, f) in zip(batch.cell_index, transforms)])
         out = dataclasses.replace(batch, lr=lr.contiguous(), cell_index=cells.contiguous())
         out.transforms = transforms  # the paired target follows the same transform
         return out
@@ -779,7 +767,7 @@ class Trainer:
         neighbours = neighbours.to(self.device)
         transforms = getattr(batch, "transforms", None)
         if transforms is not None:  # back to the frame's own orientation
-            sr = torch.stack([_undo_dihedral(x, k, f) for x, (k, f) in zip(sr, transforms)])
+            sr = torch.stack([undo_dihedral(x, k, f) for x, (k, f) in zip(sr, transforms)])
         moved = torch.nn.functional.grid_sample(
             sr, neighbours.grid, mode="bilinear", padding_mode="border", align_corners=True
         )
