@@ -540,7 +540,8 @@ def validation_sets(levels: list[float]) -> dict[str, list[Any]]:
 
 
 def rescore(run_dir: Path, curve_file: Path, levels: list[float], threads: int) -> int:
-    """Fill the validation cells that the curve's points lack from the saved snapshots."""
+    """Fill the validation cells that the curve's points lack from the saved snapshots (a
+    snapshot without a point, e.g. of a run stopped while scoring it, gets one)."""
     import torch
 
     from napari_cycsr.io import load_model
@@ -550,6 +551,12 @@ def rescore(run_dir: Path, curve_file: Path, levels: list[float], threads: int) 
     torch.set_num_threads(max(1, threads))
     curve = json.loads(curve_file.read_text())
     evals = validation_sets(levels)
+    known = {p["iteration"] for p in curve["points"]}
+    for snap in sorted(run_dir.glob("snapshot_*.safetensors")):
+        it = int(snap.stem.split("_")[1])
+        if it not in known:
+            curve["points"].append({"iteration": it})
+    curve["points"].sort(key=lambda p: p["iteration"])
     for point in curve["points"]:
         missing = [k for k in evals if k not in point]
         snap = run_dir / f"snapshot_{point['iteration']:06d}.safetensors"

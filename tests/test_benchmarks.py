@@ -580,6 +580,16 @@ def test_rescore_fills_only_the_missing_validation_cells(tmp_path, monkeypatch):
     assert scored == [["sd 0.05 crops"]]  # only iteration 0's missing cell was scored
     assert points[0]["texture:validation@0.05"] == {"x": 1}
     assert points[0]["texture:validation"] == old and points[1]["texture:validation@0.05"] == old
+    # a snapshot without a point (a run stopped while scoring it) gets one, scored everywhere
+    save_model(SRModel.new("tiny"), tmp_path / "snapshot_000700.safetensors")
+    scored.clear()
+    assert tp.rescore(tmp_path, curve_file, [0.01, 0.05], 1) == 0
+    points = json.loads(curve_file.read_text())["points"]
+    assert [p["iteration"] for p in points] == [0, 500, 700]
+    assert points[2] == {"iteration": 700, "texture:validation": {"x": 1},
+                         "texture:validation@0.05": {"x": 1}}  # fmt: skip
+    assert len(scored) == 2
+    curve = json.loads(curve_file.read_text())
     # a point that lacks a cell and whose snapshot is gone cannot be filled
     curve["points"].append({"iteration": 1000, "texture:validation": old})
     curve_file.write_text(json.dumps(curve))
