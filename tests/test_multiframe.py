@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from skimage import data
 
 from napari_cycsr.config import TRAIN_GROUPS, TrainConfig
-from napari_cycsr.data import LRPatchSampler
+from napari_cycsr.data import LRPatchSampler, dihedral, undo_dihedral
 from napari_cycsr.losses import voronoi_means
-from napari_cycsr.models import dihedral, undo_dihedral
 from napari_cycsr.simulate import simulate_pcle_video
 from napari_cycsr.training import Trainer, train
 

@@ -36,9 +36,24 @@ __all__ = [
     "TargetSampler",
     "as_frame_stacks",
     "check_poses",
+    "dihedral",
     "natural_images",
     "robust_normalisation",
+    "undo_dihedral",
 ]
+
+
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate the last two axes by ``k`` quarter turns, then optionally mirror them."""
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Inverse of :func:`dihedral`."""
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
+
 
 #: scikit-image images (bundled, offline) used as the natural-image target domain.
 #: ``horse`` (a binary silhouette) is left out: it is not a natural grey image.

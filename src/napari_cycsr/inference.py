@@ -61,9 +61,9 @@ from ._validate import (
     positive_spacing,
 )
 from .config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
+from .data import dihedral, undo_dihedral
 from .fibres import FibreBundle
-from .models import SRModel, ensemble_transforms, undo_dihedral
-from .models import dihedral as _dihedral
+from .models import SRModel
 
 __all__ = [
     "AUTO_TILE",
@@ -422,6 +422,23 @@ def _fold_batch_norm(net: nn.Module) -> None:
                 module[i + 1] = nn.Identity()
 
 
+def _ensemble_transforms(size: int) -> tuple[tuple[int, bool], ...]:
+    """The ``(quarter turns, mirror)`` pairs of a self-ensemble of ``size`` members.
+
+    1: the image as it is; 2: it and its mirror image; 4: its four quarter turns; 8: the
+    four quarter turns of it and of its mirror image (the whole dihedral group).
+    """
+    if size == 1:
+        return ((0, False),)
+    if size == 2:
+        return ((0, False), (0, True))
+    if size == 4:
+        return tuple((k, False) for k in range(4))
+    if size == 8:
+        return tuple((k, f) for k in range(4) for f in (False, True))
+    raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {size!r}")
+
+
 def _forward(
     net: nn.Module,
     batch: torch.Tensor,
@@ -433,10 +450,10 @@ def _forward(
     ``ensemble`` quarter turns / mirror images of the batch, each turned back."""
     batch = batch.to(device, non_blocking=True)
     total: torch.Tensor | None = None
-    transforms = ensemble_transforms(ensemble)
+    transforms = _ensemble_transforms(ensemble)
     with torch.inference_mode(), autocast(device, dtype):
         for k, flip in transforms:
-            x = _dihedral(batch, k, flip).contiguous(memory_format=memory_format(device))
+            x = dihedral(batch, k, flip).contiguous(memory_format=memory_format(device))
             y = undo_dihedral(net(x).float(), k, flip)
             total = y if total is None else total.add_(y)
     assert total is not None

@@ -20,49 +20,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ENSEMBLE_SIZES, PRESETS, NetworkConfig, get_preset
+from .config import PRESETS, NetworkConfig, get_preset
 
 __all__ = [
     "PRESETS",
     "Discriminator",
     "Generator",
-    "ENSEMBLE_SIZES",
     "NetworkConfig",
     "SRModel",
-    "dihedral",
-    "ensemble_transforms",
     "get_preset",
-    "undo_dihedral",
 ]
-
-
-def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Rotate the last two axes by ``k`` quarter turns, then optionally mirror them."""
-    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
-    return torch.flip(x, dims=(-1,)) if flip else x
-
-
-def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Inverse of :func:`dihedral`."""
-    x = torch.flip(x, dims=(-1,)) if flip else x
-    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
-
-
-def ensemble_transforms(size: int) -> tuple[tuple[int, bool], ...]:
-    """The ``(quarter turns, mirror)`` pairs of a self-ensemble of ``size`` members.
-
-    1: the image as it is; 2: it and its mirror image; 4: its four quarter turns; 8: the
-    four quarter turns of it and of its mirror image (the whole dihedral group).
-    """
-    if size == 1:
-        return ((0, False),)
-    if size == 2:
-        return ((0, False), (0, True))
-    if size == 4:
-        return tuple((k, False) for k in range(4))
-    if size == 8:
-        return tuple((k, f) for k in range(4) for f in (False, True))
-    raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {size!r}")
 
 
 class _ResidualBlock(nn.Module):

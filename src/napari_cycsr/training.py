@@ -44,7 +44,7 @@ from ._device import (
     thread_scope,
 )
 from .config import CHECKPOINT_NAME, TrainConfig
-from .data import LRPatchSampler, TargetSampler
+from .data import LRPatchSampler, TargetSampler, dihedral, undo_dihedral
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
     add_instance_noise,
@@ -59,7 +59,7 @@ from .losses import (
     smooth_cells,
     voronoi_means,
 )
-from .models import Discriminator, Generator, SRModel, dihedral, undo_dihedral
+from .models import Discriminator, Generator, SRModel
 
 __all__ = ["TrainConfig", "TrainEvent", "Trainer", "train"]
 
