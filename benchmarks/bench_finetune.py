@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score with super_resolve's self-ensemble of N (default 1, the network once, as "
+        "the committed results; 4 is super_resolve's default)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -61,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0  # the fine-tuning alone
         used = tuned.metadata["train_config"]
         row = {
-            "class": cls, "noise": noise, "start": score_set(start, sims)["proj_dpsnr"],
-            "fine_tuned": score_set(tuned, sims)["proj_dpsnr"], "seconds": seconds,
-            "w_res": used["w_res"], "w_anchor": used["w_anchor"],
+            "class": cls, "noise": noise,
+            "start": score_set(start, sims, ensemble=args.ensemble)["proj_dpsnr"],
+            "fine_tuned": score_set(tuned, sims, ensemble=args.ensemble)["proj_dpsnr"],
+            "seconds": seconds, "w_res": used["w_res"], "w_anchor": used["w_anchor"],
+            "ensemble": args.ensemble,
         }  # fmt: skip
         rows.append(row)
         print(

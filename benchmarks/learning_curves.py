@@ -64,9 +64,12 @@ def simulate_set(spec: str, noise: float, size: int, count: int, seed: int) -> l
 
 
 def crop_scores(
-    model: Any, sims: list[Any], *, project_noise: Any = "auto"
+    model: Any, sims: list[Any], *, project_noise: Any = "auto", ensemble: int = 1
 ) -> dict[str, list[float]]:
-    """Per crop: differences to TLI, spectrum distances, hallucination, |dGCF| (net, proj)."""
+    """Per crop: differences to TLI, spectrum distances, hallucination, |dGCF| (net, proj).
+
+    ``ensemble``: the self-ensemble size of ``super_resolve`` (default 1, the network once,
+    as every learning curve was scored)."""
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.inference import super_resolve
     from napari_cycsr.metrics import gcf, hallucination, psnr, spectrum_distance, ssim
@@ -78,7 +81,7 @@ def crop_scores(
 
     for sim in sims:
         m, hr, sp = sim.mask, sim.hr, sim.bundle.spacing
-        sr = super_resolve(model, sim.lr, device="cpu", mask=m, ensemble=1)  # the network once
+        sr = super_resolve(model, sim.lr, device="cpu", mask=m, ensemble=ensemble)
         proj = project_consistent(sr, sim.bundle, sim.values, noise=project_noise)
         p0 = psnr(sim.lr, hr, mask=m, data_range=(0, 1))
         s0 = ssim(sim.lr, hr, mask=m, data_range=(0, 1))
@@ -96,9 +99,11 @@ def crop_scores(
     return rows
 
 
-def score_set(model: Any, sims: list[Any], *, project_noise: Any = "auto") -> dict[str, float]:
+def score_set(
+    model: Any, sims: list[Any], *, project_noise: Any = "auto", ensemble: int = 1
+) -> dict[str, float]:
     """Mean differences to TLI, spectrum distance and hallucination over a set of crops."""
-    rows = crop_scores(model, sims, project_noise=project_noise)
+    rows = crop_scores(model, sims, project_noise=project_noise, ensemble=ensemble)
     out = {k: float(np.mean(v)) for k, v in rows.items()}
     out["net_min_dpsnr"] = float(np.min(rows["net_dpsnr"]))
     out["proj_min_dpsnr"] = float(np.min(rows["proj_dpsnr"]))
