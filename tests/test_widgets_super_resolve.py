@@ -217,6 +217,7 @@ def test_self_ensemble_menu_sets_the_result(
         _run(qtbot, widget)
         assert errors == []
         results[size] = viewer.layers[-1].data
+        assert viewer.layers[-1].metadata["cycsr_ensemble"] == int(size)
         expected = inference.super_resolve(model, image, device="cpu", precision="fp32",
                                            ensemble=int(size))  # fmt: skip
         np.testing.assert_allclose(results[size], expected, atol=1e-5)

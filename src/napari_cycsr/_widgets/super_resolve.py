@@ -346,7 +346,7 @@ class SuperResolveWidget(Form):
 
         def _on_result(event: Any) -> None:
             _, layer, result, scale, noise = event
-            self._add_result(layer, result, scale, name_of, label, project, noise)
+            self._add_result(layer, result, scale, name_of, label, project, noise, ensemble)
 
         def _done(count: int) -> None:
             where = f"; files in {out_folder}" if out_folder is not None else ""
@@ -456,8 +456,12 @@ class SuperResolveWidget(Form):
         model: str,
         project: bool,
         noise: Any = "auto",
+        ensemble: int = 1,
     ) -> None:
-        metadata = {"cycsr_source": layer.name, "cycsr_model": model, "cycsr_projected": project}
+        metadata = {
+            "cycsr_source": layer.name, "cycsr_model": model, "cycsr_projected": project,
+            "cycsr_ensemble": ensemble,  # how many turned copies of the frame were averaged
+        }  # fmt: skip
         if project:  # the noise level the projection stopped at ("auto": each frame's own)
             metadata["cycsr_project_noise"] = noise
         self.follower.paused += 1
