@@ -125,7 +125,7 @@ def test_run_demo_writes_figure_table_and_loadable_model(tmp_path, one_thread):
     for key in ("vec_tolerance", "augment_lr", "w_adv"):
         assert tuned[key] == start.metadata["train_config"][key], key
     # trained against fused video targets, it fine-tunes on one frame held to itself
-    assert tuned["w_anchor"] == recipe_losses(start.metadata["train_config"])["w_anchor"] == 1.0
+    assert tuned["w_anchor"] == recipe_losses(start.metadata["train_config"])["w_anchor"] == 10.0
     moved = [
         not np.allclose(a.detach().numpy(), b.detach().numpy())
         for a, b in zip(

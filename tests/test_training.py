@@ -644,18 +644,18 @@ def test_a_model_trained_on_paired_targets_fine_tunes_on_single_frames_with_do_n
 
     video = {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "w_multi": 1.0, "augment_lr": True}
     single = recipe_losses(video)
-    assert single["w_anchor"] == UNPAIRED_FINE_TUNE_W_ANCHOR == 1.0 and single["w_res"] == 0.0
+    assert single["w_anchor"] == UNPAIRED_FINE_TUNE_W_ANCHOR == 10.0 and single["w_res"] == 0.0
     assert "w_anchor" not in recipe_losses(video, paired=True)
     assert "w_anchor" not in recipe_losses({**video, "w_pix": 0.0})  # not trained on pairs
-    assert recipe_losses({**video, "w_anchor": 3.0})["w_anchor"] == 3.0  # never lowered
+    assert recipe_losses({**video, "w_anchor": 30.0})["w_anchor"] == 30.0  # never lowered
     _, single = fine_tune_settings(PRESETS["tiny"], video, {})
     _, on_video = fine_tune_settings(PRESETS["tiny"], video, {"w_pix": 1.0, "w_multi": 1.0})
     _, told = fine_tune_settings(PRESETS["tiny"], video, {"w_anchor": 0.25})
-    assert (single["w_anchor"], "w_anchor" in on_video, "w_anchor" in told) == (1.0, False, False)
+    assert (single["w_anchor"], "w_anchor" in on_video, "w_anchor" in told) == (10.0, False, False)
     # the shipped default is such a model
     shipped = pretrained("default").metadata["train_config"]
     assert shipped["target"] == "paired" and shipped["w_res"] == 0.0
-    assert recipe_losses(shipped)["w_anchor"] == 1.0
+    assert recipe_losses(shipped)["w_anchor"] == 10.0
 
 
 def test_residual_penalty_keeps_the_output_near_its_input():
@@ -762,7 +762,7 @@ def test_train_with_init_fine_tunes_as_the_command_line_does(sim):
     got = tuned.metadata["train_config"]
     network, carried = fine_tune_settings(start.generator.config, start.metadata["train_config"])
     assert {k: got[k] for k in network} == network and network["preset"] == "tiny"
-    assert {k: got[k] for k in carried} == carried and got["w_anchor"] == 1.0
+    assert {k: got[k] for k in carried} == carried and got["w_anchor"] == 10.0
     # a field given here wins over the carried one
     told = train(sim.lr, sim.bundle, values=sim.values, init=start, w_anchor=0.5, **quick)
     assert told.metadata["train_config"]["w_anchor"] == 0.5

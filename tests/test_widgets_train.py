@@ -433,7 +433,7 @@ def test_start_from_the_video_model_with_learn_from_video_keeps_its_objective(
 ):
     """The video-trained default fine-tuned with "learn from video" is a paired run (the
     fused video is its target), as ``cycsr train --video --init default``: it keeps its own
-    objective. Without video it is held to itself (w_anchor 1). The details follow the checkbox
+    objective. Without video it is held to itself (w_anchor 10). The details follow the checkbox
     ticked after the model was chosen, and a weight changed by hand wins either way."""
     from napari.layers import Layer
 
@@ -455,7 +455,7 @@ def test_start_from_the_video_model_with_learn_from_video_keeps_its_objective(
     assert (recipe["target"], recipe["w_pix"], recipe["w_res"]) == ("paired", 1.0, 0.0)
 
     widget.start_from.value = "pretrained: default"  # chosen first, video ticked after
-    assert "w_anchor=1.0" in widget.start_details.value  # single frames: held to itself
+    assert "w_anchor=10.0" in widget.start_details.value  # single frames: held to itself
     form.w_adv.value = 0.002  # the user's own weight
     form.video.value = True
     details = widget.start_details.value
@@ -479,7 +479,7 @@ def test_start_from_the_video_model_with_learn_from_video_keeps_its_objective(
 
     # "learn from video" off again: no paired target, the anchor to the model is back
     form.video.value = False
-    assert "w_anchor=1.0" in widget.start_details.value
+    assert "w_anchor=10.0" in widget.start_details.value
     assert form.w_adv.value == pytest.approx(0.002)
     widget.start_button.native.click()
     _wait(qtbot, widget)
@@ -488,7 +488,7 @@ def test_start_from_the_video_model_with_learn_from_video_keeps_its_objective(
     assert config.w_anchor == UNPAIRED_FINE_TUNE_W_ANCHOR and config.w_pix == 0.0
     assert config.w_res == 0.0
     assert config.target == "natural" and config.w_adv == pytest.approx(0.002)
-    assert "w_anchor=1.0" in widget.status.value
+    assert "w_anchor=10.0" in widget.status.value
 
 
 def test_start_from_a_model_file_and_a_bad_one(setup, qtbot, errors, registry, tmp_path):

@@ -72,7 +72,9 @@ DATA_LOSS_SETTINGS: tuple[str, ...] = ("noise_level", "w_pix", "w_multi", "multi
 
 #: ``w_anchor`` of a fine-tuning without paired targets from a model trained against paired
 #: targets (e.g. the video-trained default): the output is held to the initial model's.
-UNPAIRED_FINE_TUNE_W_ANCHOR = 1.0
+#: 10 since 2026-12-01 (1 before): chosen on the validation crops, where 1 let smooth noisy
+#: frames fall below TLI (docs/pretrained.md, "Fine-tuning on single frames").
+UNPAIRED_FINE_TUNE_W_ANCHOR = 10.0
 
 
 def recipe_losses(train_config: Any, *, paired: bool = False) -> dict[str, Any]:
@@ -86,7 +88,8 @@ def recipe_losses(train_config: Any, *, paired: bool = False) -> dict[str, Any]:
     (docs/pretrained.md, "Fine-tuning on single frames"): with the video-trained default's
     own objective alone, 300 single-frame iterations fell as far as 5.3 dB below TLI; held
     to TLI (``w_res`` 1) they gave back most of the model's gain; held to the initial model
-    they kept it on textures and sparse structures.
+    they kept it on textures and sparse structures, and with ``w_anchor`` 10 (not 1) also on
+    smooth noisy frames.
 
     Parameters
     ----------
@@ -109,7 +112,7 @@ def recipe_losses(train_config: Any, *, paired: bool = False) -> dict[str, Any]:
     {'w_res': 1.0, 'vec_tolerance': 1.5, 'augment_lr': True}
     >>> video = {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "vec_tolerance": 1.5}
     >>> recipe_losses(video)
-    {'w_res': 0.0, 'vec_tolerance': 1.5, 'w_anchor': 1.0}
+    {'w_res': 0.0, 'vec_tolerance': 1.5, 'w_anchor': 10.0}
     >>> recipe_losses(video, paired=True)
     {'w_res': 0.0, 'vec_tolerance': 1.5}
     """

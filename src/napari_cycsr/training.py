@@ -1040,7 +1040,7 @@ def train(
         the run also takes the model's network (preset, scale, residual) and the loss
         settings it was trained with, as ``cycsr train --init`` does
         (:func:`napari_cycsr.config.fine_tune_settings`: e.g. the video-trained default is
-        held to its own output on single frames, ``w_anchor`` 1); ``**overrides`` win. With
+        held to its own output on single frames, ``w_anchor`` 10); ``**overrides`` win. With
         ``config`` given, that config is used as it is.
     registration : Registration, array or list, optional
         Frame motion for the multi-frame cycle consistency (``w_multi > 0``); see
