@@ -509,14 +509,15 @@ def compare_curves(runs: dict[str, Path]) -> str:
 
 
 def _without_until(args: list[str]) -> list[str]:
-    """The command line without ``--until N`` (the chunks differ only in it)."""
+    """The command line without ``--until N`` (the chunks differ only in it) and without
+    ``--runs DIR`` (where this machine kept the checkpoints: not part of the recipe)."""
     out, skip = [], False
     for a in args:
         if skip:
             skip = False
-        elif a == "--until":
+        elif a in ("--until", "--runs"):
             skip = True
-        elif not a.startswith("--until="):
+        elif not a.startswith(("--until=", "--runs=")):
             out.append(a)
     return out
 
@@ -570,6 +571,14 @@ def rescore(run_dir: Path, curve_file: Path, levels: list[float], threads: int) 
         write_json(curve_file, curve)  # after every snapshot: an interruption keeps the work
         print(f"iteration {point['iteration']}: scored {', '.join(missing)}", flush=True)
     return 0
+
+
+def _portable(command: str | None) -> str:
+    """A recorded training command without machine-specific options (:func:`_without_until`)."""
+    import shlex
+
+    words = shlex.split(command or "python benchmarks/train_pretrained.py")
+    return shlex.join(words[:2] + _without_until(words[2:]))
 
 
 def _pick(text: str) -> int | str:
@@ -653,7 +662,7 @@ def export(
         "file": target.name,
         "sha256": digest,
         "learning_curve": f"benchmarks/results/{curve_file.name}",
-        "reproduce": f"{curve.get('command', 'python benchmarks/train_pretrained.py')} "
+        "reproduce": f"{_portable(curve.get('command'))} "
         f"--until {curve['points'][-1]['iteration']}, then python benchmarks/train_pretrained.py "
         f"--name {run} --export{picked}" + (f" --as {name}" if name != run else ""),
     }

@@ -447,6 +447,10 @@ def test_pretraining_data_recipes_are_valid_and_say_what_they_learn_from(common)
         "--data", "video", "--every", "100"
     ]  # fmt: skip
     assert tp._without_until(["--until=5", "--name", "x"]) == ["--name", "x"]
+    assert tp._without_until(["--runs", "/tmp/r", "--name", "x", "--runs=/a"]) == ["--name", "x"]
+    assert tp._portable("python benchmarks/train_pretrained.py --name v --runs /w/r --every 5") == (
+        "python benchmarks/train_pretrained.py --name v --every 5"
+    )
 
 
 @pytest.fixture(scope="module")
