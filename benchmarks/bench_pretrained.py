@@ -406,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-docs", action="store_true", help="print only")
     parser.add_argument(
+        "--stem",
+        default=None,
+        help="results file stem (default: pretrained_<name> for one model, else "
+        "pretrained_compare)",
+    )
+    parser.add_argument(
         "--true-noise",
         action="store_true",
         help="with --classes: only the projection with the estimated against the true noise "
@@ -428,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--model needs LABEL=FILE, got {item!r}")
         models[label] = load_model(path)
     stem = f"pretrained_{names[0]}" if len(models) == 1 else "pretrained_compare"
+    stem = args.stem or stem
     if args.ensemble:
         from napari_cycsr.config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
 
