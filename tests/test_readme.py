@@ -242,7 +242,7 @@ def test_python_block_on_small_inputs(workdir):
     assert ns["bundle"].n_fibres > 4000 and ns["lr"].shape == (384, 384)
     assert ns["reg"].shifts.shape == (3, 2) and ns["hr_hat"].shape == (384, 384)
     assert ns["reference_0"].shape == (384, 384)
-    assert ns["sr_pretrained"].shape == (384, 384)
+    assert ns["sr_pretrained"].shape == ns["sr_large"].shape == (384, 384)
 
 
 @pytest.mark.slow
