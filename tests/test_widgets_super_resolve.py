@@ -27,6 +27,21 @@ def _dock(viewer):
     return widget
 
 
+def _spy_on_inference(monkeypatch, option):
+    """The values of ``option`` that the widget passes to ``iter_super_resolve``, call by call."""
+    from napari_cycsr import inference
+
+    seen = []
+    real = inference.iter_super_resolve
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get(option))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    return seen
+
+
 def _run(qtbot, widget):
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
@@ -168,21 +183,12 @@ def test_fibre_consistency_checkbox(make_napari_viewer, qtbot, errors, registry)
 def test_precision_menu_is_passed_to_inference(
     make_napari_viewer, qtbot, errors, registry, monkeypatch
 ):
-    from napari_cycsr import inference
-
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.random.default_rng(3).random((24, 24)), name="lr")
     registry.register("m", _model())
     widget = _dock(viewer)
     assert widget.precision.value == "auto" and widget.precision.tooltip
-    seen = []
-    real = inference.iter_super_resolve
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("precision"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    seen = _spy_on_inference(monkeypatch, "precision")
     widget.image.value = layer
     widget.device.value = "cpu"
     widget.precision.value = "fp32"
@@ -226,14 +232,7 @@ def test_self_ensemble_menu_sets_the_result(
     folder = tmp_path / "frames"
     folder.mkdir()
     write_image(folder / "f.tif", image)
-    seen = []
-    real = inference.iter_super_resolve
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("ensemble"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(inference, "iter_super_resolve", spy)
+    seen = _spy_on_inference(monkeypatch, "ensemble")
     widget.source.value = "folder"
     widget.folder.value = folder
     widget.ensemble.value = "2"
