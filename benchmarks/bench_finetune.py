@@ -15,6 +15,10 @@ noise-aware projection against TLI, mean over the crops. Results in
     python benchmarks/bench_finetune.py --model frames --iterations 300
     python benchmarks/bench_finetune.py --model default --iterations 300 \\
         --set w_res=0 --set w_anchor=1 --tag anchor
+    # real frames: fine-tune on USAF frames 1-6 (TLI), score frames 7-12 against their
+    # leave-one-out HR^ (docs/pretrained.md), once per anchor weight
+    python benchmarks/bench_finetune.py --model default --iterations 300 --real \\
+        --anchors 1 10
 """
 
 from __future__ import annotations
@@ -40,6 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the results file")
     parser.add_argument(
+        "--real",
+        action="store_true",
+        help="fine-tune on the real USAF video's frames 1-6 (TLI of their core values) and "
+        "score frames 7-12 against their leave-one-out HR^ (results finetune_real_<model>.json)",
+    )
+    parser.add_argument(
+        "--anchors",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="with --real: one fine-tuning per w_anchor value (default: the carried one)",
+    )
+    parser.add_argument(
         "--ensemble",
         type=int,
         default=1,
@@ -54,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cycsr.training import train
 
     torch.set_num_threads(1)
+    if args.real:
+        return run_real(args, argv)
     rows = []
     for cls, noise in CASES:
         sims = simulate_set(f"{cls}:validation", noise, 128, 12, 0)
@@ -87,6 +107,55 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     write_json(RESULTS / f"{stem}.json", {"command": command, "rows": rows})
+    return 0
+
+
+def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Fine-tune on real frames 1-6, score 7-12 (medians over the frames, against TLI)."""
+    import numpy as np
+
+    from bench_pretrained import _video, score_real_frame
+    from napari_cycsr import pretrained
+    from napari_cycsr.training import train
+
+    values, bundle, _, reg = _video()
+    train_frames, score_frames = range(0, 6), range(6, values.shape[0])
+    lr = [bundle.reconstruct(values[t]) for t in train_frames]
+    models = {"as shipped": pretrained(args.model)}
+    for w in args.anchors or [None]:
+        extra = {} if w is None else {"w_anchor": w}
+        t0 = time.perf_counter()
+        models[f"fine-tuned, w_anchor {w:g}" if w is not None else "fine-tuned"] = train(
+            lr, [bundle] * len(lr), values=[values[t] for t in train_frames],
+            init=pretrained(args.model), iterations=args.iterations, batch_size=16, patch=64,
+            learning_rate=3e-4, device="cpu", threads=1, progress=False, preview_every=0,
+            checkpoint_every=0, **{**parse_settings(args.set), **extra},
+        )  # fmt: skip
+        print(f"fine-tuned (w_anchor {w}) in {time.perf_counter() - t0:.0f} s", flush=True)
+    per_frame = {}
+    for t in score_frames:
+        scores, _, _ = score_real_frame(
+            {k: (m, {"ensemble": args.ensemble}) for k, m in models.items()}, values, bundle, reg, t
+        )
+        per_frame[t] = scores
+    rows = []
+    for method in next(iter(per_frame.values())):
+        d = [per_frame[t][method]["psnr"] - per_frame[t]["TLI"]["psnr"] for t in score_frames]
+        s = [per_frame[t][method]["ssim"] - per_frame[t]["TLI"]["ssim"] for t in score_frames]
+        rows.append({"method": method, "dpsnr_median": float(np.median(d)),
+                     "dpsnr_worst": float(np.min(d)),
+                     "dssim_median": float(np.median(s))})  # fmt: skip
+        print(f"{method:40s} ΔPSNR {np.median(d):+.2f} (worst {np.min(d):+.2f})  "
+              f"ΔSSIM {np.median(s):+.3f}", flush=True)  # fmt: skip
+    command = "python benchmarks/bench_finetune.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    write_json(
+        RESULTS / f"finetune_real_{args.model}.json",
+        {"command": command, "train_frames": [t + 1 for t in train_frames],
+         "score_frames": [t + 1 for t in score_frames], "ensemble": args.ensemble,
+         "rows": rows},
+    )  # fmt: skip
     return 0
 
 

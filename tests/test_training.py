@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from napari_cycsr.data import LRPatchSampler
 from napari_cycsr.inference import super_resolve
 from napari_cycsr.io import load_checkpoint, load_model
 from napari_cycsr.losses import l_vec, voronoi_means
-from napari_cycsr.models import Generator, get_preset
+from napari_cycsr.models import Generator, SRModel, get_preset
 from napari_cycsr.simulate import simulate_pcle
 from napari_cycsr.training import TrainConfig, Trainer, TrainEvent, train
 
@@ -775,3 +776,21 @@ def test_train_with_init_fine_tunes_as_the_command_line_does(sim):
     # another network than the model's is refused, naming it
     with pytest.raises(ValueError, match="preset"):
         train(sim.lr, sim.bundle, values=sim.values, init=start, preset="default", **quick)
+
+
+def test_fine_tuning_on_other_fibre_spacing_warns():
+    """Training does not resample to the initial model's fibre spacing: it says so."""
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = np.random.default_rng(0).random((64, 64))
+    sim = simulate_pcle(hr, noise=0.01, seed=0)  # default spacing, about 2.2 px
+    start = SRModel.new("tiny")
+    quick = dict(iterations=1, batch_size=2, patch=32, preview_every=0, checkpoint_every=0,
+                 device="cpu", w_anchor=0.0)  # fmt: skip
+    start.metadata["fibre_spacing"] = sim.bundle.spacing * 2.2
+    with pytest.warns(UserWarning, match="does not resample the frames"):
+        train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
+    start.metadata["fibre_spacing"] = sim.bundle.spacing * 1.02  # within 5 %: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
