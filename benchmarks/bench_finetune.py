@@ -58,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         help="with --real: one fine-tuning per w_anchor value (default: the carried one)",
     )
     parser.add_argument(
+        "--spacing",
+        nargs="+",
+        choices=("model", "frames"),
+        default=["model"],
+        help="with --real: fine-tune at the model's fibre spacing (frames resampled to it, "
+        "train()'s default) and/or at the frames' own (fibre_spacing=None, as before "
+        "2026-12-01); one fine-tuning per choice and anchor",
+    )
+    parser.add_argument(
         "--ensemble",
         type=int,
         default=1,
@@ -122,16 +131,21 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
     train_frames, score_frames = range(0, 6), range(6, values.shape[0])
     lr = [bundle.reconstruct(values[t]) for t in train_frames]
     models = {"as shipped": pretrained(args.model)}
-    for w in args.anchors or [None]:
+    arms = [(w, where) for where in args.spacing for w in (args.anchors or [None])]
+    for w, where in arms:
         extra = {} if w is None else {"w_anchor": w}
+        label = "fine-tuned" + (f", w_anchor {w:g}" if w is not None else "")
+        if len(args.spacing) > 1 or where != "model":
+            label += ", at the frames' spacing" if where == "frames" else ", at the model's spacing"
         t0 = time.perf_counter()
-        models[f"fine-tuned, w_anchor {w:g}" if w is not None else "fine-tuned"] = train(
+        models[label] = train(
             lr, [bundle] * len(lr), values=[values[t] for t in train_frames],
             init=pretrained(args.model), iterations=args.iterations, batch_size=16, patch=64,
             learning_rate=3e-4, device="cpu", threads=1, progress=False, preview_every=0,
-            checkpoint_every=0, **{**parse_settings(args.set), **extra},
+            checkpoint_every=0, fibre_spacing="auto" if where == "model" else None,
+            **{**parse_settings(args.set), **extra},
         )  # fmt: skip
-        print(f"fine-tuned (w_anchor {w}) in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"{label} in {time.perf_counter() - t0:.0f} s", flush=True)
     per_frame = {}
     for t in score_frames:
         scores, _, _ = score_real_frame(
@@ -151,7 +165,7 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     write_json(
-        RESULTS / f"finetune_real_{args.model}.json",
+        RESULTS / f"finetune_real_{args.model}{'_' + args.tag if args.tag else ''}.json",
         {"command": command, "train_frames": [t + 1 for t in train_frames],
          "score_frames": [t + 1 for t in score_frames], "ensemble": args.ensemble,
          "rows": rows},

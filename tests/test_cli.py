@@ -859,3 +859,26 @@ def test_train_init_fine_tunes_a_pretrained_model(
     assert main(args3) == 1
     assert "--init: the model's network has scale 1, not 2" in _one_line_error(capsys)
     assert not out3.exists()
+
+
+def test_train_init_learns_at_the_initial_models_fibre_spacing(tmp_path, sim_dir, one_thread,
+                                                               capsys):  # fmt: skip
+    """Frames of another fibre spacing are resampled to the model's before fine-tuning, and
+    the run says so; the fine-tuned model records the model's spacing."""
+    from napari_cycsr.io import load_model, save_model
+    from napari_cycsr.models import SRModel
+
+    start = SRModel.new("tiny")
+    start.metadata["fibre_spacing"] = 3.5  # the simulated frames' fibres: about 2.2 px
+    save_model(start, tmp_path / "start.safetensors")
+    out = tmp_path / "ft.safetensors"
+    args = ["train", str(sim_dir / "lr.tif"), "--fibres", str(sim_dir / "fibres.csv")]
+    args += ["--out", str(out), "--init", str(tmp_path / "start.safetensors")]
+    args += ["--iterations", "1", "--batch-size", "2", "--patch", "32", *one_thread]
+    assert main(args) == 0
+    said = capsys.readouterr()
+    assert "frames resampled x1.59" in said.out + said.err  # 3.5 px / their 2.20 px
+    assert "to a fibre spacing of 3.50 px" in said.out + said.err
+    model = load_model(out)
+    assert model.metadata["fibre_spacing"] == pytest.approx(3.5, rel=0.03)
+    assert model.metadata["resampled_from_spacing"] < 2.5

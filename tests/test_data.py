@@ -11,6 +11,7 @@ from napari_cycsr.data import (
     LRPatchSampler,
     TargetSampler,
     as_frame_stacks,
+    resample_to_spacing,
     robust_normalisation,
 )
 from napari_cycsr.losses import voronoi_means
@@ -268,3 +269,61 @@ def test_batched_gather_equals_patch_by_patch(sim):
     index = batch.cell_index.numpy()
     np.testing.assert_array_equal(index >= 0, keys >= 0)
     np.testing.assert_array_equal(unique[index[index >= 0]], keys[keys >= 0])
+
+
+@pytest.mark.parametrize("zoom", [0.45, 1.8])
+def test_resampled_frames_and_fibres_stay_in_register(zoom):
+    """The resized TLI frame is (up to interpolation) the TLI of the same values on the moved
+    fibres, and their Voronoi cell means give back the measured values: frames and bundle
+    moved together. A bundle off by half a pixel does markedly worse (the check can fail)."""
+    from napari_cycsr.fibres import FibreBundle
+
+    sim = simulate_pcle(data.camera()[100:260, 100:260] / 255.0, spacing=4.0, seed=0)
+    target = sim.bundle.spacing * zoom
+    out = resample_to_spacing(sim.lr, sim.bundle, target)
+    (frames,), (bundle,), (values,) = out.images, out.bundles, out.values
+    shape = (round(160 * zoom), round(160 * zoom))
+    assert frames.shape == (1, *shape) and bundle.shape == shape
+    assert out.zooms == [pytest.approx(zoom)]
+    assert bundle.n_fibres == sim.bundle.n_fibres
+    assert bundle.spacing == pytest.approx(target, rel=0.02)
+    np.testing.assert_allclose(values[0], sim.values, rtol=1e-6)  # a fibre measured what it did
+    assert not frames[0][~bundle.fov_mask].any()  # TLI-like: zero outside the field
+
+    def error(b):
+        inside = b.fov_mask
+        direct = b.reconstruct(values[0])
+        return (
+            float(np.sqrt(np.mean((frames[0][inside] - direct[inside]) ** 2))),
+            # cells that hold no pixel centre (fine spacings) have no mean
+            float(np.sqrt(np.nanmean((b.vectorize(frames[0]) - values[0]) ** 2))),
+        )
+
+    tli_error, cell_error = error(bundle)
+    moved = FibreBundle(np.clip(bundle.centres + 0.5, -0.5, shape[0] - 0.5), shape)
+    wrong_tli, wrong_cells = error(moved)
+    spread = float(np.std(sim.values))
+    assert tli_error < 0.2 * spread and cell_error < 0.3 * spread
+    assert wrong_tli > 4 * tli_error and wrong_cells > 1.1 * cell_error
+
+
+def test_resampling_keeps_shared_bundles_scales_registrations_and_leaves_close_ones():
+    sim = simulate_pcle(data.camera()[:96, :96] / 255.0, spacing=4.0, seed=0)
+    stack = np.stack([sim.lr] * 3)
+    shifts = np.array([[0.0, 0.0], [2.0, -1.0], [4.0, 3.0]])
+    out = resample_to_spacing([stack, stack], sim.bundle, sim.bundle.spacing / 2,
+                              poses=[shifts, None])  # fmt: skip
+    assert out.bundles[0] is out.bundles[1]  # one shared bundle stays one
+    np.testing.assert_allclose(out.poses[0].shifts, shifts / 2)
+    assert out.poses[0].good.all() and out.poses[1] is None
+    assert [v.shape for v in out.values] == [(3, sim.bundle.n_fibres)] * 2
+    # within the tolerance the data is left alone, values sampled from the frames (exact)
+    same = resample_to_spacing(sim.lr, sim.bundle, sim.bundle.spacing * 1.04)
+    assert same.zooms == [1.0] and same.bundles[0] is sim.bundle
+    np.testing.assert_allclose(same.values[0][0], sim.bundle.sample(sim.lr), atol=1e-6)
+    for bad, kind in (("2", TypeError), (True, TypeError), (0.0, ValueError),
+                      (float("inf"), ValueError)):  # fmt: skip
+        with pytest.raises(kind, match="spacing"):
+            resample_to_spacing(sim.lr, sim.bundle, bad)
+    with pytest.raises(ValueError, match="shape"):
+        resample_to_spacing(sim.lr[:90], sim.bundle, 2.0)

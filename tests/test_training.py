@@ -778,19 +778,79 @@ def test_train_with_init_fine_tunes_as_the_command_line_does(sim):
         train(sim.lr, sim.bundle, values=sim.values, init=start, preset="default", **quick)
 
 
-def test_fine_tuning_on_other_fibre_spacing_warns():
-    """Training does not resample to the initial model's fibre spacing: it says so."""
+def test_fine_tuning_learns_at_the_initial_models_fibre_spacing(tmp_path):
+    """A model that records its fibre spacing is fine-tuned on frames resampled to it (as
+    super_resolve runs it): the sampler sees the resized frames and bundles, the fine-tuned
+    model records the model's spacing, the preview stays on the first frame's own grid, and
+    a resumed run resamples the same way, bit for bit."""
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = data.camera()[100:260, 100:260] / 255.0
+    sim = simulate_pcle(hr, spacing=5.0, noise=0.01, seed=0)
+    start = _pretrained_start(3)
+    start.metadata["fibre_spacing"] = sim.bundle.spacing / 2
+    config = _config(iterations=4, preview_every=2, w_anchor=1.0)
+    two = dict(values=[sim.values, sim.values], init=start)  # two images, one shared bundle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer = Trainer([sim.lr, sim.lr], [sim.bundle, sim.bundle], config=config, **two)
+    assert trainer.work_spacing == pytest.approx(sim.bundle.spacing / 2)
+    assert trainer.spacing_zooms == [pytest.approx(0.5)] * 2
+    assert [im.shape for im in trainer.sampler.images] == [(1, 80, 80)] * 2
+    assert trainer.sampler.bundles[0] is trainer.sampler.bundles[1]
+    assert trainer.fibre_spacing == pytest.approx(sim.bundle.spacing / 2, rel=0.02)
+    assert "0.50" in trainer.spacing_note()
+    events = list(trainer.run())
+    y0, x0, h, w = trainer.preview_crop
+    assert y0 + h <= 160 and x0 + w <= 160 and h > 80  # the first frame's own pixels
+    assert events[-1].preview.shape == (h, w)
+    meta = trainer.model.metadata
+    assert meta["fibre_spacing"] == pytest.approx(start.metadata["fibre_spacing"], rel=0.02)
+    assert meta["resampled_from_spacing"] == pytest.approx(sim.bundle.spacing)
+    # a resumed run learns at the same spacing (recorded in the checkpoint), bit for bit
+    config = _config(iterations=4, preview_every=0, w_anchor=1.0, noise_sigma=0.1)
+    full = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, init=start)
+    list(full.run())
+    first = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, init=start,
+                    checkpoint=tmp_path)  # fmt: skip
+    for event in first.run():
+        if event.iteration == 2:
+            break
+    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    assert resumed.spacing_zooms == [pytest.approx(0.5)]
+    list(resumed.run())
+    expected, got = _weights(full), _weights(resumed)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_fine_tuning_at_the_frames_own_spacing_warns():
+    """match_spacing=False (or fibre_spacing=None) trains on the frames as they are, and
+    says that the filters meet the fibres at another scale; within 5 % nothing happens."""
     from napari_cycsr.simulate import simulate_pcle
 
     hr = np.random.default_rng(0).random((64, 64))
     sim = simulate_pcle(hr, noise=0.01, seed=0)  # default spacing, about 2.2 px
     start = SRModel.new("tiny")
     quick = dict(iterations=1, batch_size=2, patch=32, preview_every=0, checkpoint_every=0,
-                 device="cpu", w_anchor=0.0)  # fmt: skip
+                 device="cpu", w_anchor=0.0, progress=False)  # fmt: skip
     start.metadata["fibre_spacing"] = sim.bundle.spacing * 2.2
-    with pytest.warns(UserWarning, match="does not resample the frames"):
-        train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
-    start.metadata["fibre_spacing"] = sim.bundle.spacing * 1.02  # within 5 %: no warning
+    with pytest.warns(UserWarning, match="not resampled"):
+        model = train(sim.lr, sim.bundle, values=sim.values, init=start, match_spacing=False,
+                      **quick)  # fmt: skip
+    assert model.metadata["fibre_spacing"] == pytest.approx(sim.bundle.spacing)
+    assert "resampled_from_spacing" not in model.metadata
+    with pytest.warns(UserWarning, match="not resampled"):
+        train(sim.lr, sim.bundle, values=sim.values, init=start, fibre_spacing=None, **quick)
+    start.metadata["fibre_spacing"] = sim.bundle.spacing * 1.02  # within 5 %: as given
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
+        model = train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
+    assert "resampled_from_spacing" not in model.metadata
+    # a spacing asked for by number, also from scratch; nonsense is refused
+    config = _config(iterations=1, preview_every=0)
+    trainer = Trainer(sim.lr, sim.bundle, config=config, fibre_spacing=sim.bundle.spacing * 2)
+    assert trainer.spacing_zooms == [pytest.approx(2.0)]
+    for bad in ("model", 0, -1.0, float("nan"), True, [2.0]):
+        with pytest.raises(ValueError, match="fibre_spacing"):
+            Trainer(sim.lr, sim.bundle, config=config, fibre_spacing=bad)

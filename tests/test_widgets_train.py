@@ -519,3 +519,38 @@ def test_start_from_a_model_file_and_a_bad_one(setup, qtbot, errors, registry, t
     assert (widget.form.preset.value, widget.form.scale.value) == ("default", 2)
     assert "no loss settings recorded" in widget.start_details.value
     assert not widget.form.scale.enabled
+
+
+def test_fine_tuning_a_model_of_another_fibre_spacing_resamples_and_says_so(
+    setup, qtbot, errors, registry, tmp_path
+):
+    """Starting from a model that learned at another fibre spacing, the frames are resampled
+    to it (as Super-resolve runs it), the status says so, the model records that spacing,
+    and the preview still sits over its crop of the layer, at the layer's resolution."""
+    from napari_cycsr.fibres import FibreBundle
+    from napari_cycsr.io import save_model
+    from napari_cycsr.models import SRModel
+
+    viewer, widget = setup
+    _quick(widget, 2)
+    widget.form.preview_every.value = 1
+    lr = viewer.layers["pCLE LR (TLI)"]
+    frames_spacing = FibreBundle(viewer.layers["fibres"].data, lr.data.shape).spacing
+    start = SRModel.new("tiny")
+    start.metadata["fibre_spacing"] = 1.5 * frames_spacing
+    save_model(start, tmp_path / "start.safetensors")
+    widget.start_from.value = FROM_FILE
+    widget.start_file.value = tmp_path / "start.safetensors"
+    widget.start_button.native.click()
+    _wait(qtbot, widget)
+    assert errors == []
+    trainer = widget.trainer
+    assert trainer.spacing_zooms == [pytest.approx(1.5, rel=0.05)]
+    assert "frames resampled x1.5" in widget.status.value
+    assert widget.model.metadata["fibre_spacing"] == pytest.approx(1.5 * frames_spacing, rel=0.05)
+    preview = viewer.layers[PREVIEW_NAME]
+    y0, x0, h, w = trainer.preview_crop
+    assert y0 + h <= lr.data.shape[0] and x0 + w <= lr.data.shape[1]
+    assert preview.data.shape == (h, w) and preview.data.std() > 0
+    np.testing.assert_allclose(preview.scale, lr.scale)
+    np.testing.assert_allclose(preview.translate, (y0, x0))

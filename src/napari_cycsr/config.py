@@ -29,6 +29,7 @@ __all__ = [
     "PRESETS",
     "RENAMED_FIELDS",
     "TARGET_KINDS",
+    "SPACING_MATCH",
     "TRAIN_GROUPS",
     "DATA_LOSS_SETTINGS",
     "recipe_losses",
@@ -37,6 +38,10 @@ __all__ = [
     "TrainConfig",
     "get_preset",
 ]
+
+#: A model runs on resampled frames (inference) and learns on resampled frames (fine-tuning)
+#: when the frames' fibre spacing differs from the model's by more than this fraction.
+SPACING_MATCH = 0.05
 
 #: Target domains understood by :class:`napari_cycsr.data.TargetSampler`: "natural" (the
 #: bundled natural pictures), "images" (your own high-resolution images), "downscaled"
@@ -59,7 +64,7 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
         "paper_padding", "vec_tolerance", "noise_level", "adv_loss", "adv_highpass",
         "d_spectral_norm", "noise_sigma", "consistency_steps", "w_multi", "multi_frames",
     ),
-    "data": ("target", "augment", "augment_lr", "fov_fraction", "seed"),
+    "data": ("target", "augment", "augment_lr", "fov_fraction", "match_spacing", "seed"),
     "run": (
         "device", "precision", "threads", "checkpoint_every", "preview_every", "checkpoint_dir",
     ),
@@ -390,6 +395,16 @@ class TrainConfig:
         Random flips / 90-degree rotations of target patches.
     fov_fraction : float
         Minimum fraction of an LR patch inside the field of view (1.0: wholly inside).
+    match_spacing : bool
+        Fine-tuning only: when the initial model records the fibre spacing it learned at
+        (``metadata["fibre_spacing"]``, e.g. the pretrained models) and the frames' fibre
+        spacing differs from it by more than :data:`SPACING_MATCH` (5 %), the frames, their
+        bundles, fibre values and registration are resampled to the model's spacing before
+        training
+        (:func:`~napari_cycsr.data.resample_to_spacing`), as
+        :func:`~napari_cycsr.inference.super_resolve` resamples them before the model. The
+        fine-tuned model then records the same spacing and is used the same way. False:
+        train on the frames as they are (the filters meet the fibres at another scale).
     seed : int
         Seeds weight initialisation, patch sampling and noise.
     device : str
@@ -446,6 +461,7 @@ class TrainConfig:
     target: str = "natural"
     augment: bool = True
     fov_fraction: float = 1.0
+    match_spacing: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -500,7 +516,7 @@ class TrainConfig:
             raise ValueError(f"noise_level must be None or a number >= 0, got {self.noise_level!r}")
         if self.adv_loss not in ADV_LOSSES:
             raise ValueError(f"adv_loss must be one of {ADV_LOSSES}, got {self.adv_loss!r}")
-        for name in ("d_spectral_norm", "augment_lr"):
+        for name in ("d_spectral_norm", "augment_lr", "match_spacing"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in (

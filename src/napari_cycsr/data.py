@@ -18,14 +18,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from ._validate import as_image, as_mask
-from .config import TARGET_KINDS
+from ._validate import as_image, as_mask, nearest_fill_index
+from .config import SPACING_MATCH, TARGET_KINDS
 
 __all__ = [
     "NATURAL_IMAGES",
@@ -33,11 +33,14 @@ __all__ = [
     "LRPatchSampler",
     "NeighbourBatch",
     "PatchBatch",
+    "Resampled",
     "TargetSampler",
     "as_frame_stacks",
     "check_poses",
     "dihedral",
     "natural_images",
+    "resample_frame",
+    "resample_to_spacing",
     "robust_normalisation",
     "undo_dihedral",
 ]
@@ -381,6 +384,7 @@ def check_poses(poses: Any, stacks: list[np.ndarray]) -> list[tuple | None]:
     """
     if poses is None:
         return [None] * len(stacks)
+
     def per_image(item: Any) -> bool:  # one image's pose, not one frame's (dy, dx)
         return item is None or hasattr(item, "shifts") or np.ndim(item) == 2
 
@@ -409,6 +413,140 @@ def check_poses(poses: Any, stacks: list[np.ndarray]) -> list[tuple | None]:
         if not (np.isfinite(shifts).all() and np.isfinite(angles).all()):
             raise ValueError(f"registration {i} contains NaN or infinite shifts or angles")
         out.append((shifts, angles, good))
+    return out
+
+
+def resample_frame(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``frame`` resized to ``shape``: bilinear with anti-aliasing when shrinking, else cubic."""
+    from skimage.transform import resize
+
+    shrink = shape[0] < frame.shape[0] or shape[1] < frame.shape[1]
+    out = resize(
+        frame.astype(np.float32, copy=False),
+        shape,
+        order=1 if shrink else 3,
+        anti_aliasing=shrink,
+        mode="symmetric",
+        preserve_range=True,
+    )
+    return out.astype(np.float32, copy=False)
+
+
+class _Pose(NamedTuple):
+    """One image's registration in :func:`check_poses`' terms."""
+
+    shifts: np.ndarray
+    angles: np.ndarray
+    good: np.ndarray
+
+
+def _check_shapes(stacks: list[np.ndarray], bundles: list[Any]) -> None:
+    for i, (stack, bundle) in enumerate(zip(stacks, bundles)):
+        if tuple(stack.shape[1:]) != tuple(bundle.shape):
+            raise ValueError(
+                f"lr_images[{i}] has frames of shape {stack.shape[1:]} but its fibre "
+                f"bundle is for images of shape {tuple(bundle.shape)}"
+            )
+
+
+@dataclass
+class Resampled:
+    """Training data brought to another fibre spacing (:func:`resample_to_spacing`)."""
+
+    #: float32 ``(T, H', W')`` stacks (TLI-like: zero outside the resized field of view)
+    images: list[np.ndarray]
+    #: one bundle per image, on the resized grids (images that shared one still share one)
+    bundles: list[Any]
+    #: the measured fibre values, ``(T, N)`` per image (unchanged: a fibre measures the same)
+    values: list[np.ndarray]
+    #: registrations with shifts in the resized pixels (``None`` where there was none)
+    poses: list[Any]
+    #: the resizing factor of every image (1.0: left as it was)
+    zooms: list[float]
+
+
+def resample_to_spacing(
+    lr_images: Any,
+    bundles: Any,
+    spacing: float,
+    *,
+    values: Any = None,
+    poses: Any = None,
+    tolerance: float = SPACING_MATCH,
+) -> Resampled:
+    """Resize training frames so their fibres lie ``spacing`` pixels apart.
+
+    What :func:`~napari_cycsr.inference.super_resolve` does to a frame before a model that
+    learned at another fibre spacing, done to training data: every image whose bundle's
+    spacing differs from ``spacing`` by more than ``tolerance`` (a fraction) is resized by
+    ``spacing / bundle.spacing`` (outside pixels first replaced by their nearest field-of-view
+    pixel, so no dark edge is blurred in), its bundle moves with the grid
+    (:meth:`~napari_cycsr.fibres.FibreBundle.resized`), its registration's shifts are scaled
+    and its fibre values are kept: a fibre measured what it measured, wherever the grid
+    puts it. Values not given are sampled from the original frames (exact for TLI).
+
+    Parameters
+    ----------
+    lr_images, bundles, values, poses
+        As for :class:`LRPatchSampler` (``poses`` is its registration).
+    spacing : float
+        Target median nearest-neighbour fibre spacing, in pixels.
+    tolerance : float
+        Images within this fraction of ``spacing`` are left as they are (default
+        :data:`~napari_cycsr.config.SPACING_MATCH`, as inference).
+
+    Returns
+    -------
+    Resampled
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_cycsr.simulate import simulate_pcle
+    >>> sim = simulate_pcle(data.camera()[:128, :128] / 255.0, spacing=4.0, seed=0)
+    >>> out = resample_to_spacing(sim.lr, sim.bundle, sim.bundle.spacing / 2)
+    >>> out.images[0].shape, out.zooms, round(out.bundles[0].spacing / sim.bundle.spacing, 2)
+    ((1, 64, 64), [0.5], 0.5)
+    """
+    if isinstance(spacing, bool) or not isinstance(spacing, (int, float, np.number)):
+        raise TypeError(f"spacing must be a number of pixels, got {spacing!r}")
+    if not (np.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"spacing must be a positive number of pixels, got {spacing!r}")
+    stacks = as_frame_stacks(lr_images, "lr_images")
+    per_image = _broadcast_bundles(bundles, len(stacks))
+    _check_shapes(stacks, per_image)
+    measured = _values_per_image(values, stacks, per_image)
+    checked = check_poses(poses, stacks)
+    resized: dict[tuple[int, tuple[int, int]], Any] = {}  # shared bundles stay shared
+    out = Resampled([], [], measured, [], [])
+    for stack, bundle, pose in zip(stacks, per_image, checked):
+        zoom = float(spacing) / float(bundle.spacing)
+        if abs(zoom - 1.0) <= tolerance:
+            out.images.append(stack)
+            out.bundles.append(bundle)
+            out.poses.append(None if pose is None else _Pose(*pose))
+            out.zooms.append(1.0)
+            continue
+        h, w = stack.shape[1:]
+        shape = (max(1, round(h * zoom)), max(1, round(w * zoom)))
+        key = (id(bundle), shape)
+        if key not in resized:
+            resized[key] = bundle.resized(shape)
+        new = resized[key]
+        fill = nearest_fill_index(np.asarray(bundle.fov_mask, dtype=bool))
+        outside = ~np.asarray(new.fov_mask, dtype=bool)
+        frames = np.empty((len(stack), *shape), dtype=np.float32)
+        for t, frame in enumerate(stack):
+            frames[t] = resample_frame(frame[fill] if fill is not None else frame, shape)
+            frames[t][outside] = 0.0
+        out.images.append(frames)
+        out.bundles.append(new)
+        if pose is None:
+            out.poses.append(None)
+        else:
+            factor = np.array([shape[0] / h, shape[1] / w])
+            out.poses.append(_Pose(pose[0] * factor, pose[1], pose[2]))
+        out.zooms.append(zoom)
     return out
 
 
@@ -481,12 +619,7 @@ class LRPatchSampler:
 
         stacks = as_frame_stacks(lr_images, "lr_images")
         self.bundles = _broadcast_bundles(bundles, len(stacks))
-        for i, (stack, bundle) in enumerate(zip(stacks, self.bundles)):
-            if tuple(stack.shape[1:]) != tuple(bundle.shape):
-                raise ValueError(
-                    f"lr_images[{i}] has frames of shape {stack.shape[1:]} but its fibre "
-                    f"bundle is for images of shape {tuple(bundle.shape)}"
-                )
+        _check_shapes(stacks, self.bundles)
         self.values = _values_per_image(values, stacks, self.bundles)
         self.poses = check_poses(poses, stacks)
 
@@ -624,7 +757,6 @@ class LRPatchSampler:
             positions=positions.copy(),
             fibre=fibre,
         )
-
 
     @property
     def has_video(self) -> bool:

@@ -751,3 +751,34 @@ class FibreBundle:
             & (shifted[:, 1] <= w - 0.5)
         )
         return FibreBundle(shifted[inside], (h, w), fov_margin=self.fov_margin)
+
+    def resized(self, shape: Sequence[int]) -> FibreBundle:
+        """The same fibres on the grid of the image resized to ``shape``.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            ``(H', W')`` of the resized image (e.g. ``skimage.transform.resize``'s
+            ``output_shape``).
+
+        Returns
+        -------
+        FibreBundle
+            Centres mapped as the pixel grid is (pixel centres at ``(i + 0.5) H'/H - 0.5``),
+            on a grid of shape ``(H', W')``, same ``fov_margin``; its ``spacing`` is this
+            one's times ``H'/H`` (for an aspect-preserving resize).
+
+        Examples
+        --------
+        >>> from napari_cycsr.simulate import hexagonal_lattice
+        >>> bundle = FibreBundle(hexagonal_lattice((64, 64), 4.0, seed=1), (64, 64))
+        >>> half = bundle.resized((32, 32))
+        >>> half.shape, round(half.spacing / bundle.spacing, 3)
+        ((32, 32), 0.5)
+        """
+        new = as_shape(shape)
+        factor = np.array(new, dtype=np.float64) / np.array(self.shape, dtype=np.float64)
+        moved = (self.centres + 0.5) * factor - 0.5
+        # rounding may push a centre on the border a hair outside the new grid
+        moved = np.clip(moved, -0.5, np.array(new, dtype=np.float64) - 0.5)
+        return FibreBundle(moved, new, fov_margin=self.fov_margin)

@@ -60,8 +60,8 @@ from ._validate import (
     nearest_fill_index,
     positive_spacing,
 )
-from .config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
-from .data import dihedral, undo_dihedral
+from .config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES, SPACING_MATCH
+from .data import dihedral, resample_frame, undo_dihedral
 from .fibres import FibreBundle
 from .models import SRModel
 
@@ -472,27 +472,6 @@ def check_ensemble(ensemble: Any) -> int:
     return int(ensemble)
 
 
-def _resample(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``frame`` resized to ``shape``: bilinear with anti-aliasing when shrinking, else cubic."""
-    from skimage.transform import resize
-
-    shrink = shape[0] < frame.shape[0] or shape[1] < frame.shape[1]
-    out = resize(
-        frame.astype(np.float32, copy=False),
-        shape,
-        order=1 if shrink else 3,
-        anti_aliasing=shrink,
-        mode="symmetric",
-        preserve_range=True,
-    )
-    return out.astype(np.float32, copy=False)
-
-
-#: The network runs on resampled frames when the input's fibre spacing differs from the
-#: model's by more than this fraction.
-SPACING_MATCH = 0.05
-
-
 def estimate_tli_spacing(image: Any, *, mask: Any = None) -> float:
     """Fibre spacing of a TLI reconstruction, estimated from the image alone.
 
@@ -589,7 +568,7 @@ def _run_numpy(
             if fill is not None:
                 data = data[fill]
             if (rh, rw) != (h, w):
-                data = _resample(data, (rh, rw))
+                data = resample_frame(data, (rh, rw))
             filled.clear()
             filled[f] = _mirror(data, pad)
         return filled[f]
@@ -643,7 +622,7 @@ def _run_numpy(
     if pad:
         out = np.ascontiguousarray(out[:, pad * s : (pad + rh) * s, pad * s : (pad + rw) * s])
     if (rh, rw) != (h, w):
-        out = np.stack([_resample(o, (h * s, w * s)) for o in out])
+        out = np.stack([resample_frame(o, (h * s, w * s)) for o in out])
     if projection is not None:
         out = projection.apply(out, image.reshape(n_frames, h, w))
     if mask is not None:

@@ -43,8 +43,17 @@ from ._device import (
     resolve_precision,
     thread_scope,
 )
-from .config import CHECKPOINT_NAME, TrainConfig
-from .data import LRPatchSampler, TargetSampler, dihedral, undo_dihedral
+from ._validate import positive_spacing
+from .config import CHECKPOINT_NAME, SPACING_MATCH, TrainConfig
+from .data import (
+    LRPatchSampler,
+    TargetSampler,
+    _broadcast_bundles,
+    dihedral,
+    resample_frame,
+    resample_to_spacing,
+    undo_dihedral,
+)
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
     add_instance_noise,
@@ -198,6 +207,30 @@ def _default_preview_crop(mask: np.ndarray, size: int = 256) -> tuple[int, int, 
     return int(cy - h // 2), int(cx - w // 2), int(h), int(w)
 
 
+def _work_spacing(spacing: Any, init: SRModel | None, config: TrainConfig) -> float | None:
+    """The fibre spacing a run learns at (``Trainer(fibre_spacing=)``), None: the frames'."""
+    if spacing is None:
+        return None
+    if isinstance(spacing, str):
+        if spacing != "auto":
+            raise ValueError(f"fibre_spacing must be a number, 'auto' or None, got {spacing!r}")
+        if init is None or not config.match_spacing or not isinstance(init.metadata, dict):
+            return None
+        return positive_spacing(init.metadata.get("fibre_spacing"))
+    number = positive_spacing(spacing)
+    if number is None:
+        raise ValueError(
+            f"fibre_spacing must be a positive number of pixels, 'auto' or None, got {spacing!r}"
+        )
+    return number
+
+
+def _first_frame(images: Any) -> np.ndarray:
+    """The first frame of the first image (float32), as the sampler reads it."""
+    item = np.asarray(images[0] if isinstance(images, (list, tuple)) else images)
+    return item.reshape(-1, *item.shape[-2:])[0].astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Trains a super-resolution model on LR images, with no high-resolution pairs.
@@ -239,6 +272,14 @@ class Trainer:
         (``config.w_multi > 0``): per image a :class:`~napari_cycsr.video.Registration`
         (from :func:`napari_cycsr.video.register`), a ``(T, 2)`` array of ``(dy, dx)``
         shifts, or ``None`` (see :class:`~napari_cycsr.data.LRPatchSampler`'s ``poses``).
+    fibre_spacing : float, "auto" or None, optional
+        Fibre spacing (px) the network learns at: frames whose bundle spacing differs from
+        it by more than 5 % are resampled to it first, with their bundles, fibre values and
+        registration (:func:`~napari_cycsr.data.resample_to_spacing`), and the model records
+        it (``metadata["fibre_spacing"]``), so :func:`~napari_cycsr.inference.super_resolve`
+        resamples other frames to it. "auto" (default): the initial model's recorded spacing
+        when fine-tuning with ``config.match_spacing`` (as inference runs that model), else
+        the frames' own. None: the frames' own. Previews stay on the first frame's grid.
 
     Examples
     --------
@@ -268,6 +309,7 @@ class Trainer:
         normalisation: dict[str, float] | None = None,
         init: SRModel | None = None,
         registration: Any = None,
+        fibre_spacing: float | str | None = "auto",
     ) -> None:
         if config is None:
             config = TrainConfig()
@@ -315,6 +357,26 @@ class Trainer:
 
         if normalisation is None and init is not None:
             normalisation = dict(init.normalisation)
+        # the fibre spacing the network learns at: a fine-tuning learns at the initial model's
+        self.work_spacing = _work_spacing(fibre_spacing, init, config)
+        given_images, given_bundles = lr_images, bundles
+        #: resizing factor of every image's frames (1.0: trained on as given)
+        self.spacing_zooms: list[float] = []
+        #: the frames' own median fibre spacing when they were resampled, else None
+        self.frames_fibre_spacing: float | None = None
+        if self.work_spacing is not None:
+            data = resample_to_spacing(
+                lr_images, bundles, self.work_spacing, values=values, poses=registration
+            )
+            self.spacing_zooms = list(data.zooms)
+            if any(z != 1.0 for z in data.zooms):
+                # numpy in the original pixels, from here on the resampled ones
+                self.frames_fibre_spacing = float(
+                    np.median([b.spacing for b in _broadcast_bundles(bundles, len(data.zooms))])
+                )
+                lr_images, bundles, values = data.images, data.bundles, data.values
+                registration = data.poses if registration is not None else None
+            del data
         self.sampler = LRPatchSampler(
             lr_images,
             bundles,
@@ -345,6 +407,7 @@ class Trainer:
             normalisation=self.normalisation,
             rng=self._np_rng,
         )
+        #: median fibre spacing of the frames the network learns on (px), what the model records
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
         self.noise_levels = self._noise_levels()  # per image, normalised units
         # noise-aware l_vec: smooth part of the residuals over two fibre spacings, and the
@@ -374,17 +437,27 @@ class Trainer:
         self._scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self._scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
 
-        first = self.sampler.images[0][0]
+        first = _first_frame(given_images)  # validated by the sampler
         if preview_crop is None:
-            preview_crop = _default_preview_crop(self.sampler.bundles[0].fov_mask)
+            bundle = _broadcast_bundles(given_bundles, self.sampler.n_images)[0]
+            preview_crop = _default_preview_crop(bundle.fov_mask)
         y0, x0, h, w = (int(v) for v in preview_crop)
         if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > first.shape[0] or x0 + w > first.shape[1]:
             raise ValueError(
                 f"preview_crop {tuple(preview_crop)} (y0, x0, h, w) must lie inside the first "
                 f"image of shape {first.shape}"
             )
+        #: (y0, x0, h, w) of the first frame of the first image, in its own pixels
         self.preview_crop = (y0, x0, h, w)
-        self._preview_input = torch.from_numpy(first[y0 : y0 + h, x0 : x0 + w].copy())[None, None]
+        low, high = self.normalisation["low"], self.normalisation["high"]
+        crop = (first[y0 : y0 + h, x0 : x0 + w] - low) / (high - low)
+        zoom = self.spacing_zooms[0] if self.spacing_zooms else 1.0
+        # the preview crop is shown on the first frame's own grid: resampled like the frames
+        # it learns on, and its output resampled back
+        self._preview_shape = (h * config.scale, w * config.scale)
+        if zoom != 1.0:
+            crop = resample_frame(crop, (max(1, round(h * zoom)), max(1, round(w * zoom))))
+        self._preview_input = torch.from_numpy(np.ascontiguousarray(crop, np.float32))[None, None]
 
         self.checkpoint_path: Path | None = None
         chk = checkpoint if checkpoint is not None else config.checkpoint_dir
@@ -397,23 +470,42 @@ class Trainer:
         self._durations: deque[float] = deque(maxlen=25)
 
     # ------------------------------------------------------------------ setup
-    def _warn_other_spacing(self, trained: Any) -> None:
-        """Warn when the initial model learned on fibres another distance apart: training
-        does not resample the frames to its spacing as ``super_resolve`` does."""
-        from .inference import SPACING_MATCH
+    def spacing_note(self) -> str | None:
+        """One sentence on how the frames were resampled to the learned spacing, or None.
 
-        if isinstance(trained, bool) or not isinstance(trained, (int, float)) or trained <= 0:
-            return
-        if abs(self.fibre_spacing / float(trained) - 1.0) <= SPACING_MATCH:
+        Examples
+        --------
+        >>> from skimage import data
+        >>> from napari_cycsr.simulate import simulate_pcle
+        >>> sim = simulate_pcle(data.camera()[:128, :128] / 255.0, spacing=4.0, seed=0)
+        >>> config = TrainConfig(preset="tiny", iterations=1, patch=16, device="cpu")
+        >>> trainer = Trainer(sim.lr, sim.bundle, config=config, fibre_spacing=2.0)
+        >>> print(trainer.spacing_note())
+        frames resampled x0.60 to a fibre spacing of 2.00 px (theirs: 3.35 px) to learn at it
+        """
+        if self.frames_fibre_spacing is None:
+            return None
+        zooms = sorted({round(z, 2) for z in self.spacing_zooms if z != 1.0})
+        how = "x" + "/".join(f"{z:.2f}" for z in zooms)
+        return (
+            f"frames resampled {how} to a fibre spacing of {self.work_spacing:.2f} px (theirs: "
+            f"{self.frames_fibre_spacing:.2f} px) to learn at it"
+        )
+
+    def _warn_other_spacing(self, trained: Any) -> None:
+        """Warn when the initial model learned on fibres another distance apart and the
+        frames were not resampled to its spacing (``match_spacing=False``, ``fibre_spacing``)."""
+        trained = positive_spacing(trained)
+        if trained is None or abs(self.fibre_spacing / trained - 1.0) <= SPACING_MATCH:
             return
         warnings.warn(
-            f"the initial model learned on fibres {float(trained):.2f} px apart; these frames' "
-            f"fibres are {self.fibre_spacing:.2f} px apart. Training does not resample the "
-            "frames to the model's spacing (super_resolve does, for the model as it is), so "
-            "the fine-tuned model starts from filters at the wrong scale: on the real USAF "
-            "video (4.93 px) fine-tuning the pretrained default lost its whole gain over TLI "
-            "(docs/pretrained.md, 'Fine-tuning on single frames'). Use the model as it is, or "
-            f"resample the frames to {float(trained):.2f} px spacing before fine-tuning.",
+            f"the initial model learned on fibres {trained:.2f} px apart; these frames' "
+            f"fibres are {self.fibre_spacing:.2f} px apart and are not resampled to its "
+            "spacing (match_spacing is off, or another fibre_spacing was asked for), so the "
+            "fine-tuning starts from filters at the wrong scale: on the real USAF video "
+            "(4.93 px) fine-tuning the pretrained default so lost its whole gain over TLI "
+            "(docs/pretrained.md, 'Fine-tuning on single frames'). Leave match_spacing on "
+            "(the default) to learn at the model's spacing.",
             stacklevel=3,
         )
 
@@ -591,7 +683,10 @@ class Trainer:
         finally:
             self._g.train(was_training)
         low, high = self.normalisation["low"], self.normalisation["high"]
-        return (out[0, 0].float().cpu().numpy() * (high - low) + low).astype(np.float32)
+        sr = out[0, 0].float().cpu().numpy()
+        if sr.shape != self._preview_shape:
+            sr = resample_frame(sr, self._preview_shape)
+        return (sr * (high - low) + low).astype(np.float32)
 
     # ------------------------------------------------------------------ one iteration
     def _should_stop(self) -> bool:
@@ -807,6 +902,11 @@ class Trainer:
             "iteration": self.iteration,
             "loss_history": _thin_history(self.history, _MAX_HISTORY_POINTS),
             "fibre_spacing": self.fibre_spacing,
+            **(
+                {"resampled_from_spacing": self.frames_fibre_spacing}
+                if self.frames_fibre_spacing is not None
+                else {}
+            ),
             "initialised_from": self._init_name,
             "noise_levels": [
                 float(x) * (self.normalisation["high"] - self.normalisation["low"])
@@ -842,6 +942,7 @@ class Trainer:
             "iteration": self.iteration,
             "normalisation": dict(self.normalisation),
             "preview_crop": list(self.preview_crop),
+            "work_spacing": self.work_spacing,
             "history_keys": keys,
             "discriminator": d_skeleton,
             "optimizer_g": og_skeleton,
@@ -967,6 +1068,9 @@ class Trainer:
             normalisation=meta["normalisation"],
             init=init,
             registration=registration,
+            # the spacing the run learned at (checkpoints from before it was recorded: the
+            # frames' own, as they were trained)
+            fibre_spacing=meta.get("work_spacing"),
         )
         trainer._load_state(tensors, meta)
         return trainer
@@ -1028,6 +1132,12 @@ def _check_resume_meta(meta: dict[str, Any], tensors: dict[str, Any], path: Path
             f"{path}: damaged training checkpoint: preview_crop must be 4 whole numbers "
             f"(y, x, height, width), got {crop!r}"
         )
+    spacing = meta.get("work_spacing")
+    if spacing is not None and positive_spacing(spacing) is None:
+        raise ValueError(
+            f"{path}: damaged training checkpoint: work_spacing must be a positive number of "
+            f"pixels or null, got {spacing!r}"
+        )
     if "rng.torch" not in tensors:
         raise ValueError(f"{path}: damaged training checkpoint: no 'rng.torch' state")
 
@@ -1044,6 +1154,7 @@ def train(
     progress: bool | Callable[[TrainEvent], Any] | None = True,
     init: SRModel | None = None,
     registration: Any = None,
+    fibre_spacing: float | str | None = "auto",
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -1066,6 +1177,10 @@ def train(
     registration : Registration, array or list, optional
         Frame motion for the multi-frame cycle consistency (``w_multi > 0``); see
         :class:`Trainer`.
+    fibre_spacing : float, "auto" or None, optional
+        The fibre spacing the network learns at; "auto" (default): a fine-tuning learns at
+        the initial model's (its frames are resampled to it, as inference resamples them).
+        See :class:`Trainer`.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -1115,6 +1230,7 @@ def train(
         checkpoint=checkpoint,
         init=init,
         registration=registration,
+        fibre_spacing=fibre_spacing,
     )
     bar = None
     if progress is True:

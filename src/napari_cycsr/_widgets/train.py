@@ -565,7 +565,7 @@ class TrainWidget(Form):
             how = f"finished {trainer.iteration} iterations"
         else:
             how = f"stopped at iteration {trainer.iteration} of {trainer.total}"
-        note = f"{self._note}\n" if self._note else ""
+        note = "".join(f"{n}\n" for n in (self._note, trainer.spacing_note()) if n)
         details = model_details(model.metadata)
         self.runner.say(f"{how}: model '{name}' saved to {path}\n{note}{details}")
         self.plot.refresh(force=True)

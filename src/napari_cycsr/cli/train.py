@@ -431,6 +431,8 @@ def _train(
         f"batch {cfg.effective_batch_size}, device {trainer.device}, {trainer.precision}"
         + (f"; resumed at iteration {trainer.iteration}" if args.resume else "")
     )
+    if trainer.spacing_note():
+        say(f"{trainer.spacing_note()} (the initial model's, as super-resolve runs it)")
     started = time.perf_counter()
     last = None
     bar = progress_bar(cfg.iterations, "train", disable=args.quiet or not main_process)
