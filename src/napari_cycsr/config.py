@@ -399,10 +399,9 @@ class TrainConfig:
         Fine-tuning only: when the initial model records the fibre spacing it learned at
         (``metadata["fibre_spacing"]``, e.g. the pretrained models) and the frames' fibre
         spacing differs from it by more than :data:`SPACING_MATCH` (5 %), the frames, their
-        bundles, fibre values and registration are resampled to the model's spacing before
-        training
-        (:func:`~napari_cycsr.data.resample_to_spacing`), as
-        :func:`~napari_cycsr.inference.super_resolve` resamples them before the model. The
+        bundles, fibre values, registration and paired targets are resampled to the model's
+        spacing before training (:func:`~napari_cycsr.data.resample_to_spacing`), as
+        :func:`~napari_cycsr.inference.super_resolve` resamples frames before the model. The
         fine-tuned model then records the same spacing and is used the same way. False:
         train on the frames as they are (the filters meet the fibres at another scale).
     seed : int

@@ -440,6 +440,21 @@ class _Pose(NamedTuple):
     good: np.ndarray
 
 
+def _resample_stack(
+    stack: np.ndarray, mask: np.ndarray, scale: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """A ``scale``-times-finer stack over ``mask`` resized to ``scale`` times ``shape``."""
+    fine = np.asarray(mask, dtype=bool)
+    if scale > 1:
+        fine = np.repeat(np.repeat(fine, scale, axis=0), scale, axis=1)
+    fill = nearest_fill_index(fine)
+    size = (shape[0] * scale, shape[1] * scale)
+    out = np.empty((len(stack), *size), dtype=np.float32)
+    for t, frame in enumerate(stack):
+        out[t] = resample_frame(frame[fill] if fill is not None else frame, size)
+    return out
+
+
 def _check_shapes(stacks: list[np.ndarray], bundles: list[Any]) -> None:
     for i, (stack, bundle) in enumerate(zip(stacks, bundles)):
         if tuple(stack.shape[1:]) != tuple(bundle.shape):
@@ -463,6 +478,8 @@ class Resampled:
     poses: list[Any]
     #: the resizing factor of every image (1.0: left as it was)
     zooms: list[float]
+    #: paired targets resized with their images (``scale`` times their grid), or None
+    paired: list[np.ndarray] | None = None
 
 
 def resample_to_spacing(
@@ -472,6 +489,8 @@ def resample_to_spacing(
     *,
     values: Any = None,
     poses: Any = None,
+    paired: Any = None,
+    scale: int = 1,
     tolerance: float = SPACING_MATCH,
 ) -> Resampled:
     """Resize training frames so their fibres lie ``spacing`` pixels apart.
@@ -489,6 +508,12 @@ def resample_to_spacing(
     ----------
     lr_images, bundles, values, poses
         As for :class:`LRPatchSampler` (``poses`` is its registration).
+    paired : array_like or list, optional
+        High-resolution targets registered to the images (``target="paired"``, e.g. the fused
+        video of :func:`~napari_cycsr.workflows.train_video`), ``scale`` times their grid:
+        resized with them, so that a target patch still lies over its LR patch.
+    scale : int
+        The network's scale (the paired targets' grid over the images').
     spacing : float
         Target median nearest-neighbour fibre spacing, in pixels.
     tolerance : float
@@ -517,11 +542,24 @@ def resample_to_spacing(
     _check_shapes(stacks, per_image)
     measured = _values_per_image(values, stacks, per_image)
     checked = check_poses(poses, stacks)
+    targets = None if paired is None else as_frame_stacks(paired, "target_images")
+    if targets is not None:
+        if len(targets) != len(stacks):
+            raise ValueError(f"got {len(targets)} paired targets for {len(stacks)} images")
+        for i, (target, stack) in enumerate(zip(targets, stacks)):
+            want = (stack.shape[1] * scale, stack.shape[2] * scale)
+            if tuple(target.shape[1:]) != want:
+                raise ValueError(
+                    f"paired target {i} has frames of shape {target.shape[1:]}; it must be its "
+                    f"image's {stack.shape[1:]} x scale {scale} = {want}"
+                )
     resized: dict[tuple[int, tuple[int, int]], Any] = {}  # shared bundles stay shared
-    out = Resampled([], [], measured, [], [])
-    for stack, bundle, pose in zip(stacks, per_image, checked):
+    out = Resampled([], [], measured, [], [], None if targets is None else [])
+    for i, (stack, bundle, pose) in enumerate(zip(stacks, per_image, checked)):
         zoom = float(spacing) / float(bundle.spacing)
         if abs(zoom - 1.0) <= tolerance:
+            if out.paired is not None:
+                out.paired.append(targets[i])
             out.images.append(stack)
             out.bundles.append(bundle)
             out.poses.append(None if pose is None else _Pose(*pose))
@@ -533,14 +571,12 @@ def resample_to_spacing(
         if key not in resized:
             resized[key] = bundle.resized(shape)
         new = resized[key]
-        fill = nearest_fill_index(np.asarray(bundle.fov_mask, dtype=bool))
-        outside = ~np.asarray(new.fov_mask, dtype=bool)
-        frames = np.empty((len(stack), *shape), dtype=np.float32)
-        for t, frame in enumerate(stack):
-            frames[t] = resample_frame(frame[fill] if fill is not None else frame, shape)
-            frames[t][outside] = 0.0
+        frames = _resample_stack(stack, bundle.fov_mask, 1, shape)
+        frames[:, ~np.asarray(new.fov_mask, dtype=bool)] = 0.0
         out.images.append(frames)
         out.bundles.append(new)
+        if out.paired is not None:
+            out.paired.append(_resample_stack(targets[i], bundle.fov_mask, scale, shape))
         if pose is None:
             out.poses.append(None)
         else:

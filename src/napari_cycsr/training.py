@@ -274,12 +274,13 @@ class Trainer:
         shifts, or ``None`` (see :class:`~napari_cycsr.data.LRPatchSampler`'s ``poses``).
     fibre_spacing : float, "auto" or None, optional
         Fibre spacing (px) the network learns at: frames whose bundle spacing differs from
-        it by more than 5 % are resampled to it first, with their bundles, fibre values and
-        registration (:func:`~napari_cycsr.data.resample_to_spacing`), and the model records
-        it (``metadata["fibre_spacing"]``), so :func:`~napari_cycsr.inference.super_resolve`
-        resamples other frames to it. "auto" (default): the initial model's recorded spacing
-        when fine-tuning with ``config.match_spacing`` (as inference runs that model), else
-        the frames' own. None: the frames' own. Previews stay on the first frame's grid.
+        it by more than 5 % are resampled to it first, with their bundles, fibre values,
+        registration and paired targets (:func:`~napari_cycsr.data.resample_to_spacing`),
+        and the model records it (``metadata["fibre_spacing"]``), so
+        :func:`~napari_cycsr.inference.super_resolve` resamples other frames to it.
+        "auto" (default): the initial model's recorded spacing when fine-tuning with
+        ``config.match_spacing`` (as inference runs that model), else the frames' own.
+        None: the frames' own. Previews stay on the first frame's grid.
 
     Examples
     --------
@@ -365,9 +366,11 @@ class Trainer:
         #: the frames' own median fibre spacing when they were resampled, else None
         self.frames_fibre_spacing: float | None = None
         if self.work_spacing is not None:
+            paired = target_images if config.target == "paired" else None
             data = resample_to_spacing(
-                lr_images, bundles, self.work_spacing, values=values, poses=registration
-            )
+                lr_images, bundles, self.work_spacing, values=values, poses=registration,
+                paired=paired, scale=config.scale,
+            )  # fmt: skip
             self.spacing_zooms = list(data.zooms)
             if any(z != 1.0 for z in data.zooms):
                 # numpy in the original pixels, from here on the resampled ones
@@ -376,6 +379,7 @@ class Trainer:
                 )
                 lr_images, bundles, values = data.images, data.bundles, data.values
                 registration = data.poses if registration is not None else None
+                target_images = data.paired if paired is not None else target_images
             del data
         self.sampler = LRPatchSampler(
             lr_images,
