@@ -207,9 +207,11 @@ def _video() -> tuple[np.ndarray, Any, np.ndarray, Any]:
 
 
 def score_real_frame(
-    models: Any, values: np.ndarray, bundle: Any, reg: Any, t: int
+    models: Any, values: np.ndarray, bundle: Any, reg: Any, t: int, exclude: Any = ()
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], float]:
     """Every method for frame ``t`` against the leave-one-out HR^ of frame ``t``.
+
+    ``exclude``: frames kept out of the reference too (e.g. those a model was trained on).
 
     ``models``: ``{label: model or (model, super_resolve options)}`` (one model alone is
     labelled "network"). Returns
@@ -222,7 +224,8 @@ def score_real_frame(
     from napari_cycsr.metrics import gradient_ratio, psnr, ssim
     from napari_cycsr.video import leave_one_out
 
-    ref, info = leave_one_out(values, bundle, reg, t, return_info=True)
+    extra = {"exclude": list(exclude)} if len(exclude) else {}
+    ref, info = leave_one_out(values, bundle, reg, t, return_info=True, **extra)
     fov = bundle.fov_mask
     # coverage is resampled onto frame t's grid (11.000001, 10.999999): round it
     mask = fov & (np.rint(np.asarray(info.coverage)) >= len(info.frames))

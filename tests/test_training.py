@@ -847,6 +847,10 @@ def test_fine_tuning_at_the_frames_own_spacing_warns():
         warnings.simplefilter("error")
         model = train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
     assert "resampled_from_spacing" not in model.metadata
+    # frames that shrink below a patch: the message says they were resampled, and why
+    start.metadata["fibre_spacing"] = sim.bundle.spacing / 2.5
+    with pytest.raises(ValueError, match="resampled x0.40 .* match_spacing=False"):
+        train(sim.lr, sim.bundle, values=sim.values, init=start, **quick)
     # a spacing asked for by number, also from scratch; nonsense is refused
     config = _config(iterations=1, preview_every=0)
     trainer = Trainer(sim.lr, sim.bundle, config=config, fibre_spacing=sim.bundle.spacing * 2)

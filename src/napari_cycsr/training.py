@@ -381,17 +381,26 @@ class Trainer:
                 registration = data.poses if registration is not None else None
                 target_images = data.paired if paired is not None else target_images
             del data
-        self.sampler = LRPatchSampler(
-            lr_images,
-            bundles,
-            patch=config.patch,
-            scale=config.scale,
-            values=values,
-            normalisation=normalisation,
-            fov_fraction=config.fov_fraction,
-            rng=self._np_rng,
-            poses=registration,
-        )
+        try:
+            self.sampler = LRPatchSampler(
+                lr_images,
+                bundles,
+                patch=config.patch,
+                scale=config.scale,
+                values=values,
+                normalisation=normalisation,
+                fov_fraction=config.fov_fraction,
+                rng=self._np_rng,
+                poses=registration,
+            )
+        except ValueError as exc:
+            if self.frames_fibre_spacing is None or "patch lies inside" not in str(exc):
+                raise
+            raise ValueError(
+                f"{exc} (the frames were resampled to the initial model's fibre spacing: "
+                f"{self.spacing_note()}; or set match_spacing=False to train on them as they "
+                "are)"
+            ) from None
         if config.w_multi > 0 and not self.sampler.has_video:
             raise ValueError(
                 "w_multi > 0 (multi-frame cycle consistency) needs a video (a stack of frames) "
