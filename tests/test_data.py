@@ -327,3 +327,14 @@ def test_resampling_keeps_shared_bundles_scales_registrations_and_leaves_close_o
             resample_to_spacing(sim.lr, sim.bundle, bad)
     with pytest.raises(ValueError, match="shape"):
         resample_to_spacing(sim.lr[:90], sim.bundle, 2.0)
+
+
+def test_resampling_that_would_exhaust_memory_is_refused_first(monkeypatch):
+    """Enlarging many frames is refused before any memory is taken, naming the way out."""
+    sim = simulate_pcle(data.camera()[:96, :96] / 255.0, spacing=4.0, seed=0)
+    monkeypatch.setenv("NAPARI_CYCSR_MAX_PIXELS", str(3 * 96 * 96))
+    stack = np.stack([sim.lr] * 2)
+    out = resample_to_spacing(stack, sim.bundle, sim.bundle.spacing * 1.2)  # 2 x 115^2 fits
+    assert out.images[0].shape == (2, 115, 115)
+    with pytest.raises(ValueError, match="would hold 73,728 pixels .*match_spacing=False"):
+        resample_to_spacing(stack, sim.bundle, sim.bundle.spacing * 2)

@@ -455,6 +455,35 @@ def _resample_stack(
     return out
 
 
+def _check_resampled_size(
+    stacks: list[np.ndarray],
+    bundles: list[Any],
+    spacing: float,
+    tolerance: float,
+    targets: list[np.ndarray] | None,
+    scale: int,
+) -> None:
+    """Refuse a resampling that would hold more pixels than the reader's cap allows."""
+    from ._imageio import _max_pixels
+
+    total = 0
+    for stack, bundle in zip(stacks, bundles):
+        zoom = spacing / float(bundle.spacing)
+        if abs(zoom - 1.0) <= tolerance:
+            continue
+        h, w = stack.shape[1:]
+        pixels = len(stack) * max(1, round(h * zoom)) * max(1, round(w * zoom))
+        total += pixels * (1 + (scale * scale if targets is not None else 0))
+    cap, how = _max_pixels(None)
+    if total > cap:
+        raise ValueError(
+            f"resampling the frames to a fibre spacing of {spacing:.2f} px would hold "
+            f"{total:,} pixels ({total * 4 / 2**30:.1f} GiB as float32), more than the "
+            f"{cap:,} allowed: train on fewer frames, {how}, or train at the frames' own "
+            "spacing (match_spacing=False)"
+        )
+
+
 def _check_shapes(stacks: list[np.ndarray], bundles: list[Any]) -> None:
     for i, (stack, bundle) in enumerate(zip(stacks, bundles)):
         if tuple(stack.shape[1:]) != tuple(bundle.shape):
@@ -553,6 +582,7 @@ def resample_to_spacing(
                     f"paired target {i} has frames of shape {target.shape[1:]}; it must be its "
                     f"image's {stack.shape[1:]} x scale {scale} = {want}"
                 )
+    _check_resampled_size(stacks, per_image, float(spacing), tolerance, targets, scale)
     resized: dict[tuple[int, tuple[int, int]], Any] = {}  # shared bundles stay shared
     out = Resampled([], [], measured, [], [], None if targets is None else [])
     for i, (stack, bundle, pose) in enumerate(zip(stacks, per_image, checked)):
