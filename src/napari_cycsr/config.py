@@ -56,8 +56,8 @@ ADV_LOSSES: tuple[str, ...] = ("bce", "hinge", "relativistic")
 TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
     "network": ("preset", "scale", "residual"),
     "optimiser": (
-        "iterations", "batch_size", "patch", "learning_rate", "betas", "eps", "d_steps",
-        "warmup",
+        "iterations", "batch_size", "patch", "learning_rate", "lr_decay", "betas", "eps",
+        "d_steps", "warmup",
     ),
     "losses": (
         "w_vec", "w_adv", "w_reg", "w_res", "w_anchor", "w_pix", "normalise_vec",
@@ -305,6 +305,12 @@ class TrainConfig:
         Adam settings of both networks (paper: 1e-4, (0.9, 0.999), 1e-8). Model files and
         checkpoints written before the rename call the learning rate ``lr``;
         :meth:`from_dict` reads them.
+    lr_decay : float
+        Learning-rate schedule of both networks: 0 (default, as the paper) keeps
+        ``learning_rate`` constant; ``d`` in (0, 1] decays it along a half cosine from
+        ``learning_rate`` at the first iteration to ``learning_rate * (1 - d)`` at the last
+        (``iterations``). The rate follows the iteration count, so a resumed run continues the
+        same curve; resuming with more ``iterations`` stretches the rest of it.
     w_vec, w_adv, w_reg : float
         Weights of the cycle consistency, adversarial and regularisation terms (Eq. 3). The
         paper uses 1, 1, 1. The defaults 1, 1e-4, 0 were chosen by measurement
@@ -435,6 +441,7 @@ class TrainConfig:
     batch_size: int | None = None
     patch: int = 64
     learning_rate: float = 1e-4
+    lr_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     w_vec: float = 1.0
@@ -504,6 +511,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if (
+            isinstance(self.lr_decay, bool)
+            or not isinstance(self.lr_decay, (int, float))
+            or not 0.0 <= self.lr_decay <= 1.0
+        ):
+            raise ValueError(f"lr_decay must be a number in [0, 1], got {self.lr_decay!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.noise_level is not None and not (

@@ -766,8 +766,29 @@ class Trainer:
         out.transforms = transforms  # the paired target follows the same transform
         return out
 
+    def learning_rate(self, iteration: int | None = None) -> float:
+        """The learning rate of both networks at ``iteration`` (default: the next step's).
+
+        Constant unless ``config.lr_decay`` > 0: then a half cosine from
+        ``config.learning_rate`` (first iteration) to ``learning_rate * (1 - lr_decay)``
+        (last).
+        """
+        cfg = self.config
+        it = self.iteration if iteration is None else int(iteration)
+        if cfg.lr_decay <= 0 or cfg.iterations <= 1:
+            return float(cfg.learning_rate)
+        progress = min(max(it / (cfg.iterations - 1), 0.0), 1.0)
+        return float(
+            cfg.learning_rate * (1.0 - cfg.lr_decay * (1.0 - math.cos(math.pi * progress)) / 2.0)
+        )
+
     def _step(self) -> dict[str, float]:
         cfg = self.config
+        if cfg.lr_decay > 0:
+            rate = self.learning_rate()
+            for optimizer in (self.optimizer_g, self.optimizer_d):
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
         bsz = cfg.effective_batch_size
         adversarial = self.iteration >= cfg.warmup
         loss_d, accuracy = float("nan"), float("nan")
