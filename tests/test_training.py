@@ -61,6 +61,25 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return out
 
 
+def _interrupt_and_resume(first: Trainer, at: int, checkpoint, sim) -> Trainer:
+    """Run ``first`` to iteration ``at`` (closing it writes the checkpoint), resume from the
+    checkpoint with the same data and run to the end."""
+    for event in first.run():
+        if event.iteration == at:
+            break
+    resumed = Trainer.resume(checkpoint, sim.lr, sim.bundle, values=sim.values)
+    assert resumed.iteration == at
+    list(resumed.run())
+    return resumed
+
+
+def _assert_same_weights(a: Trainer, b: Trainer) -> None:
+    expected, got = _weights(a), _weights(b)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
 # ----------------------------------------------------------------------------- config
 def test_config_defaults_roundtrip_and_paper_settings():
     config = TrainConfig()
@@ -284,17 +303,10 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(sim, tmp_path):
     list(full.run())
 
     first = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, checkpoint=tmp_path)
-    for event in first.run():
-        if event.iteration == 3:
-            break  # closing the generator writes the checkpoint
-    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
-    assert resumed.iteration == 3 and len(resumed.history) == 3
-    list(resumed.run())
-
-    expected, got = _weights(full), _weights(resumed)
-    assert expected.keys() == got.keys()
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
+    resumed = _interrupt_and_resume(first, 3, tmp_path, sim)
+    assert len(resumed.history) == 6
+    _assert_same_weights(full, resumed)
+    expected = _weights(full)
     assert [h["l_vec"] for h in resumed.history] == [h["l_vec"] for h in full.history]
     # and a different seed gives different weights
     other = Trainer(
@@ -731,14 +743,8 @@ def test_anchored_fine_tuning_resumes_bit_identically(sim, tmp_path):
     first = Trainer(
         sim.lr, sim.bundle, config=config, values=sim.values, init=start, checkpoint=tmp_path
     )
-    for event in first.run():
-        if event.iteration == 3:
-            break
-    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
-    list(resumed.run())
-    expected, got = _weights(full), _weights(resumed)
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
+    resumed = _interrupt_and_resume(first, 3, tmp_path, sim)
+    _assert_same_weights(full, resumed)
     assert [h["l_anchor"] for h in resumed.history] == [h["l_anchor"] for h in full.history]
     assert resumed.model.metadata["initialised_from"] == "start"
     # a checkpoint of a run without the anchor cannot be resumed with one
@@ -813,15 +819,9 @@ def test_fine_tuning_learns_at_the_initial_models_fibre_spacing(tmp_path):
     list(full.run())
     first = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, init=start,
                     checkpoint=tmp_path)  # fmt: skip
-    for event in first.run():
-        if event.iteration == 2:
-            break
-    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
+    resumed = _interrupt_and_resume(first, 2, tmp_path, sim)
     assert resumed.spacing_zooms == [pytest.approx(0.5)]
-    list(resumed.run())
-    expected, got = _weights(full), _weights(resumed)
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
+    _assert_same_weights(full, resumed)
 
 
 def test_fine_tuning_at_the_frames_own_spacing_warns():
@@ -873,20 +873,13 @@ def test_cosine_learning_rate_decay_follows_the_iteration_and_resumes_exactly(si
     for optimizer in (full.optimizer_g, full.optimizer_d):
         assert optimizer.param_groups[0]["lr"] == pytest.approx(rates[-1])
     first = Trainer(sim.lr, sim.bundle, config=config, values=sim.values, checkpoint=tmp_path)
-    for event in first.run():
-        if event.iteration == 2:
-            break
-    resumed = Trainer.resume(tmp_path, sim.lr, sim.bundle, values=sim.values)
-    list(resumed.run())
-    expected, got = _weights(full), _weights(resumed)
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
+    _assert_same_weights(full, _interrupt_and_resume(first, 2, tmp_path, sim))
     # the default keeps the rate, and the decay changes what is learnt
     constant = Trainer(sim.lr, sim.bundle, config=dataclasses.replace(config, lr_decay=0.0),
                        values=sim.values)  # fmt: skip
     assert constant.learning_rate(4) == pytest.approx(1e-3)
     list(constant.run())
-    assert not torch.equal(_weights(constant)["g.head.0.weight"], expected["g.head.0.weight"])
+    assert not torch.equal(_weights(constant)["g.head.0.weight"], _weights(full)["g.head.0.weight"])
     for bad in (-0.1, 1.5, True, "0.5"):
         with pytest.raises(ValueError, match="lr_decay"):
             _config(lr_decay=bad)
