@@ -882,3 +882,9 @@ def test_train_init_learns_at_the_initial_models_fibre_spacing(tmp_path, sim_dir
     model = load_model(out)
     assert model.metadata["fibre_spacing"] == pytest.approx(3.5, rel=0.03)
     assert model.metadata["resampled_from_spacing"] < 2.5
+    # --no-match-spacing trains on the frames as they are, and warns
+    with pytest.warns(UserWarning, match="not resampled"):
+        assert main([*args, "--no-match-spacing"]) == 0
+    said = capsys.readouterr()
+    assert "frames resampled" not in said.out + said.err
+    assert load_model(out).metadata["fibre_spacing"] < 2.5

@@ -373,7 +373,7 @@ class Trainer:
             )  # fmt: skip
             self.spacing_zooms = list(data.zooms)
             if any(z != 1.0 for z in data.zooms):
-                # numpy in the original pixels, from here on the resampled ones
+                # from here on: the resampled frames, fibres, values, registration, targets
                 self.frames_fibre_spacing = float(
                     np.median([b.spacing for b in _broadcast_bundles(bundles, len(data.zooms))])
                 )

@@ -216,7 +216,13 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> argparse.Argu
         "--init", metavar="MODEL",
         help="fine-tune: start the network from this model file, or from 'pretrained' / "
         "'pretrained:NAME' (a model that ships with the package); its preset, intensity "
-        "scaling and loss settings are used (--set overrides a loss setting)",
+        "scaling and loss settings are used (--set overrides a loss setting); frames of "
+        "another fibre spacing are resampled to the model's first",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-match-spacing", action="store_true",
+        help="with --init: train on the frames at their own fibre spacing, not resampled to "
+        "the model's (as --set match_spacing=false; the run warns)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint-dir", metavar="DIR",
@@ -334,6 +340,8 @@ def _train(
     }
     options = {k: v for k, v in options.items() if v is not None}
     options.update(_training_settings(args.set or []))
+    if args.no_match_spacing:
+        options["match_spacing"] = False
     # this machine's choices, also when resuming a run started elsewhere
     options.update(precision=args.precision, threads=args.threads)
     bundles = [bundle] * len(frames)
