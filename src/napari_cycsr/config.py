@@ -279,13 +279,14 @@ class TrainConfig:
 
     The fields form five groups (:data:`TRAIN_GROUPS`, :meth:`grouped`): the **network**
     (preset, scale, residual), the **optimiser** (iterations, batch_size, patch,
-    learning_rate, betas, eps, d_steps, warmup), the **losses** (w_* weights, normalise_vec,
-    paper_padding, vec_tolerance, noise_level, adv_loss, adv_highpass, d_spectral_norm,
-    noise_sigma, consistency_steps, w_multi, multi_frames), the **data** (target, augment,
-    augment_lr, fov_fraction, seed) and the **run** (device, checkpoint_every, preview_every,
-    checkpoint_dir), which says how this machine runs it and not what is learnt. They stay
-    flat keyword arguments (``TrainConfig(preset="tiny", learning_rate=3e-4)``), as the
-    command line's ``--set KEY=VALUE`` and the model files' metadata have them.
+    learning_rate, lr_decay, betas, eps, d_steps, warmup), the **losses** (w_* weights,
+    normalise_vec, paper_padding, vec_tolerance, noise_level, adv_loss, adv_highpass,
+    d_spectral_norm, noise_sigma, consistency_steps, w_multi, multi_frames), the **data**
+    (target, augment, augment_lr, fov_fraction, match_spacing, seed) and the **run**
+    (device, checkpoint_every, preview_every, checkpoint_dir), which says how this machine
+    runs it and not what is learnt. They stay flat keyword arguments
+    (``TrainConfig(preset="tiny", learning_rate=3e-4)``), as the command line's
+    ``--set KEY=VALUE`` and the model files' metadata have them.
 
     Parameters
     ----------
