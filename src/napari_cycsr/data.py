@@ -42,7 +42,9 @@ __all__ = [
     "resample_frame",
     "resample_to_spacing",
     "robust_normalisation",
+    "spacing_zoom",
     "undo_dihedral",
+    "zoomed_shape",
 ]
 
 
@@ -432,6 +434,19 @@ def resample_frame(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def spacing_zoom(target: float, own: float, tolerance: float = SPACING_MATCH) -> float:
+    """Resizing factor that brings fibres ``own`` px apart to ``target`` px apart; exactly
+    1.0 when that is within ``tolerance`` (a fraction) of 1."""
+    zoom = float(target) / float(own)
+    return 1.0 if abs(zoom - 1.0) <= tolerance else zoom
+
+
+def zoomed_shape(shape: Sequence[int], zoom: float) -> tuple[int, int]:
+    """``(H, W)`` resized by ``zoom`` (rounded, at least 1 px): the grid a resampled frame
+    lies on, in training and at inference alike."""
+    return max(1, round(shape[0] * zoom)), max(1, round(shape[1] * zoom))
+
+
 class _Pose(NamedTuple):
     """One image's registration in :func:`check_poses`' terms."""
 
@@ -468,12 +483,11 @@ def _check_resampled_size(
 
     total = 0
     for stack, bundle in zip(stacks, bundles):
-        zoom = spacing / float(bundle.spacing)
-        if abs(zoom - 1.0) <= tolerance:
+        zoom = spacing_zoom(spacing, bundle.spacing, tolerance)
+        if zoom == 1.0:
             continue
-        h, w = stack.shape[1:]
-        pixels = len(stack) * max(1, round(h * zoom)) * max(1, round(w * zoom))
-        total += pixels * (1 + (scale * scale if targets is not None else 0))
+        rh, rw = zoomed_shape(stack.shape[1:], zoom)
+        total += len(stack) * rh * rw * (1 + (scale * scale if targets is not None else 0))
     cap, how = _max_pixels(None)
     if total > cap:
         raise ValueError(
@@ -586,8 +600,8 @@ def resample_to_spacing(
     resized: dict[tuple[int, tuple[int, int]], Any] = {}  # shared bundles stay shared
     out = Resampled([], [], measured, [], [], None if targets is None else [])
     for i, (stack, bundle, pose) in enumerate(zip(stacks, per_image, checked)):
-        zoom = float(spacing) / float(bundle.spacing)
-        if abs(zoom - 1.0) <= tolerance:
+        zoom = spacing_zoom(spacing, bundle.spacing, tolerance)
+        if zoom == 1.0:
             if out.paired is not None:
                 out.paired.append(targets[i])
             out.images.append(stack)
@@ -596,7 +610,7 @@ def resample_to_spacing(
             out.zooms.append(1.0)
             continue
         h, w = stack.shape[1:]
-        shape = (max(1, round(h * zoom)), max(1, round(w * zoom)))
+        shape = zoomed_shape((h, w), zoom)
         key = (id(bundle), shape)
         if key not in resized:
             resized[key] = bundle.resized(shape)

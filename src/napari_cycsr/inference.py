@@ -60,8 +60,8 @@ from ._validate import (
     nearest_fill_index,
     positive_spacing,
 )
-from .config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES, SPACING_MATCH
-from .data import dihedral, resample_frame, undo_dihedral
+from .config import DEFAULT_ENSEMBLE, ENSEMBLE_SIZES
+from .data import dihedral, resample_frame, spacing_zoom, undo_dihedral, zoomed_shape
 from .fibres import FibreBundle
 from .models import SRModel
 
@@ -546,7 +546,7 @@ def _run_numpy(
     net = _prepare_network(model, device)
     # spacing normalisation: the network runs on frames resampled by `zoom` (the model's
     # fibre spacing over the input's) and its output is resampled back
-    rh, rw = (max(1, round(h * zoom)), max(1, round(w * zoom))) if zoom != 1.0 else (h, w)
+    rh, rw = zoomed_shape((h, w), zoom)
     # frames are mirrored by the receptive radius on every side, so that no output pixel
     # sees the convolutions' zero padding (a trained network draws stripes along it)
     pad = receptive_radius(model)
@@ -726,8 +726,7 @@ def _spacing_zoom(
         given = bundle.spacing
     if given is None:
         return 1.0
-    zoom = float(trained) / given
-    return 1.0 if abs(zoom - 1.0) <= SPACING_MATCH else zoom
+    return spacing_zoom(float(trained), given)
 
 
 def iter_super_resolve(

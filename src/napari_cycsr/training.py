@@ -44,7 +44,7 @@ from ._device import (
     thread_scope,
 )
 from ._validate import positive_spacing
-from .config import CHECKPOINT_NAME, SPACING_MATCH, TrainConfig
+from .config import CHECKPOINT_NAME, TrainConfig
 from .data import (
     LRPatchSampler,
     TargetSampler,
@@ -52,7 +52,9 @@ from .data import (
     dihedral,
     resample_frame,
     resample_to_spacing,
+    spacing_zoom,
     undo_dihedral,
+    zoomed_shape,
 )
 from .losses import (
     PAPER_FIBRES_PER_PATCH,
@@ -469,7 +471,7 @@ class Trainer:
         # it learns on, and its output resampled back
         self._preview_shape = (h * config.scale, w * config.scale)
         if zoom != 1.0:
-            crop = resample_frame(crop, (max(1, round(h * zoom)), max(1, round(w * zoom))))
+            crop = resample_frame(crop, zoomed_shape((h, w), zoom))
         self._preview_input = torch.from_numpy(np.ascontiguousarray(crop, np.float32))[None, None]
 
         self.checkpoint_path: Path | None = None
@@ -509,7 +511,7 @@ class Trainer:
         """Warn when the initial model learned on fibres another distance apart and the
         frames were not resampled to its spacing (``match_spacing=False``, ``fibre_spacing``)."""
         trained = positive_spacing(trained)
-        if trained is None or abs(self.fibre_spacing / trained - 1.0) <= SPACING_MATCH:
+        if trained is None or spacing_zoom(trained, self.fibre_spacing) == 1.0:
             return
         warnings.warn(
             f"the initial model learned on fibres {trained:.2f} px apart; these frames' "
