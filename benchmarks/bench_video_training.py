@@ -33,12 +33,20 @@ tuning on these crops).
     python benchmarks/bench_video_training.py --quick         # one class, one noise level
     python benchmarks/bench_video_training.py --docs          # also write docs/video.md
     python benchmarks/bench_video_training.py --reuse         # only the arms not yet run
+    # the noise level the noise-aware l_vec learns with: each frame's own or the video's
+    # (docs/video.md, "The noise level it learns with"); chosen on validation, checked on test
+    python benchmarks/bench_video_training.py --split validation --arms multi \
+        'multi, video noise' 'paired HR^ + multi' 'paired HR^ + multi, video noise' \
+        --tag noise --threads 1
+    python benchmarks/bench_video_training.py --arms multi 'multi, video noise' \
+        'paired HR^ + multi' 'paired HR^ + multi, video noise' --tag noise --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -70,7 +78,14 @@ ARMS: dict[str, dict[str, Any]] = {
     "multi, w_res 0": {"w_multi": 1.0, "multi_frames": 2, "w_res": 0.0},
     "paired HR^": {"target": "paired", "w_pix": 1.0, "w_res": 0.0},
     "paired HR^ + multi": {"target": "paired", "w_pix": 1.0, "w_res": 0.0, "w_multi": 1.0},
-}
+    # with the noise of the fibre values estimated from the videos (as video_training does
+    # since 2026-12-01: video.estimate_video_noise, at most each frame's own estimate)
+    # instead of from each frame alone
+    "multi, video noise": {"w_multi": 1.0, "multi_frames": 2, "noise_level": "video"},
+    "paired HR^ + multi, video noise": {
+        "target": "paired", "w_pix": 1.0, "w_res": 0.0, "w_multi": 1.0, "noise_level": "video",
+    },
+}  # fmt: skip
 
 
 def videos(cls: str, noise: float, count: int, frames: int, split: str = "test") -> list[Any]:
@@ -105,12 +120,12 @@ def score(images: list[np.ndarray], vids: list[Any]) -> dict[str, float]:
 def run_case(
     cls: str, noise: float, args: argparse.Namespace, done: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    from napari_cycsr.consistency import project_consistent
+    from napari_cycsr.consistency import estimate_noise, project_consistent
     from napari_cycsr.inference import super_resolve
     from napari_cycsr.training import train
-    from napari_cycsr.video import fuse_video, register
+    from napari_cycsr.video import estimate_video_noise, fuse_video, register
 
-    vids = videos(cls, noise, args.videos, args.frames)
+    vids = videos(cls, noise, args.videos, args.frames, split=args.split)
     regs = [register(v.lr, v.bundle) for v in vids]
     reg_err = float(
         np.median([np.abs(r.shifts - v.shifts).max(axis=1).mean() for r, v in zip(regs, vids)])
@@ -121,6 +136,8 @@ def run_case(
     # --held-out: train on other scenes (the class's validation crops), score on these
     train_vids, train_regs, train_fused = vids, regs, fused
     if args.held_out:
+        if args.split != "test":
+            raise SystemExit("--held-out trains on the validation crops and scores on the test")
         train_vids = videos(cls, noise, args.videos, args.frames, split="validation")
         train_regs = [register(v.lr, v.bundle) for v in train_vids]
         train_fused = [
@@ -134,6 +151,14 @@ def run_case(
             continue
         recipe = {**DEFAULT_RECIPE, "target": "natural", "batch_size": args.batch, "patch": 48}
         recipe.update(extra)
+        noise_levels = None
+        if recipe.get("noise_level") == "video":  # per video, as video_training finds it
+            del recipe["noise_level"]
+            noise_levels = [
+                min(estimate_video_noise(v.values, v.bundle, r, combine=False),
+                    estimate_noise(v.values, v.bundle, pooled=True))
+                for v, r in zip(train_vids, train_regs)
+            ]  # fmt: skip
         paired = train_fused if recipe["target"] == "paired" else None
         t0 = time.perf_counter()
         model = train(
@@ -142,6 +167,7 @@ def run_case(
             values=[v.values for v in train_vids],
             registration=train_regs,
             target_images=paired,
+            noise_levels=noise_levels,
             iterations=args.iterations,
             device="cpu",
             threads=args.threads,
@@ -272,7 +298,7 @@ def report(res: dict[str, Any]) -> str:
         + (
             "trained on videos of the validation crops, scored on the test crops' videos"
             if res.get("held_out")
-            else "trained and scored on the test crops' videos"
+            else f"trained and scored on the {res.get('split', 'test')} crops' videos"
         )
         + "). Each cell: the mean over every frame against TLI, network alone · after the "
         "noise-aware projection.",
@@ -320,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the arms of benchmarks/results/video_training.json run with the same "
         "settings; run only the others",
     )  # fmt: skip
+    parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--split", choices=("test", "validation"), default="test",
+        help="the crops whose videos are trained and scored on (validation: to choose a "
+        "setting without looking at the test crops)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.real:
         text = run_real(args)
@@ -331,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         args.classes, args.noise = ["texture"], [0.01]
     earlier: dict[tuple[str, float], Any] = {}
     stem = "video_training_heldout" if args.held_out else "video_training"
+    stem += "_validation" if args.split == "validation" else ""
+    stem += f"_{args.tag}" if args.tag else ""
     saved = RESULTS / f"{stem}.json"
     if args.reuse and saved.is_file():
         old = json.loads(saved.read_text())
@@ -338,11 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         same = all(old.get(k) == getattr(args, k) for k in keys)
         if same:
             earlier = {(c["class"], c["noise"]): c for c in old["cases"]}
-    cases = [
-        run_case(c, n, args, earlier.get((c, n))) for c in args.classes for n in args.noise
-    ]
+    cases = [run_case(c, n, args, earlier.get((c, n))) for c in args.classes for n in args.noise]
     skip = ("--docs", "--reuse")
-    flags = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a not in skip)
+    flags = shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a not in skip)
     res = {
         "cases": cases,
         "iterations": args.iterations,
@@ -354,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     res["held_out"] = bool(args.held_out)
+    res["split"] = args.split
     write_json(saved, res)
     text = report(res)
     print(text)

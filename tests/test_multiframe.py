@@ -258,13 +258,28 @@ def test_cli_train_video(tmp_path, video_files, capsys):
     fast = ["--preset", "tiny", "--batch-size", "2", "--patch", "32", "--device", "cpu",
             "--threads", "1", "--iterations", "2", "--set", "fov_fraction=0.9"]  # fmt: skip
     out = tmp_path / "m.safetensors"
-    assert main(["train", video, "--fibres", fibres, "--video", *fast, "--out", str(out)]) == 0
+    noise_aware = ["--set", "vec_tolerance=1.5"]
+    args = ["train", video, "--fibres", fibres, "--video", *fast, *noise_aware]
+    assert main([*args, "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "registered 4 frames (4 good); multi-frame cycle consistency w_multi=1" in said
     assert "fused video as paired targets (w_pix=1, 4 frames)" in said
     assert "training on 4 LR frame(s)" in said
     config = load_model(out).metadata["train_config"]
     assert (config["w_multi"], config["target"], config["w_pix"]) == (1.0, "paired", 1.0)
+    assert "noise of the fibre values" not in said  # fused targets: each frame's own level
+    # without fused targets the noise-aware l_vec learns with the noise level found from the
+    # video, and says so; a level set by hand wins, and no estimate is announced
+    unpaired = tmp_path / "unpaired.safetensors"
+    assert main([*args, "--no-fused-targets", "--out", str(unpaired)]) == 0
+    (level,) = load_model(unpaired).metadata["noise_levels"]
+    said = capsys.readouterr().out
+    assert f"noise of the fibre values: sd {level:.4g}, the smaller of the video's" in said
+    given = tmp_path / "given.safetensors"
+    args += ["--no-fused-targets", "--set", "noise_level=0.05"]
+    assert main([*args, "--out", str(given)]) == 0
+    assert "noise of the fibre values" not in capsys.readouterr().out
+    assert load_model(given).metadata["noise_levels"] == pytest.approx([0.05])
     # a registration made earlier by `cycsr register`, a weight set by hand, no fused targets
     shifts = tmp_path / "shifts.csv"
     assert main(["register", video, "--fibres", fibres, "--out", str(shifts), "--quiet"]) == 0
@@ -454,3 +469,89 @@ def test_video_fine_tuning_resamples_the_fused_targets_with_the_frames(scene):
     assert error(0) < 0.5 * error(1)
     events = list(trainer.run())
     assert np.isfinite(events[-1].losses["l_pix"])
+
+
+def test_video_training_estimates_the_noise_of_the_values_from_the_video():
+    """On fine texture one frame cannot tell detail from noise: its estimate is several
+    times the true level, the video's is close to it. ``video_training`` gives the smaller of
+    the two for the noise-aware l_vec, says how it found it, and takes "frames" or a number."""
+    from napari_cycsr.consistency import estimate_noise
+    from napari_cycsr.workflows import video_training
+
+    vid = simulate_pcle_video(data.gravel()[:150, :150] / 255.0, 5, shape=(112, 112), step=1.5,
+                              noise=0.01, seed=1)  # fmt: skip
+    reg = _registration(vid)
+    prepared = video_training(vid.lr, vid.bundle, registration=reg, values=vid.values,
+                              noise="video")  # fmt: skip
+    (level,) = prepared.noise_levels
+    alone = estimate_noise(vid.values, vid.bundle, pooled=True)
+    assert alone > 3 * 0.01  # what one frame makes of this texture
+    assert 0.008 < level < 0.025 and level < 0.5 * alone
+    assert f"sd {level:.4g}, the smaller of the video's estimate" in prepared.noise_note
+    assert f"each frame's alone ({alone:.4g})" in prepared.noise_note
+    frames = video_training(vid.lr, vid.bundle, registration=reg, noise="frames")
+    assert frames.noise_levels is None and frames.noise_note == ""
+    # "auto" (default): the video's level without fused targets, each frame's with them
+    unpaired = video_training(vid.lr, vid.bundle, registration=reg, values=vid.values,
+                              fused_targets=False)  # fmt: skip
+    assert unpaired.noise_levels == [level] and unpaired.noise_note == prepared.noise_note
+    paired = video_training(vid.lr, vid.bundle, registration=reg)
+    assert paired.noise_levels is None and paired.noise_note == ""
+    given = video_training(vid.lr, vid.bundle, registration=reg, noise=0.02)
+    assert given.noise_levels == [0.02] and "(given)" in given.noise_note
+    for bad, error in (("loud", ValueError), (True, TypeError), (-0.1, ValueError),
+                       (float("nan"), ValueError)):  # fmt: skip
+        with pytest.raises(error, match="noise must be"):
+            video_training(vid.lr, vid.bundle, registration=reg, noise=bad)
+
+
+def test_trainer_takes_the_noise_level_of_each_image(scene):
+    """``noise_levels`` (values' units) sets the tolerance of the noise-aware l_vec per
+    image; None entries are estimated from the image; ``config.noise_level`` wins."""
+    from napari_cycsr.consistency import estimate_noise
+
+    vid = _video(scene, frames=3, noise=0.02)
+    config = _config(vec_tolerance=1.5)
+    norm = {"low": -0.5, "high": 1.5}  # a span of 2: levels are kept in normalised units
+    trainer = Trainer([vid.lr, vid.lr[0]], vid.bundle, config=config,
+                      values=[vid.values, vid.values[0]], normalisation=norm,
+                      noise_levels=[0.03, None])  # fmt: skip
+    estimated = estimate_noise(vid.values[0], vid.bundle, pooled=True) / 2
+    np.testing.assert_allclose(trainer.noise_levels, [0.015, estimated], rtol=1e-6)
+    assert trainer.model.metadata["noise_levels"] == pytest.approx([0.03, 2 * estimated])
+    fixed = Trainer(vid.lr, vid.bundle, config=_config(vec_tolerance=1.5, noise_level=0.01),
+                    values=vid.values, normalisation=norm, noise_levels=[0.03])  # fmt: skip
+    np.testing.assert_allclose(fixed.noise_levels, [0.005])
+    for bad, error, match in (
+        ([0.01, 0.02], ValueError, "2 entries for 1 training images"),
+        (0.01, TypeError, "one level"),
+        (["x"], TypeError, "not a number"),
+        ([-1.0], ValueError, "finite and >= 0"),
+        ([float("inf")], ValueError, "finite and >= 0"),
+    ):
+        with pytest.raises(error, match=match):
+            Trainer(vid.lr, vid.bundle, config=config, values=vid.values, noise_levels=bad)
+
+
+def test_train_video_learns_with_the_noise_of_the_video(scene):
+    """``train_video`` without fused targets hands the video's noise level to the trainer
+    (the model records it); with them, or with ``noise="frames"``, the trainer keeps its own
+    one-frame estimate."""
+    from napari_cycsr.consistency import estimate_noise
+    from napari_cycsr.video import frame_values
+    from napari_cycsr.workflows import train_video, video_training
+
+    vid = _video(scene, frames=4, noise=0.02)
+    reg = _registration(vid)
+    config = _config(iterations=1, vec_tolerance=1.5)
+    (level,) = video_training(vid.lr, vid.bundle, registration=reg, noise="video").noise_levels
+    model = train_video(vid.lr, vid.bundle, registration=reg, config=config,
+                        fused_targets=False, progress=False)  # fmt: skip
+    assert model.metadata["noise_levels"] == pytest.approx([level], rel=1e-5)
+    values = frame_values(vid.lr, vid.bundle, kind="reconstructed")
+    alone = estimate_noise(values, vid.bundle, pooled=True)
+    assert abs(alone - level) > 1e-3 * level  # the two are told apart
+    for options in ({"fused_targets": False, "noise": "frames"}, {}):  # {}: fused targets
+        own = train_video(vid.lr, vid.bundle, registration=reg, config=config, progress=False,
+                          **options)  # fmt: skip
+        assert own.metadata["noise_levels"] == pytest.approx([alone], rel=1e-4)

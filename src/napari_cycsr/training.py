@@ -233,6 +233,31 @@ def _first_frame(images: Any) -> np.ndarray:
     return item.reshape(-1, *item.shape[-2:])[0].astype(np.float32)
 
 
+def _check_noise_levels(levels: Any, n_images: int) -> list[float | None]:
+    """``Trainer(noise_levels=)``: one finite level >= 0 (or None) per image."""
+    if levels is None:
+        return [None] * n_images
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__"):
+        raise TypeError(
+            f"noise_levels must be a sequence with one level (or None) per image, got "
+            f"{type(levels).__name__}"
+        )
+    levels = list(levels)
+    if len(levels) != n_images:
+        raise ValueError(f"noise_levels has {len(levels)} entries for {n_images} training images")
+    out: list[float | None] = []
+    for level in levels:
+        if level is None:
+            out.append(None)
+            continue
+        if isinstance(level, bool) or not isinstance(level, (int, float, np.number)):
+            raise TypeError(f"noise_levels: {level!r} is not a number")
+        if not math.isfinite(float(level)) or float(level) < 0:
+            raise ValueError(f"noise_levels must be finite and >= 0, got {level!r}")
+        out.append(float(level))
+    return out
+
+
 # ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Trains a super-resolution model on LR images, with no high-resolution pairs.
@@ -283,6 +308,14 @@ class Trainer:
         "auto" (default): the initial model's recorded spacing when fine-tuning with
         ``config.match_spacing`` (as inference runs that model), else the frames' own.
         None: the frames' own. Previews stay on the first frame's grid.
+    noise_levels : sequence of float or None, optional
+        Noise standard deviation of each image's fibre values, in the values' units, for
+        the noise-aware ``l_vec`` (``config.vec_tolerance``): one per image, ``None``
+        entries (and the default) estimated from that image's values alone
+        (:func:`~napari_cycsr.consistency.estimate_noise`). A video knows better:
+        :func:`~napari_cycsr.workflows.video_training` gives the level estimated from the
+        video (:func:`~napari_cycsr.video.estimate_video_noise`). ``config.noise_level``,
+        when set, wins over both.
 
     Examples
     --------
@@ -313,6 +346,7 @@ class Trainer:
         init: SRModel | None = None,
         registration: Any = None,
         fibre_spacing: float | str | None = "auto",
+        noise_levels: Any = None,
     ) -> None:
         if config is None:
             config = TrainConfig()
@@ -424,7 +458,7 @@ class Trainer:
         )
         #: median fibre spacing of the frames the network learns on (px), what the model records
         self.fibre_spacing = float(np.median([b.spacing for b in self.sampler.bundles]))
-        self.noise_levels = self._noise_levels()  # per image, normalised units
+        self.noise_levels = self._noise_levels(noise_levels)  # per image, normalised units
         # noise-aware l_vec: smooth part of the residuals over two fibre spacings, and the
         # noise of that part per unit of fibre noise (calibrated once on white noise)
         self._smooth_sigma = _SMOOTH_SPACINGS * self.fibre_spacing * config.scale
@@ -524,19 +558,20 @@ class Trainer:
             stacklevel=3,
         )
 
-    def _noise_levels(self) -> np.ndarray:
+    def _noise_levels(self, given: Any = None) -> np.ndarray:
         """Noise level of each training image's fibre values, in normalised units."""
         span = self.normalisation["high"] - self.normalisation["low"]
         n = self.sampler.n_images
+        given = _check_noise_levels(given, n)
         if self.config.noise_level is not None:
             return np.full(n, float(self.config.noise_level) / span)
         if not self.config.vec_tolerance:
             return np.zeros(n)
         from .consistency import estimate_noise
 
-        levels = [
-            estimate_noise(v, b, pooled=True)
-            for v, b in zip(self.sampler.values, self.sampler.bundles)
+        levels = [  # the sampler's values are normalised already; the given ones are not
+            estimate_noise(v, b, pooled=True) if level is None else level / span
+            for v, b, level in zip(self.sampler.values, self.sampler.bundles, given)
         ]
         return np.nan_to_num(np.asarray(levels, dtype=np.float64), nan=0.0)
 
@@ -1043,6 +1078,7 @@ class Trainer:
         device: str | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         registration: Any = None,
+        noise_levels: Any = None,
         **overrides: Any,
     ) -> Trainer:
         """Continue a run from a checkpoint written by :meth:`save_checkpoint`.
@@ -1057,7 +1093,7 @@ class Trainer:
         ----------
         checkpoint : str or path
             Checkpoint file (or the folder holding ``checkpoint.safetensors``).
-        lr_images, bundles, target, values, target_images, registration
+        lr_images, bundles, target, values, target_images, registration, noise_levels
             As for :class:`Trainer` (give the same data for an exact continuation).
         iterations : int, optional
             New total number of iterations (e.g. to train longer).
@@ -1107,6 +1143,7 @@ class Trainer:
             # the spacing the run learned at (checkpoints from before it was recorded: the
             # frames' own, as they were trained)
             fibre_spacing=meta.get("work_spacing"),
+            noise_levels=noise_levels,
         )
         trainer._load_state(tensors, meta)
         return trainer
@@ -1191,6 +1228,7 @@ def train(
     init: SRModel | None = None,
     registration: Any = None,
     fibre_spacing: float | str | None = "auto",
+    noise_levels: Any = None,
     **overrides: Any,
 ) -> SRModel:
     """Train a model and return it (convenience wrapper around :class:`Trainer`).
@@ -1217,6 +1255,9 @@ def train(
         The fibre spacing the network learns at; "auto" (default): a fine-tuning learns at
         the initial model's (its frames are resampled to it, as inference resamples them).
         See :class:`Trainer`.
+    noise_levels : sequence of float or None, optional
+        Noise sd of each image's fibre values (values' units) for the noise-aware ``l_vec``;
+        default: estimated from each image's values. See :class:`Trainer`.
     **overrides
         :class:`TrainConfig` fields, e.g. ``iterations=500, preset="tiny"``.
 
@@ -1267,6 +1308,7 @@ def train(
         init=init,
         registration=registration,
         fibre_spacing=fibre_spacing,
+        noise_levels=noise_levels,
     )
     bar = None
     if progress is True:

@@ -178,6 +178,11 @@ class VideoTraining:
     target_images: list[np.ndarray] | None
     settings: dict[str, Any]
     frames_used: np.ndarray
+    #: noise sd of the fibre values of each image (values' units) for ``Trainer(noise_levels=)``;
+    #: None: the trainer estimates it from each frame alone
+    noise_levels: list[float | None] | None = None
+    #: how the noise level was found, for messages ("" when it was not)
+    noise_note: str = ""
 
 
 def video_training(
@@ -190,6 +195,7 @@ def video_training(
     fused_targets: bool = True,
     w_pix: float = 1.0,
     window: int = 8,
+    noise: Any = "auto",
     progress: Any = None,
 ) -> VideoTraining:
     """Prepare training on a pCLE video: registration, multi-frame term, fused targets.
@@ -215,6 +221,19 @@ def video_training(
         Measured fibre values (default: sampled from the frames).
     w_multi, fused_targets, w_pix, window
         As above.
+    noise : "auto", "video", "frames" or float, optional
+        Noise sd of the fibre values, for the noise-aware ``l_vec`` (``vec_tolerance``, e.g.
+        of a fine-tuned pretrained model). "video": estimated from the video
+        (:func:`napari_cycsr.video.estimate_video_noise`: each frame against the fusion of
+        the others; the smaller of that and the frames' own estimate, both upper bounds):
+        a frame alone cannot tell fine texture from noise and overestimates it there
+        (docs/video.md: 5.1x the true level on the texture crops at sd 0.01, the video
+        1.5x); "frames": from each frame alone (the trainer's default); a number: that
+        level, in the values' units. "auto" (default): "video" without fused targets, where
+        ``l_vec`` and the multi-frame term are what hold the output to the measurement (up
+        to +0.5 dB on textures), "frames" with them, where the fused target leads and a
+        tighter ``l_vec`` only pulls towards one noisy frame (no gain, up to -0.1 dB;
+        docs/video.md, "The noise level it learns with").
     progress : callable, optional
         Called with the registration's and the fusion's progress events.
 
@@ -248,6 +267,9 @@ def video_training(
             "may not show one moving scene; train on them without the video options"
         )
     stack_values = None if values is None else np.asarray(values, np.float32).reshape(n, -1)
+    if isinstance(noise, str) and noise == "auto":
+        noise = "frames" if fused_targets else "video"
+    level, note = _video_noise_level(noise, frames, bundle, registration, stack_values)
     settings: dict[str, Any] = {"w_multi": float(w_multi)}
     used = np.arange(n)
     targets = None
@@ -268,7 +290,40 @@ def video_training(
         target_images=targets,
         settings=settings,
         frames_used=used,
+        noise_levels=None if level is None else [level],
+        noise_note=note,
     )
+
+
+def _video_noise_level(
+    noise: Any, frames: np.ndarray, bundle: FibreBundle, registration: Any, values: Any
+) -> tuple[float | None, str]:
+    """:func:`video_training`'s ``noise``: the level (None: per frame) and a note on it."""
+    if isinstance(noise, str):
+        if noise == "frames":
+            return None, ""
+        if noise != "video":
+            raise ValueError(f"noise must be 'auto', 'video', 'frames' or a number, got {noise!r}")
+        from .consistency import estimate_noise
+        from .video import estimate_video_noise, frame_values
+
+        if values is None:
+            values = frame_values(frames, bundle, kind="reconstructed")
+        alone = float(estimate_noise(values, bundle, pooled=True))
+        try:
+            video = estimate_video_noise(values, bundle, registration, combine=False)
+        except ValueError as err:  # e.g. no core the other frames cover: one frame's estimate
+            return None, f"noise of the fibre values from each frame alone (the video: {err})"
+        # both are upper bounds of the true level: the smaller is the tighter
+        return min(video, alone), (
+            f"noise of the fibre values: sd {min(video, alone):.4g}, the smaller of the "
+            f"video's estimate ({video:.4g}) and each frame's alone ({alone:.4g})"
+        )
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.number)):
+        raise TypeError(f"noise must be 'auto', 'video', 'frames' or a number, got {noise!r}")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    return float(noise), f"noise of the fibre values: sd {float(noise):.4g} (given)"
 
 
 def train_video(
@@ -281,6 +336,7 @@ def train_video(
     fused_targets: bool = True,
     w_pix: float = 1.0,
     window: int = 8,
+    noise: Any = "auto",
     progress: Any = True,
     **options: Any,
 ) -> Any:
@@ -291,7 +347,7 @@ def train_video(
 
     Parameters
     ----------
-    video, bundle, registration, values, w_multi, fused_targets, w_pix, window
+    video, bundle, registration, values, w_multi, fused_targets, w_pix, window, noise
         As :func:`video_training`.
     progress : bool or callable, optional
         As :func:`~napari_cycsr.training.train`.
@@ -319,12 +375,12 @@ def train_video(
 
     prepared = video_training(
         video, bundle, registration=registration, values=values, w_multi=w_multi,
-        fused_targets=fused_targets, w_pix=w_pix, window=window,
+        fused_targets=fused_targets, w_pix=w_pix, window=window, noise=noise,
     )  # fmt: skip
     settings = {**prepared.settings, **options}
     target = settings.pop("target", None)
     return train(
         prepared.lr_images, prepared.bundles, target, values=prepared.values,
         registration=prepared.registration, target_images=prepared.target_images,
-        progress=progress, **settings,
+        noise_levels=prepared.noise_levels, progress=progress, **settings,
     )  # fmt: skip

@@ -345,7 +345,8 @@ def _train(
     # this machine's choices, also when resuming a run started elsewhere
     options.update(precision=args.precision, threads=args.threads)
     bundles = [bundle] * len(frames)
-    registration = None
+    registration = noise_levels = None
+    noise_note = ""
     if options.get("w_multi") and not args.video:
         raise CLIError(
             "--set w_multi (the multi-frame cycle consistency) needs --video: the LR frames "
@@ -369,6 +370,7 @@ def _train(
         frames, bundles = prepared.lr_images, prepared.bundles
         values, target_images = prepared.values, prepared.target_images
         registration = prepared.registration
+        noise_levels, noise_note = prepared.noise_levels, prepared.noise_note
         settings = dict(prepared.settings)
         if "target" in settings:
             args.target = settings.pop("target")
@@ -418,6 +420,7 @@ def _train(
             device=args.device,
             checkpoint_dir=checkpoint_dir,
             registration=registration,
+            noise_levels=noise_levels,
             **options,
         )
     else:
@@ -426,7 +429,7 @@ def _train(
         )
         trainer = Trainer(
             frames, bundles, config=config, values=values, target_images=target_images,
-            init=init, registration=registration,
+            init=init, registration=registration, noise_levels=noise_levels,
         )  # fmt: skip
     main_process = trainer.is_main
     cfg = trainer.config
@@ -441,6 +444,8 @@ def _train(
     )
     if trainer.spacing_note():
         say(f"{trainer.spacing_note()} (the initial model's, as super-resolve runs it)")
+    if noise_note and cfg.vec_tolerance and cfg.noise_level is None:
+        say(f"{noise_note}, for the noise-aware l_vec")
     started = time.perf_counter()
     last = None
     bar = progress_bar(cfg.iterations, "train", disable=args.quiet or not main_process)
