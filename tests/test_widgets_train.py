@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from napari.layers import Image  # noqa: E402
 
 from napari_cycsr._widgets.super_resolve import FROM_FILE  # noqa: E402
-from napari_cycsr._widgets.train import PREVIEW_NAME  # noqa: E402
+from napari_cycsr._widgets.train import FROM_SCRATCH, PREVIEW_NAME  # noqa: E402
 
 pytestmark = pytest.mark.qt
 
@@ -541,6 +541,12 @@ def test_fine_tuning_a_model_of_another_fibre_spacing_resamples_and_says_so(
     save_model(start, tmp_path / "start.safetensors")
     widget.start_from.value = FROM_FILE
     widget.start_file.value = tmp_path / "start.safetensors"
+    # said before Start, under the model's details
+    zoom = start.metadata["fibre_spacing"] / frames_spacing
+    assert (
+        f"frames resampled x{zoom:.2f} to its fibre spacing of {1.5 * frames_spacing:.2f} px "
+        f"(theirs: {frames_spacing:.2f} px, fibres 'fibres')"
+    ) in widget.start_details.value
     widget.start_button.native.click()
     _wait(qtbot, widget)
     assert errors == []
@@ -554,3 +560,12 @@ def test_fine_tuning_a_model_of_another_fibre_spacing_resamples_and_says_so(
     assert preview.data.shape == (h, w) and preview.data.std() > 0
     np.testing.assert_allclose(preview.scale, lr.scale)
     np.testing.assert_allclose(preview.translate, (y0, x0))
+    # a model of the frames' own spacing: nothing to resample, and the line says so
+    start.metadata["fibre_spacing"] = 1.02 * frames_spacing
+    save_model(start, tmp_path / "same.safetensors")
+    widget.start_file.value = tmp_path / "same.safetensors"
+    assert "frames resampled" not in widget.start_details.value
+    assert f"is the frames' ({frames_spacing:.2f} px)" in widget.start_details.value
+    # from scratch: no start model, no line
+    widget.start_from.value = FROM_SCRATCH
+    assert "fibre spacing" not in widget.start_details.value

@@ -35,7 +35,7 @@ from ._atomic import atomic_path
 from ._validate import as_grey, as_real_array, as_shape
 from .detect import bundle_fov, check_background, detect_cores, estimate_spacing
 
-__all__ = ["FibreBundle", "bundle_fov", "estimate_spacing"]
+__all__ = ["FibreBundle", "bundle_fov", "centre_spacing", "estimate_spacing"]
 
 ArrayLike = Any
 
@@ -124,6 +124,29 @@ def _rasterise_triangles(
     bary = np.clip(bary[first], 0.0, 1.0)
     bary /= bary.sum(axis=1, keepdims=True)
     return pix, tri[first], bary
+
+
+def _median_nearest(dist: np.ndarray) -> float:
+    """The fibre spacing: median distance of each centre to its nearest neighbour, from
+    ``cKDTree.query(centres, k=2)`` distances."""
+    return float(np.median(dist[:, 1]))
+
+
+def centre_spacing(centres: Any) -> float:
+    """Fibre spacing (px) of ``(N, 2)`` centres, as :attr:`FibreBundle.spacing` measures it,
+    without building the bundle (no field of view, no checks beyond the shape).
+
+    Examples
+    --------
+    >>> centres = [(0, 0), (0, 3), (3, 0), (3, 3), (10, 10)]
+    >>> centre_spacing(centres)
+    3.0
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 2 or len(c) < 2:
+        raise ValueError(f"centres must be an (N, 2) array of at least 2 points, got {c.shape}")
+    dist, _ = cKDTree(c).query(c, k=2)
+    return _median_nearest(dist)
 
 
 class FibreBundle:
@@ -215,7 +238,7 @@ class FibreBundle:
         c.setflags(write=False)
         self.centres: np.ndarray = c
         self.n_fibres: int = int(c.shape[0])
-        self.spacing: float = float(np.median(dist[:, 1]))
+        self.spacing: float = _median_nearest(dist)
         self.fov_margin: float = fov_margin
         self._cache: dict[Any, Any] = {}
 

@@ -114,7 +114,7 @@ def overlay_factor(
     return factor
 
 
-def _points_to_pixels(points: Points, image: Layer) -> np.ndarray:
+def points_to_pixels(points: Points, image: Layer) -> np.ndarray:
     """(N,2) point coordinates in ``image``'s pixel grid (last two axes, via world)."""
     data = np.asarray(points.data, dtype=float)
     if data.ndim != 2 or data.shape[1] < 2:
@@ -141,7 +141,7 @@ def bundle_from_points(points: Points, image: Layer, shape: tuple[int, int] | No
     if shape is None:
         shape = yx_shape(image)
     shape = tuple(int(s) for s in shape)
-    centres = _points_to_pixels(points, image)
+    centres = points_to_pixels(points, image)
     cached = points.metadata.get(BUNDLE_KEY)
     if cached is not None and tuple(cached.shape) != shape:
         raise ValueError(

@@ -11,9 +11,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, ProgressBar, PushButton, Select
 from napari.layers import Image, Points
 
+from napari_cycsr._validate import positive_spacing
 from napari_cycsr.models_store import model_details, save_to_folder, saved_models, unique_name
 
-from ._common import MODELS, bundle_from_points
+from ._common import MODELS, bundle_from_points, points_to_pixels
 from ._form import Form
 from ._layers import ActiveLayerFollower, layer_array, layer_choices, pick_layer, require_layer
 from ._model_menu import FROM_FILE, choice_label, load_choice, model_choices
@@ -144,6 +145,7 @@ class TrainWidget(Form):
         self._free: dict[str, Any] = {}  # the loss weights as they were before a start model
         self._start_recipe: Any = None  # the start model's train_config
         self._start_text = ""  # what the start model is (model_details)
+        self._start_spacing: float | None = None  # the fibre spacing the start model learned at
         self.form = TrainForm()
         self.model_path = FileEdit(
             label="save model to", mode="w", filter="*.safetensors",
@@ -194,6 +196,9 @@ class TrainWidget(Form):
         self.start_from.changed.connect(self._start_changed)
         self.start_file.changed.connect(self._start_changed)
         self.form.video.changed.connect(self._show_carried)  # a paired run keeps more
+        # the frames' fibre spacing against the start model's (resampled or not)
+        self.fibres.changed.connect(self._show_carried)
+        self.lr_layers.changed.connect(self._show_carried)
         MODELS.changed.connect(self._models_changed)
         viewer.events.theme.connect(self._theme_changed)
         viewer.layers.events.inserted.connect(self._default_lr)
@@ -277,6 +282,7 @@ class TrainWidget(Form):
             for key, control in self.form.losses.items():
                 control.value = self._free[key]
         self._shown = None
+        self._start_spacing = None
         self.form.fix_network()
         text = ""
         try:
@@ -291,6 +297,7 @@ class TrainWidget(Form):
                 self._shown = {}
                 self._start_recipe = recipe
                 self._start_text = model_details(model.metadata, model.generator.config.to_dict())
+                self._start_spacing = positive_spacing(model.metadata.get("fibre_spacing"))
                 self.form.fix_network(network["preset"], network["scale"])
                 self._show_carried()
                 return
@@ -331,8 +338,32 @@ class TrainWidget(Form):
                     f"to the model's, w_anchor={carried.get('w_anchor')}; 'learn from video' "
                     "keeps its own objective)"
                 )
-        self.start_details.value = text
+        spacing = self._spacing_text()
+        self.start_details.value = text + (f"\n{spacing}" if spacing else "")
         self.start_details.visible = True
+
+    def _spacing_text(self) -> str:
+        """What the start model's fibre spacing does to the chosen frames, said before Start:
+        the run learns at the model's spacing (``Trainer(fibre_spacing="auto")``), so frames
+        whose fibres lie another distance apart are resampled to it."""
+        from napari_cycsr.data import spacing_zoom
+        from napari_cycsr.fibres import centre_spacing
+
+        points, layers = self.fibres.value, list(self.lr_layers.value or [])
+        if self._start_spacing is None or points is None or not layers:
+            return ""
+        try:
+            own = centre_spacing(points_to_pixels(points, layers[0]))
+        except ValueError:  # too few points: Start says what is wrong
+            return ""
+        model = self._start_spacing
+        zoom = spacing_zoom(model, own)
+        if zoom == 1.0:
+            return f"its fibre spacing ({model:.2f} px) is the frames' ({own:.2f} px)"
+        return (
+            f"frames resampled x{zoom:.2f} to its fibre spacing of {model:.2f} px (theirs: "
+            f"{own:.2f} px, fibres {points.name!r}) to learn at it, as Super-resolve runs it"
+        )
 
     def _theme_changed(self, event: Any) -> None:
         try:
