@@ -215,13 +215,16 @@ def score_real_frame(
 
     ``models``: ``{label: model or (model, super_resolve options)}`` (one model alone is
     labelled "network"). Returns
-    ``{method: {"psnr", "ssim", "gradient_ratio"}}`` (methods: :func:`real_methods`), the
+    ``{method: {"psnr", "ssim", "gradient_ratio", "spectrum", "spectrum_signed",
+    "hallucination"}}`` (methods: :func:`real_methods`; the last three against the reference,
+    :func:`napari_cycsr.metrics.spectrum_distance` and :func:`~napari_cycsr.metrics.hallucination`
+    at the bundle's spacing), the
     images (and ``"reference"``), and the fraction of the field of view scored (where every
     other used frame contributed to the reference).
     """
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.inference import super_resolve
-    from napari_cycsr.metrics import gradient_ratio, psnr, ssim
+    from napari_cycsr.metrics import gradient_ratio, hallucination, psnr, spectrum_distance, ssim
     from napari_cycsr.video import leave_one_out
 
     extra = {"exclude": list(exclude)} if len(exclude) else {}
@@ -244,6 +247,11 @@ def score_real_frame(
             "psnr": psnr(img, ref, mask=mask),
             "ssim": ssim(img, ref, mask=mask),
             "gradient_ratio": gradient_ratio(img, tli, mask=mask) if name != "TLI" else np.nan,
+            "spectrum": spectrum_distance(img, ref, spacing=bundle.spacing, mask=mask),
+            "spectrum_signed": spectrum_distance(
+                img, ref, spacing=bundle.spacing, mask=mask, signed=True
+            ),
+            "hallucination": hallucination(img, ref, spacing=bundle.spacing, mask=mask),
         }
     return scores, {**images, "reference": ref}, float(mask.sum() / max(1, fov.sum()))
 
