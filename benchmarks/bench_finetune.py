@@ -216,7 +216,9 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
                         f"{key}dssim_median": float(np.median(q))})  # fmt: skip
             # how real it looks against the reference: spectrum distance above the fibres'
             # band (dB; signed: + more power than the reference), added detail where it is flat
-            for measure in ("spectrum", "spectrum_signed", "hallucination"):
+            measures = ("spectrum", "spectrum_signed", "spectrum_model", "spectrum_model_signed",
+                        "hallucination")  # fmt: skip
+            for measure in measures:
                 row[f"{key}{measure}_median"] = float(
                     np.median([frames[t][method][measure] for t in score_frames])
                 )
@@ -224,6 +226,8 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
             line += f" ΔSSIM {np.median(q):+.3f}"
             line += f" spec {row[f'{key}spectrum_median']:.2f}"
             line += f" ({row[f'{key}spectrum_signed_median']:+.2f})"
+            line += f" model band {row[f'{key}spectrum_model_median']:.2f}"
+            line += f" ({row[f'{key}spectrum_model_signed_median']:+.2f})"
             line += f" hall {row[f'{key}hallucination_median']:.4f}"
         rows.append(row)
         print(line, flush=True)
