@@ -20,6 +20,9 @@ noise-aware projection against TLI, mean over the crops. Results in
     # other scored frames (docs/pretrained.md)
     python benchmarks/bench_finetune.py --model default --iterations 300 --real \\
         --anchors 1 10 --spacing model frames --video --ensemble 4
+    # the adversarial term on real frames: each fine-tuning without and with it
+    python benchmarks/bench_finetune.py --model default --iterations 300 --real \\
+        --anchors 1 --adv 5e-5 5e-4 --ensemble 4 --tag adv
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from _common import REPO_ROOT, parse_settings, write_json  # noqa: E402
 from learning_curves import score_set, simulate_set  # noqa: E402
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
+#: ``--adv``: the adversarial recipe docs/method.md chose on the validation crops ("hinge-hp")
+ADV_RECIPE = {"adv_loss": "hinge", "adv_highpass": 0.5, "d_spectral_norm": True, "noise_sigma": 0.0}
 CASES = [(c, n) for c in ("texture", "smooth", "sparse") for n in (0.01, 0.05)]
 
 
@@ -73,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --real: also fine-tune on frames 1-6 as one video (train_video: registered, "
         "fused targets, multi-frame consistency; the model's own objective)",
+    )
+    parser.add_argument(
+        "--adv",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="W",
+        help="with --real: each fine-tuning also with the adversarial recipe of docs/method.md "
+        "(hinge loss, high-pass discriminator, spectral norm, no instance noise) at each "
+        "w_adv W, to tell what the adversarial term does to real frames",
     )
     parser.add_argument(
         "--ensemble",
@@ -139,12 +154,20 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
     train_frames, score_frames = range(0, 6), range(6, values.shape[0])
     lr = [bundle.reconstruct(values[t]) for t in train_frames]
     models = {"as shipped": pretrained(args.model)}
-    arms = [(w, where) for where in args.spacing for w in (args.anchors or [None])]
-    for w, where in arms:
+    arms = [
+        (w, where, adv)
+        for where in args.spacing
+        for w in (args.anchors or [None])
+        for adv in [None, *args.adv]
+    ]
+    for w, where, adv in arms:
         extra = {} if w is None else {"w_anchor": w}
         label = "fine-tuned" + (f", w_anchor {w:g}" if w is not None else "")
         if len(args.spacing) > 1 or where != "model":
             label += ", at the frames' spacing" if where == "frames" else ", at the model's spacing"
+        if adv is not None:  # the adversarial recipe docs/method.md picked on simulated crops
+            extra.update(ADV_RECIPE, w_adv=adv)
+            label += f", l_adv hinge-hp {adv:g}"
         t0 = time.perf_counter()
         models[label] = train(
             lr, [bundle] * len(lr), values=[values[t] for t in train_frames],
@@ -191,8 +214,21 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
             row.update({f"{key}dpsnr_median": float(np.median(d)),
                         f"{key}dpsnr_worst": float(np.min(d)),
                         f"{key}dssim_median": float(np.median(q))})  # fmt: skip
+            # how real it looks against the reference: spectrum distance above the fibres'
+            # band (dB; signed: + more power than the reference), added detail where it is flat
+            measures = ("spectrum", "spectrum_signed", "spectrum_model", "spectrum_model_signed",
+                        "hallucination")  # fmt: skip
+            for measure in measures:
+                row[f"{key}{measure}_median"] = float(
+                    np.median([frames[t][method][measure] for t in score_frames])
+                )
             line += f"  {name}: ΔPSNR {np.median(d):+.2f} ({np.min(d):+.2f})"
             line += f" ΔSSIM {np.median(q):+.3f}"
+            line += f" spec {row[f'{key}spectrum_median']:.2f}"
+            line += f" ({row[f'{key}spectrum_signed_median']:+.2f})"
+            line += f" model band {row[f'{key}spectrum_model_median']:.2f}"
+            line += f" ({row[f'{key}spectrum_model_signed_median']:+.2f})"
+            line += f" hall {row[f'{key}hallucination_median']:.4f}"
         rows.append(row)
         print(line, flush=True)
     command = "python benchmarks/bench_finetune.py " + " ".join(

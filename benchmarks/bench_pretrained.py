@@ -215,13 +215,19 @@ def score_real_frame(
 
     ``models``: ``{label: model or (model, super_resolve options)}`` (one model alone is
     labelled "network"). Returns
-    ``{method: {"psnr", "ssim", "gradient_ratio"}}`` (methods: :func:`real_methods`), the
+    ``{method: {"psnr", "ssim", "gradient_ratio", "spectrum", "spectrum_signed",
+    "spectrum_model", "spectrum_model_signed", "hallucination"}}`` (methods:
+    :func:`real_methods`; the last five against the reference,
+    :func:`napari_cycsr.metrics.spectrum_distance` and :func:`~napari_cycsr.metrics.hallucination`
+    at the bundle's spacing; ``spectrum_model*``: only up to the Nyquist frequency of the grid
+    the models run on, 0.5 x the zoom ``super_resolve`` resamples the frame by), the
     images (and ``"reference"``), and the fraction of the field of view scored (where every
     other used frame contributed to the reference).
     """
     from napari_cycsr.consistency import project_consistent
+    from napari_cycsr.data import spacing_zoom
     from napari_cycsr.inference import super_resolve
-    from napari_cycsr.metrics import gradient_ratio, psnr, ssim
+    from napari_cycsr.metrics import gradient_ratio, hallucination, psnr, spectrum_distance, ssim
     from napari_cycsr.video import leave_one_out
 
     extra = {"exclude": list(exclude)} if len(exclude) else {}
@@ -233,6 +239,13 @@ def score_real_frame(
         models = {"network": models}
     tli = bundle.reconstruct(values[t])
     images = {"TLI": tli, "TLI + projection": project_consistent(tli, bundle, values[t])}
+    # the band the models can fill: up to the Nyquist frequency of the grid they run on
+    zooms = [
+        spacing_zoom(m.metadata["fibre_spacing"], bundle.spacing)
+        for m in (e[0] if isinstance(e, tuple) else e for e in models.values())
+        if isinstance(m.metadata, dict) and m.metadata.get("fibre_spacing")
+    ]
+    top = 0.5 * min([1.0, *zooms])
     for label, entry in models.items():
         model, options = entry if isinstance(entry, tuple) else (entry, {})
         net = super_resolve(model, tli, device="cpu", mask=fov, spacing=bundle.spacing, **options)
@@ -244,6 +257,17 @@ def score_real_frame(
             "psnr": psnr(img, ref, mask=mask),
             "ssim": ssim(img, ref, mask=mask),
             "gradient_ratio": gradient_ratio(img, tli, mask=mask) if name != "TLI" else np.nan,
+            "spectrum": spectrum_distance(img, ref, spacing=bundle.spacing, mask=mask),
+            "spectrum_signed": spectrum_distance(
+                img, ref, spacing=bundle.spacing, mask=mask, signed=True
+            ),
+            "spectrum_model": spectrum_distance(
+                img, ref, spacing=bundle.spacing, mask=mask, max_frequency=top
+            ),
+            "spectrum_model_signed": spectrum_distance(
+                img, ref, spacing=bundle.spacing, mask=mask, signed=True, max_frequency=top
+            ),
+            "hallucination": hallucination(img, ref, spacing=bundle.spacing, mask=mask),
         }
     return scores, {**images, "reference": ref}, float(mask.sum() / max(1, fov.sum()))
 

@@ -376,6 +376,18 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     assert 0.3 < covered <= 1.0
     assert images["reference"].shape == vid.bundle.shape
     assert scores["TLI + projection"]["psnr"] > scores["TLI"]["psnr"]
+    # how real each looks against the reference: spectrum distances and hallucination
+    for row in scores.values():
+        assert row["spectrum"] >= abs(row["spectrum_signed"]) - 1e-9
+        assert row["hallucination"] >= 0 and np.isfinite(row["spectrum_model"])
+    # no recorded spacing: the model band is the whole band; a model that runs on a grid half
+    # as fine (it learned at half the frames' spacing) fills only the band up to 0.25
+    assert scores["network"]["spectrum_model"] == scores["network"]["spectrum"]
+    model.metadata["fibre_spacing"] = 0.5 * vid.bundle.spacing
+    half, _, _ = bench_pretrained.score_real_frame(model, vid.values, vid.bundle, reg, 2)
+    assert half["TLI"]["spectrum"] == scores["TLI"]["spectrum"]
+    assert half["TLI"]["spectrum_model"] != scores["TLI"]["spectrum_model"]
+    del model.metadata["fibre_spacing"]
     # several models side by side: each with its projection, after the same baselines
     import torch
 

@@ -571,6 +571,16 @@ def test_spectrum_distance_hand_cases():
         spectrum_distance(ref, ref, spacing=0)
     with pytest.raises(ValueError, match="same shape"):
         spectrum_distance(ref, ref[:-1], spacing=3)
+    # max_frequency: only the band up to it. An image that lost everything above 0.3
+    # cycles / px is far from the reference over the whole band, not below 0.3
+    spectrum = np.fft.fft2(ref)
+    fy, fx = np.meshgrid(np.fft.fftfreq(96), np.fft.fftfreq(96), indexing="ij")
+    low = np.fft.ifft2(np.where(np.hypot(fy, fx) <= 0.3, spectrum, 0)).real
+    assert spectrum_distance(low, ref, spacing=3.0, signed=True) < -10
+    assert abs(spectrum_distance(low, ref, spacing=3.0, signed=True, max_frequency=0.25)) < 0.5
+    assert np.isnan(spectrum_distance(low, ref, spacing=3.0, max_frequency=0.1))  # no ring
+    with pytest.raises(ValueError, match="max_frequency"):
+        spectrum_distance(ref, ref, spacing=3.0, max_frequency=-1)
 
 
 def test_hallucination_counts_detail_only_where_the_truth_is_flat():

@@ -561,6 +561,29 @@ def test_training_with_the_adversarial_options_runs():
         TrainConfig(augment_lr=1)
 
 
+def test_spectral_norm_runs_depend_on_the_seed_only():
+    """A run with the spectrally normalised discriminator gives the same model whatever the
+    process's global torch generator held before (its power iteration started from vectors
+    drawn from it, so two runs with one seed in one session could differ)."""
+    from napari_cycsr.simulate import simulate_pcle
+    from napari_cycsr.training import TrainConfig, Trainer
+
+    sim = simulate_pcle(np.random.default_rng(1).random((96, 96)), seed=1)
+    cfg = TrainConfig(
+        preset="tiny", iterations=3, batch_size=2, patch=32, device="cpu", preview_every=0,
+        checkpoint_every=0, adv_loss="hinge", d_spectral_norm=True, w_adv=0.1, warmup=0,
+        precision="fp32", threads=1,
+    )  # fmt: skip
+    weights = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # another history of the global generator
+        trainer = Trainer(sim.lr, sim.bundle, config=cfg, values=sim.values)
+        list(trainer.run())
+        weights.append(trainer.model.generator.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
+
+
 def test_adversarial_options_under_bf16(monkeypatch):
     """Spectral norm, the relativistic loss and augmentation in bfloat16: float32 weights,
     finite losses."""

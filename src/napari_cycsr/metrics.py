@@ -667,6 +667,7 @@ def spectrum_distance(
     spacing: float,
     mask: ArrayLike | None = None,
     signed: bool = False,
+    max_frequency: float | None = None,
 ) -> float:
     """Distance between the power spectra of an image and its reference, above the fibres'.
 
@@ -690,11 +691,17 @@ def spectrum_distance(
         Return the mean of ``10 log10(P_image / P_reference)`` instead (dB): positive when the
         image has *more* power than the reference in the band (over-sharpened, noisy),
         negative when it has less (blurry).
+    max_frequency : float, optional
+        Upper end of the band in cycles per pixel (default 0.5, the whole band). E.g. the
+        Nyquist frequency of the grid a model ran on: a model that resamples frames to a
+        finer fibre spacing (``super_resolve``'s spacing match) works on a coarser grid and
+        brings no detail above ``0.5 x`` its zoom back to the frame's grid.
 
     Returns
     -------
     float
-        dB. NaN when the band holds no ring (``spacing`` below 1 pixel).
+        dB. NaN when the band holds no ring (``spacing`` below 1 pixel, or ``max_frequency``
+        below ``1 / (2 * spacing)``).
 
     Examples
     --------
@@ -710,6 +717,8 @@ def spectrum_distance(
     f, p_im = radial_power_spectrum(im, mask=m)
     _, p_ref = radial_power_spectrum(ref, mask=m)
     band = f >= 1.0 / (2.0 * spacing)
+    if max_frequency is not None:
+        band &= f <= _positive_number(max_frequency, "max_frequency")
     tiny = 1e-20
     db = 10.0 * np.log10((p_im[band] + tiny) / (p_ref[band] + tiny))
     if db.size == 0:

@@ -372,6 +372,10 @@ class Trainer:
             torch.manual_seed(seed)
             generator = Generator(net_config)
             discriminator = Discriminator(net_config)
+            if config.d_spectral_norm:
+                # its power iteration starts from random vectors: drawn here, from the run's
+                # seed, not from whatever the process's global generator holds
+                _spectral_norm(discriminator)
         if init is not None:
             _load_initial_weights(generator, init)
         elif config.w_anchor > 0:
@@ -383,8 +387,6 @@ class Trainer:
         self._anchor: nn.Module | None = None
         if config.w_anchor > 0:
             self._anchor = copy.deepcopy(generator).eval().requires_grad_(False)
-        if config.d_spectral_norm:
-            _spectral_norm(discriminator)
         # channels-last (NHWC) convolutions are faster on CPU (oneDNN) and on tensor cores
         layout = memory_format(self.device)
         self._g: nn.Module = generator.to(self.device, memory_format=layout)
