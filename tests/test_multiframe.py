@@ -274,6 +274,7 @@ def test_cli_train_video(tmp_path, video_files, capsys):
     assert main([*args, "--no-fused-targets", "--out", str(unpaired)]) == 0
     (level,) = load_model(unpaired).metadata["noise_levels"]
     said = capsys.readouterr().out
+    assert "estimating the noise of the fibre values from the video" in said
     assert f"noise of the fibre values: sd {level:.4g}, the smaller of the video's" in said
     given = tmp_path / "given.safetensors"
     args += ["--no-fused-targets", "--set", "noise_level=0.05"]

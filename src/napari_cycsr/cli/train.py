@@ -356,13 +356,20 @@ def _train(
         from ..workflows import video_training
 
         reg = _video_registration(args, frames, bundle)
-        bar = progress_bar(len(frames), "fuse", unit="frame", disable=args.quiet)
+        fused = not args.no_fused_targets
+        # without fused targets the video's noise level is estimated (video_training's
+        # "auto"), unless --set noise_level gives one: no fusion to show, a few seconds
+        estimate = not fused and options.get("noise_level") is None
+        if estimate:
+            say("estimating the noise of the fibre values from the video")
+        bar = progress_bar(len(frames), "fuse", unit="frame", disable=args.quiet or not fused)
         try:
             prepared = video_training(
                 np.stack(frames), bundle, registration=reg,
                 values=None if values is None else np.stack(values),
                 w_multi=options.get("w_multi", 1.0),
-                fused_targets=not args.no_fused_targets, w_pix=options.get("w_pix", 1.0),
+                fused_targets=fused, w_pix=options.get("w_pix", 1.0),
+                noise="auto" if estimate or fused else "frames",
                 progress=lambda e: _advance(bar, e),
             )  # fmt: skip
         finally:
