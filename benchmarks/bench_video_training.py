@@ -34,7 +34,8 @@ tuning on these crops).
     python benchmarks/bench_video_training.py --docs          # also write docs/video.md
     python benchmarks/bench_video_training.py --reuse         # only the arms not yet run
     # the noise level the noise-aware l_vec learns with: each frame's own or the video's
-    # (docs/video.md, "The noise level it learns with"); chosen on validation, checked on test
+    # (docs/video.md, "The noise level it learns with"; the test run came first, the rule
+    # was then applied to the validation run)
     python benchmarks/bench_video_training.py --split validation --arms multi \
         'multi, video noise' 'paired HR^ + multi' 'paired HR^ + multi, video noise' \
         --tag noise --threads 1
