@@ -487,3 +487,42 @@ def test_video_noise_on_a_flat_scene_is_the_noise():
     )  # fmt: skip
     level = estimate_video_noise(flat.values, flat.bundle, poses, combine=False)
     assert level == pytest.approx(0.02, rel=0.25)
+
+
+def test_video_noise_fuses_only_the_nearest_frames_of_a_long_video(monkeypatch):
+    """However long the video, each frame's residual comes from its 16 nearest registered
+    frames (the cost of a short video); up to 17 frames that is every other frame, so the
+    estimate is the same as with ``neighbours=None``."""
+    import napari_cycsr.video._noise as noise_module
+    from napari_cycsr.simulate import simulate_pcle_video
+    from napari_cycsr.video import estimate_video_noise
+
+    long = simulate_pcle_video(data.gravel()[:150, :150] / 255.0, 24, shape=(96, 96),
+                               step=1.0, noise=0.01, seed=4)  # fmt: skip
+    reg = register(long.lr, long.bundle)
+    short = slice(0, 12)
+    short_reg = Registration(**{
+        **reg.__dict__, "shifts": reg.shifts[short], "angles": reg.angles[short],
+        "confidence": reg.confidence[short], "overlap": reg.overlap[short],
+        "anchors": np.minimum(reg.anchors[short], 11), "reference": 0,
+    })  # fmt: skip
+    every = estimate_video_noise(long.values[short], long.bundle, short_reg, neighbours=None)
+    assert estimate_video_noise(long.values[short], long.bundle, short_reg) == every
+    used = []
+    real = noise_module.leave_one_out
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        used.append(len(out[1].frames))
+        return out
+
+    monkeypatch.setattr(noise_module, "leave_one_out", spy)
+    level = estimate_video_noise(long.values, long.bundle, reg, combine=False) / 0.01
+    assert used and max(used) <= 16
+    used.clear()
+    all_others = estimate_video_noise(long.values, long.bundle, reg, combine=False,
+                                      neighbours=None) / 0.01  # fmt: skip
+    assert max(used) > 16
+    assert 0.7 < level < 3 and 0.7 < all_others < 3
+    with pytest.raises(ValueError, match="neighbours"):
+        estimate_video_noise(long.values, long.bundle, reg, neighbours=0)

@@ -25,6 +25,7 @@ def estimate_video_noise(
     frames: Any = None,
     max_frames: int = 4,
     combine: bool = True,
+    neighbours: int | None = 16,
 ) -> float:
     """Noise sd of the fibre values of a video: each frame against the others' fusion.
 
@@ -59,6 +60,11 @@ def estimate_video_noise(
         Return the smaller of this estimate and the single-frame one pooled over the same
         frames (both are upper bounds of the true level; on smooth content the single-frame
         one can be the tighter). Default True.
+    neighbours : int or None, optional
+        Fuse, for each frame, only its ``neighbours`` nearest registered frames in time
+        (default 16), so the cost stays that of a short video however long the recording
+        (every other frame for videos of up to 17 registered frames, the same as None).
+        None: every other registered frame.
 
     Returns
     -------
@@ -99,6 +105,10 @@ def estimate_video_noise(
         )
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise ValueError(f"max_frames must be a positive integer, got {max_frames!r}")
+    if neighbours is not None and (
+        isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1
+    ):
+        raise ValueError(f"neighbours must be a positive integer or None, got {neighbours!r}")
     good = np.flatnonzero(np.asarray(registration.confidence) >= registration.min_confidence)
     if good.size < 2:
         raise ValueError(
@@ -119,7 +129,13 @@ def estimate_video_noise(
     sizes = np.bincount(cells[inside], minlength=bundle.n_fibres)
     levels = []
     for t in chosen:
-        reference, info = leave_one_out(v, bundle, registration, t, return_info=True)
+        others = good[good != t]
+        far: list[int] = []
+        if neighbours is not None and others.size > neighbours:
+            order = others[np.argsort(np.abs(others - t), kind="stable")]
+            far = sorted(int(s) for s in order[neighbours:])
+        extra = {"exclude": far} if far else {}
+        reference, info = leave_one_out(v, bundle, registration, t, return_info=True, **extra)
         covered = np.asarray(info.coverage) > 0
         seen = np.bincount(cells[inside & covered], minlength=bundle.n_fibres)
         full = (seen == sizes) & (sizes > 0) & np.isfinite(v[t])
