@@ -36,11 +36,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO_ROOT, parse_settings, write_json  # noqa: E402
+from bench_adversarial import RECIPES  # noqa: E402
 from learning_curves import score_set, simulate_set  # noqa: E402
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-#: ``--adv``: the adversarial recipe docs/method.md chose on the validation crops ("hinge-hp")
-ADV_RECIPE = {"adv_loss": "hinge", "adv_highpass": 0.5, "d_spectral_norm": True, "noise_sigma": 0.0}
 CASES = [(c, n) for c in ("texture", "smooth", "sparse") for n in (0.01, 0.05)]
 
 
@@ -166,7 +165,7 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
         if len(args.spacing) > 1 or where != "model":
             label += ", at the frames' spacing" if where == "frames" else ", at the model's spacing"
         if adv is not None:  # the adversarial recipe docs/method.md picked on simulated crops
-            extra.update(ADV_RECIPE, w_adv=adv)
+            extra.update(RECIPES["hinge-hp"], w_adv=adv)
             label += f", l_adv hinge-hp {adv:g}"
         t0 = time.perf_counter()
         models[label] = train(
