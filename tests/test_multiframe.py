@@ -287,7 +287,10 @@ def test_cli_train_video(tmp_path, video_files, capsys):
     out2 = tmp_path / "m2.safetensors"
     args = ["train", video, "--fibres", fibres, "--video", "--shifts", str(shifts), *fast]
     args += ["--no-fused-targets", "--set", "w_multi=0.5", "--out", str(out2), "--quiet"]
+    capsys.readouterr()
     assert main(args) == 0
+    # no noise-aware l_vec in this run (TrainConfig's default): no noise level to estimate
+    assert "estimating the noise" not in capsys.readouterr().out
     config = load_model(out2).metadata["train_config"]
     assert (config["w_multi"], config["target"], config["w_pix"]) == (0.5, "natural", 0.0)
     # errors
@@ -534,7 +537,7 @@ def test_trainer_takes_the_noise_level_of_each_image(scene):
             Trainer(vid.lr, vid.bundle, config=config, values=vid.values, noise_levels=bad)
 
 
-def test_train_video_learns_with_the_noise_of_the_video(scene):
+def test_train_video_learns_with_the_noise_of_the_video(scene, monkeypatch):
     """``train_video`` without fused targets hands the video's noise level to the trainer
     (the model records it); with them, or with ``noise="frames"``, the trainer keeps its own
     one-frame estimate."""
@@ -556,3 +559,16 @@ def test_train_video_learns_with_the_noise_of_the_video(scene):
         own = train_video(vid.lr, vid.bundle, registration=reg, config=config, progress=False,
                           **options)  # fmt: skip
         assert own.metadata["noise_levels"] == pytest.approx([alone], rel=1e-4)
+    # a run whose l_vec is not noise-aware does not estimate a level it would not use
+    import napari_cycsr.video as video
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the video's noise level was estimated for nothing")
+
+    monkeypatch.setattr(video, "estimate_video_noise", refuse)
+    plain = dataclasses.replace(config, vec_tolerance=0.0)
+    train_video(vid.lr, vid.bundle, registration=reg, config=plain, fused_targets=False,
+                progress=False)  # fmt: skip
+    with pytest.raises(AssertionError, match="for nothing"):  # the spy is in the path
+        train_video(vid.lr, vid.bundle, registration=reg, config=config, fused_targets=False,
+                    progress=False)  # fmt: skip

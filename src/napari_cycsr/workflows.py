@@ -326,6 +326,28 @@ def _video_noise_level(
     return float(noise), f"noise of the fibre values: sd {float(noise):.4g} (given)"
 
 
+def learns_noise_aware(options: Any) -> bool:
+    """Whether a run with these :func:`~napari_cycsr.training.train` options has a noise-aware
+    ``l_vec`` (``vec_tolerance > 0``), as far as it is known before the run starts: a
+    ``config`` or a ``vec_tolerance`` given says so; else a fine-tuning (``init``) carries its
+    model's recipe (every pretrained model's is noise-aware), and a new run has
+    :class:`~napari_cycsr.config.TrainConfig`'s default (not noise-aware).
+
+    Examples
+    --------
+    >>> learns_noise_aware({}), learns_noise_aware({"vec_tolerance": 1.5})
+    (False, True)
+    >>> learns_noise_aware({"init": "a model"}), learns_noise_aware({"init": 1, "vec_tolerance": 0})
+    (True, False)
+    """
+    config = options.get("config")
+    if config is not None:
+        return bool(config.vec_tolerance)
+    if options.get("vec_tolerance") is not None:
+        return bool(options["vec_tolerance"])
+    return options.get("init") is not None
+
+
 def train_video(
     video: Any,
     bundle: FibreBundle,
@@ -373,6 +395,8 @@ def train_video(
     """
     from .training import train
 
+    if isinstance(noise, str) and noise == "auto" and not learns_noise_aware(options):
+        noise = "frames"  # no noise-aware l_vec: the video's level would not be used
     prepared = video_training(
         video, bundle, registration=registration, values=values, w_multi=w_multi,
         fused_targets=fused_targets, w_pix=w_pix, window=window, noise=noise,

@@ -353,13 +353,17 @@ def _train(
             "of one video, in order"
         )
     if args.video:  # one stack of frames in order, registered; fused targets
-        from ..workflows import video_training
+        from ..workflows import learns_noise_aware, video_training
 
         reg = _video_registration(args, frames, bundle)
         fused = not args.no_fused_targets
         # without fused targets the video's noise level is estimated (video_training's
-        # "auto"), unless --set noise_level gives one: no fusion to show, a few seconds
-        estimate = not fused and options.get("noise_level") is None
+        # "auto") for a noise-aware l_vec, unless --set noise_level gives one: no fusion to
+        # show, a few seconds (a resumed run may be noise-aware: its config is read later)
+        noise_aware = learns_noise_aware(
+            {"vec_tolerance": options.get("vec_tolerance"), "init": args.init or args.resume}
+        )
+        estimate = not fused and noise_aware and options.get("noise_level") is None
         if estimate:
             say("estimating the noise of the fibre values from the video")
         bar = progress_bar(len(frames), "fuse", unit="frame", disable=args.quiet or not fused)
@@ -369,7 +373,7 @@ def _train(
                 values=None if values is None else np.stack(values),
                 w_multi=options.get("w_multi", 1.0),
                 fused_targets=fused, w_pix=options.get("w_pix", 1.0),
-                noise="auto" if estimate or fused else "frames",
+                noise="auto" if estimate else "frames",
                 progress=lambda e: _advance(bar, e),
             )  # fmt: skip
         finally:
