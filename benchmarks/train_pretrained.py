@@ -57,6 +57,7 @@ from _common import (  # noqa: E402
     PRETRAIN_IMAGES,
     REPO_ROOT,
     crop_grid,
+    dead_leaves,
     load_grey,
     markdown_table,
     parse_settings,
@@ -92,6 +93,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "augment_lr": True,
 }
 SPOT_SEEDS = tuple(range(5000, 5004))
+#: ``--leaves N``: N synthetic dead-leaves textures (:func:`_common.dead_leaves`) of
+#: LEAVES_SIZE px, seeds from 6000, join the pictures (no photograph of any content class).
+LEAVES_SEED, LEAVES_SIZE = 6000, 352
 #: What ``--data`` changes in the recipe. ``video``: the settings of
 #: ``workflows.video_training`` (fused frames as paired targets, pixel loss 1, multi-frame
 #: consistency 1) without the penalty on the change to the input (w_res 0: the fused target,
@@ -123,37 +127,46 @@ LEARNS_FROM: dict[str, str] = {
 VIDEO_SCENE, VIDEO_FRAME, VIDEO_TILES, VIDEO_LENGTH = 176, (144, 144), 4, 8
 
 
-def pretraining_pictures() -> list[tuple[str, Any]]:
-    """The pictures every run learns from: PRETRAIN_IMAGES and the synthetic spot images."""
+def pretraining_pictures(leaves: int = 0) -> list[tuple[str, Any]]:
+    """The pictures every run learns from: PRETRAIN_IMAGES, the synthetic spot images and
+    ``leaves`` synthetic dead-leaves textures."""
     sources = [(n, load_grey(n)) for n in PRETRAIN_IMAGES]
-    return sources + [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+    sources += [(f"spots#{s}", sparse_spots(256, s)) for s in SPOT_SEEDS]
+    seeds = range(LEAVES_SEED, LEAVES_SEED + leaves)
+    return sources + [(f"leaves#{s}", dead_leaves(LEAVES_SIZE, s)) for s in seeds]
 
 
-def training_data(seed: int) -> tuple[list[Any], str]:
+def _pictures_text(leaves: int) -> str:
+    text = f"scikit-image's {', '.join(PRETRAIN_IMAGES)} and {len(SPOT_SEEDS)} synthetic "
+    if not leaves:
+        return text + "sparse-spot images"
+    return text + f"sparse-spot images and {leaves} synthetic dead-leaves textures"
+
+
+def training_data(seed: int, leaves: int = 0) -> tuple[list[Any], str]:
     """The simulated training images (every picture at every noise level) and a summary."""
     from napari_cycsr.simulate import simulate_pcle
 
-    sources = pretraining_pictures()
+    sources = pretraining_pictures(leaves)
     sims = []
     for i, (_, hr) in enumerate(sources):
         for k, noise in enumerate(NOISE_LEVELS):
             sims.append(simulate_pcle(hr, noise=noise, seed=seed * 100_000 + 100 * i + k))
     what = (
         f"simulated pCLE (default fibre spacing, Voronoi cell means, additive Gaussian noise sd "
-        f"{', '.join(f'{n:g}' for n in NOISE_LEVELS)}) of scikit-image's "
-        f"{', '.join(PRETRAIN_IMAGES)} and {len(SPOT_SEEDS)} synthetic sparse-spot images; "
+        f"{', '.join(f'{n:g}' for n in NOISE_LEVELS)}) of {_pictures_text(leaves)}; "
         f"natural target: {', '.join(NATURAL_IMAGES)}"
     )
     return sims, what
 
 
-def video_data(seed: int) -> tuple[dict[str, list[Any]], str]:
+def video_data(seed: int, leaves: int = 0) -> tuple[dict[str, list[Any]], str]:
     """``--data video``: tiles of the pretraining pictures as simulated videos, prepared by
     ``workflows.video_training`` (estimated registration, fused targets)."""
     from napari_cycsr.simulate import simulate_pcle_video
     from napari_cycsr.workflows import video_training
 
-    sources = pretraining_pictures()
+    sources = pretraining_pictures(leaves)
     data: dict[str, list[Any]] = {k: [] for k in ("lr", "bundles", "values", "reg", "targets")}
     n_videos = n_frames = skipped = 0
     for i, (name, picture) in enumerate(sources):
@@ -183,8 +196,7 @@ def video_data(seed: int) -> tuple[dict[str, list[Any]], str]:
         f"{VIDEO_FRAME[0]}x{VIDEO_FRAME[1]} px: {VIDEO_LENGTH}-frame random walks of up to "
         f"{VIDEO_TILES} {VIDEO_SCENE} px tiles of each picture behind a fixed bundle, default "
         f"fibre spacing, every tile at noise sd {', '.join(f'{n:g}' for n in NOISE_LEVELS)}) "
-        f"of scikit-image's {', '.join(PRETRAIN_IMAGES)} and {len(SPOT_SEEDS)} "
-        "synthetic sparse-spot images; targets: each video's own sliding-window fusion "
+        f"of {_pictures_text(leaves)}; targets: each video's own sliding-window fusion "
         f"(estimated registration), no true image; {skipped} video(s) left out: too "
         "few frames registered"
     )
@@ -232,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=Path, default=RUNS, help="checkpoint folder")
     parser.add_argument(
+        "--leaves",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N synthetic dead-leaves textures to the pictures (default 0)",
+    )
+    parser.add_argument(
         "--data",
         choices=tuple(DATA_RECIPES),
         default="frames",
@@ -249,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         return docs(args.name, curve_file)
     if args.until is None or args.until < 1:
         parser.error("give --until N (N >= 1) to train, or --export")
+    if args.leaves < 0:
+        parser.error(f"--leaves must be >= 0, got {args.leaves}")
+    known = json.loads(curve_file.read_text()).get("leaves", 0) if curve_file.is_file() else None
+    if known is not None and known != args.leaves:
+        parser.error(f"run {args.name!r} learns from --leaves {known}, not {args.leaves}")
 
     import torch
 
@@ -260,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = {**DEFAULT_RECIPE, **DATA_RECIPES[args.data], **overrides}
     t_data = time.perf_counter()
     if args.data == "video":
-        vids, what = video_data(int(recipe["seed"]))
+        vids, what = video_data(int(recipe["seed"]), args.leaves)
         data = {
             "lr_images": vids["lr"],
             "bundles": vids["bundles"],
@@ -269,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             "registration": vids["reg"],
         }
     else:
-        sims, what = training_data(int(recipe["seed"]))
+        sims, what = training_data(int(recipe["seed"]), args.leaves)
         data = {
             "lr_images": [s.lr for s in sims],
             "bundles": [s.bundle for s in sims],
@@ -317,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if curve is None or curve.get("config") is None:
         curve = {
             "trained_on": what, "data": args.data, "recipe": recipe, "config": None, "points": [],
+            "leaves": args.leaves,
         }  # fmt: skip
     done = {p["iteration"] for p in curve["points"]}
     t0 = time.perf_counter()
