@@ -343,7 +343,8 @@ def dead_leaves(size: int, seed: int, *, radii: tuple[float, float] = (1.0, 24.0
         inside = (dy**2 + dx**2 <= r * r) & free[y0:y1, x0:x1]
         if not inside.any():
             continue
-        grey, slope, angle = rng.uniform(0.1, 0.9), rng.uniform(0.0, 0.05), rng.uniform(0, 2 * np.pi)
+        grey, slope = rng.uniform(0.1, 0.9), rng.uniform(0.0, 0.05)
+        angle = rng.uniform(0, 2 * np.pi)
         shade = grey + slope * (dy * np.cos(angle) + dx * np.sin(angle)) / r
         img[y0:y1, x0:x1][inside] = np.broadcast_to(shade, inside.shape)[inside]
         free[y0:y1, x0:x1][inside] = False

@@ -494,8 +494,8 @@ def compare_curves(runs: dict[str, Path]) -> str:
     for name, curve in curves.items():
         pts = curve["points"]
         its = [p["iteration"] for p in pts]
+        data = _learns_from(curve)
         for ax, cls in zip(axes, classes):
-            data = curve.get("data", "frames")
             ax.plot(its, [p[f"{cls}:validation"]["proj_dpsnr"] for p in pts], marker=".",
                     label=name if data == name else f"{name} ({data})")  # fmt: skip
         last = pts[-1]
@@ -504,7 +504,7 @@ def compare_curves(runs: dict[str, Path]) -> str:
         rows.append(
             [
                 name,
-                curve.get("data", "frames"),
+                data,
                 curve["recipe"].get("preset", ""),
                 str(last["iteration"]),
             ]  # fmt: skip
@@ -531,6 +531,13 @@ def compare_curves(runs: dict[str, Path]) -> str:
         + table
         + f"\n\n![learning curves](images/{out.name})"
     )
+
+
+def _learns_from(curve: dict[str, Any]) -> str:
+    """A run's ``--data``, with the dead-leaves textures it added (``--leaves``)."""
+    data = str(curve.get("data", "frames"))
+    leaves = int(curve.get("leaves", 0))
+    return f"{data} + {leaves} dead-leaves" if leaves else data
 
 
 def _without_until(args: list[str]) -> list[str]:

@@ -249,6 +249,46 @@ def test_sparse_spots_are_sparse_bright_and_seeded(common):
         common.sparse_spots(8, 0)
 
 
+def test_dead_leaves_cover_the_image_at_every_scale_and_are_seeded(common):
+    a = common.dead_leaves(96, 3)
+    np.testing.assert_array_equal(a, common.dead_leaves(96, 3))
+    assert not np.array_equal(a, common.dead_leaves(96, 4))
+    # every pixel lies under a leaf: an uncovered one would be clipped to 0.05 exactly
+    assert a.dtype == np.float32 and a.min() > 0.05 and a.max() <= 0.95
+    # edges at many scales: detail at the pixel scale and structures larger than 8 px
+    fine = np.abs(np.diff(a, axis=1)).mean()
+    coarse = a.reshape(12, 8, 12, 8).mean(axis=(1, 3)).std()
+    assert fine > 0.03 and coarse > 0.05
+    small = common.dead_leaves(96, 3, radii=(1.0, 2.0))
+    assert small.reshape(12, 8, 12, 8).mean(axis=(1, 3)).std() < coarse / 2
+    with pytest.raises(ValueError, match="size"):
+        common.dead_leaves(8, 0)
+    with pytest.raises(ValueError, match="radii"):
+        common.dead_leaves(32, 0, radii=(3.0, 2.0))
+
+
+def test_pretraining_leaves_join_the_pictures_and_a_run_keeps_its_count(
+    tmp_path, monkeypatch, capsys
+):
+    tp = _load("train_pretrained")
+    monkeypatch.setattr(tp, "LEAVES_SIZE", 48)
+    base = [name for name, _ in tp.pretraining_pictures()]
+    more = tp.pretraining_pictures(2)
+    assert [name for name, _ in more] == base + ["leaves#6000", "leaves#6001"]
+    assert more[-1][1].shape == (tp.LEAVES_SIZE, tp.LEAVES_SIZE)
+    assert "2 synthetic dead-leaves" in tp._pictures_text(2)
+    assert "dead-leaves" not in tp._pictures_text(0)
+    assert tp._learns_from({"data": "video", "leaves": 4}) == "video + 4 dead-leaves"
+    assert tp._learns_from({"data": "video"}) == "video"  # curves from before --leaves
+    with pytest.raises(SystemExit):
+        tp.main(["--until", "10", "--leaves", "-1"])
+    monkeypatch.setattr(tp, "RESULTS", tmp_path)
+    (tmp_path / "pretrained_x.json").write_text(json.dumps({"leaves": 4, "points": []}))
+    with pytest.raises(SystemExit):  # resuming a run with other pictures is refused
+        tp.main(["--name", "x", "--until", "10", "--leaves", "2", "--runs", str(tmp_path)])
+    assert "learns from --leaves 4, not 2" in capsys.readouterr().err
+
+
 def test_run_classes_and_report_on_one_crop():
     run = _load("run_experiments")
     from napari_cycsr.models import SRModel
