@@ -215,8 +215,9 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
                         f"{key}dssim_median": float(np.median(q))})  # fmt: skip
             # how real it looks against the reference: spectrum distance above the fibres'
             # band (dB; signed: + more power than the reference), added detail where it is flat
+            # and whether the detail it adds to the TLI is the reference's (in the model band)
             measures = ("spectrum", "spectrum_signed", "spectrum_model", "spectrum_model_signed",
-                        "hallucination")  # fmt: skip
+                        "hallucination", "detail_correlation")  # fmt: skip
             for measure in measures:
                 row[f"{key}{measure}_median"] = float(
                     np.median([frames[t][method][measure] for t in score_frames])
@@ -228,6 +229,7 @@ def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:
             line += f" model band {row[f'{key}spectrum_model_median']:.2f}"
             line += f" ({row[f'{key}spectrum_model_signed_median']:+.2f})"
             line += f" hall {row[f'{key}hallucination_median']:.4f}"
+            line += f" detail r {row[f'{key}detail_correlation_median']:+.2f}"
         rows.append(row)
         print(line, flush=True)
     command = "python benchmarks/bench_finetune.py " + " ".join(

@@ -216,18 +216,28 @@ def score_real_frame(
     ``models``: ``{label: model or (model, super_resolve options)}`` (one model alone is
     labelled "network"). Returns
     ``{method: {"psnr", "ssim", "gradient_ratio", "spectrum", "spectrum_signed",
-    "spectrum_model", "spectrum_model_signed", "hallucination"}}`` (methods:
-    :func:`real_methods`; the last five against the reference,
-    :func:`napari_cycsr.metrics.spectrum_distance` and :func:`~napari_cycsr.metrics.hallucination`
-    at the bundle's spacing; ``spectrum_model*``: only up to the Nyquist frequency of the grid
-    the models run on, 0.5 x the zoom ``super_resolve`` resamples the frame by), the
+    "spectrum_model", "spectrum_model_signed", "hallucination", "detail_correlation"}}``
+    (methods: :func:`real_methods`; the last six against the reference,
+    :func:`napari_cycsr.metrics.spectrum_distance`, :func:`~napari_cycsr.metrics.hallucination`
+    and :func:`~napari_cycsr.metrics.band_correlation` at the bundle's spacing;
+    ``spectrum_model*`` and ``detail_correlation``: only up to the Nyquist frequency of the grid
+    the models run on, 0.5 x the zoom ``super_resolve`` resamples the frame by;
+    ``detail_correlation``: of the detail a method adds to the TLI with the detail the
+    reference has beyond it, NaN for the TLI itself), the
     images (and ``"reference"``), and the fraction of the field of view scored (where every
     other used frame contributed to the reference).
     """
     from napari_cycsr.consistency import project_consistent
     from napari_cycsr.data import spacing_zoom
     from napari_cycsr.inference import super_resolve
-    from napari_cycsr.metrics import gradient_ratio, hallucination, psnr, spectrum_distance, ssim
+    from napari_cycsr.metrics import (
+        band_correlation,
+        gradient_ratio,
+        hallucination,
+        psnr,
+        spectrum_distance,
+        ssim,
+    )
     from napari_cycsr.video import leave_one_out
 
     extra = {"exclude": list(exclude)} if len(exclude) else {}
@@ -268,6 +278,9 @@ def score_real_frame(
                 img, ref, spacing=bundle.spacing, mask=mask, signed=True, max_frequency=top
             ),
             "hallucination": hallucination(img, ref, spacing=bundle.spacing, mask=mask),
+            "detail_correlation": band_correlation(
+                img, ref, spacing=bundle.spacing, base=tli, mask=mask, max_frequency=top
+            ),
         }
     return scores, {**images, "reference": ref}, float(mask.sum() / max(1, fov.sum()))
 

@@ -420,6 +420,11 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     for row in scores.values():
         assert row["spectrum"] >= abs(row["spectrum_signed"]) - 1e-9
         assert row["hallucination"] >= 0 and np.isfinite(row["spectrum_model"])
+    # whether the detail added to the TLI is the reference's: none added by the TLI itself;
+    # the projection adds back part of what the fibres measured, so it agrees with it
+    assert math.isnan(scores["TLI"]["detail_correlation"])
+    assert 0 < scores["TLI + projection"]["detail_correlation"] <= 1
+    assert math.isnan(scores["network"]["detail_correlation"])  # a new model adds nothing
     # no recorded spacing: the model band is the whole band; a model that runs on a grid half
     # as fine (it learned at half the frames' spacing) fills only the band up to 0.25
     assert scores["network"]["spectrum_model"] == scores["network"]["spectrum"]
@@ -438,6 +443,7 @@ def test_pretrained_real_frame_scores(bench_pretrained):
     two = {"a": model, "b": other}
     scores2, images2, _ = bench_pretrained.score_real_frame(two, vid.values, vid.bundle, reg, 2)
     assert list(scores2) == bench_pretrained.real_methods(["a", "b"])
+    assert -1 <= scores2["b"]["detail_correlation"] <= 1  # moved weights add detail
     assert list(scores2) == [
         "TLI", "TLI + projection", "a", "a + projection", "b", "b + projection"
     ]  # fmt: skip

@@ -14,6 +14,7 @@ from skimage.metrics import structural_similarity
 
 from napari_cycsr.metrics import (
     COLUMNS,
+    band_correlation,
     cycle_error,
     delta_gcf,
     evaluate,
@@ -581,6 +582,41 @@ def test_spectrum_distance_hand_cases():
     assert np.isnan(spectrum_distance(low, ref, spacing=3.0, max_frequency=0.1))  # no ring
     with pytest.raises(ValueError, match="max_frequency"):
         spectrum_distance(ref, ref, spacing=3.0, max_frequency=-1)
+
+
+def test_band_correlation_tells_the_reference_detail_from_invented_detail():
+    rng = np.random.default_rng(4)
+    ref = ndimage.gaussian_filter(rng.random((96, 96)), 0.7)
+    base = ndimage.gaussian_filter(ref, 2.0)  # a blurred input, as TLI is
+    assert band_correlation(ref, ref, spacing=3.0) == pytest.approx(1.0)
+    assert band_correlation(-ref, ref, spacing=3.0) == pytest.approx(-1.0)
+    # the amplitude does not count, nor does a change below the band
+    ramp = np.linspace(0, 1, 96)[None, :]
+    assert band_correlation(0.2 * ref + ramp, ref, spacing=3.0) > 0.99
+    # adding half the reference's missing detail back: what is added is the reference's
+    half = base + 0.5 * (ref - base)
+    assert band_correlation(half, ref, spacing=3.0, base=base) == pytest.approx(1.0)
+    # invented detail of the same power: unrelated (about 0); a mix is in between
+    detail = ref - base
+    noise = rng.standard_normal(ref.shape)
+    noise = ndimage.gaussian_filter(noise, 0.7)
+    noise *= detail.std() / noise.std()
+    invented = band_correlation(base + noise, ref, spacing=3.0, base=base)
+    mixed = band_correlation(base + 0.5 * detail + 0.5 * noise, ref, spacing=3.0, base=base)
+    assert abs(invented) < 0.1 and 0.5 < mixed < 0.9
+    # nothing added: no correlation to speak of; an empty band: the same
+    assert np.isnan(band_correlation(base, ref, spacing=3.0, base=base))
+    assert np.isnan(band_correlation(ref, ref, spacing=3.0, max_frequency=0.1))
+    # inside a mask: only its pixels count
+    mask = np.zeros(ref.shape, bool)
+    mask[8:88, 8:60] = True
+    outside = ref.copy()
+    outside[~mask] = rng.random(int((~mask).sum()))
+    assert band_correlation(outside, ref, spacing=3.0, mask=mask) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="base"):
+        band_correlation(ref, ref, spacing=3.0, base=base[:-1])
+    with pytest.raises(ValueError, match="spacing"):
+        band_correlation(ref, ref, spacing=-1.0)
 
 
 def test_hallucination_counts_detail_only_where_the_truth_is_flat():

@@ -39,6 +39,7 @@ __all__ = [
     "COLUMNS",
     "GCF_GAMMA",
     "GCF_LEVELS",
+    "band_correlation",
     "cycle_error",
     "delta_gcf",
     "evaluate",
@@ -601,6 +602,31 @@ def _window(mask: np.ndarray | None, shape: tuple[int, ...], taper: float) -> np
     return win * mask
 
 
+def _windowed_fft(
+    images: Sequence[np.ndarray], mask: np.ndarray | None, taper: float
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Fourier transforms (``n x n``, ``n`` the longer side) of images over one region.
+
+    Each image is cropped to the mask's bounding box, its window-weighted mean removed and
+    multiplied by the apodisation window (:func:`_window`); returns the transforms and the
+    window.
+    """
+    if mask is not None:
+        ys, xs = np.nonzero(mask)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        images, mask = [im[box] for im in images], mask[box]
+    shape = images[0].shape
+    if min(shape) < 8:
+        raise ValueError(f"the region is too small for a spectrum: {shape}, expected >= 8x8")
+    win = _window(mask, shape, taper)
+    n = max(shape)
+    out = []
+    for im in images:
+        mean = float((im * win).sum() / win.sum())
+        out.append(np.fft.fft2(np.where(win > 0, im - mean, 0.0) * win, s=(n, n)))
+    return out, win
+
+
 def radial_power_spectrum(
     image: ArrayLike, *, mask: ArrayLike | None = None, taper: float = 4.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -638,16 +664,9 @@ def radial_power_spectrum(
     m = as_mask(mask, im.shape)
     _check_finite(im, m, "image")
     taper = _positive_number(taper, "taper")
-    if m is not None:
-        ys, xs = np.nonzero(m)
-        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        im, m = im[box], m[box]
-    if min(im.shape) < 8:
-        raise ValueError(f"the region is too small for a spectrum: {im.shape}, expected >= 8x8")
-    win = _window(m, im.shape, taper)
-    mean = float((im * win).sum() / win.sum())
-    n = max(im.shape)
-    spec = np.abs(np.fft.fft2(np.where(win > 0, im - mean, 0.0) * win, s=(n, n))) ** 2
+    (f_im,), win = _windowed_fft([im], m, taper)
+    n = f_im.shape[0]
+    spec = np.abs(f_im) ** 2
     spec /= float((win**2).sum())
     fy = np.fft.fftfreq(n)[:, None]
     fx = np.fft.fftfreq(n)[None, :]
@@ -724,6 +743,80 @@ def spectrum_distance(
     if db.size == 0:
         return math.nan
     return float(db.mean() if signed else np.abs(db).mean())
+
+
+def band_correlation(
+    image: ArrayLike,
+    reference: ArrayLike,
+    *,
+    spacing: float,
+    base: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    max_frequency: float | None = None,
+    taper: float = 4.0,
+) -> float:
+    """Whether an image's fine detail is the reference's: their correlation in the fibres' band.
+
+    :func:`spectrum_distance` says whether an image has as *much* fine detail as its
+    reference; this says whether it is the *same* detail, in the same places. Both images
+    (or, with ``base``, what each adds to it: ``image - base`` and ``reference - base``)
+    are windowed as in :func:`radial_power_spectrum` and correlated over the frequencies from
+    ``1 / (2 * spacing)`` (the fibres' sampling) to ``max_frequency``: by Parseval, the
+    Pearson correlation of the two images band-passed to that band. 1 when the detail is the
+    reference's (at any amplitude), about 0 when it is unrelated to it (invented detail,
+    noise), negative when it is opposite. With ``base`` the TLI input, it tells whether the
+    detail a method *adds* is detail the reference has.
+
+    Parameters
+    ----------
+    image, reference : array_like
+        2-D images of the same shape.
+    spacing : float
+        Fibre spacing in pixels (``bundle.spacing``), > 0.
+    base : array_like, optional
+        Image both are compared from (e.g. the TLI input), same shape.
+    mask : array_like of bool, optional
+        Region to analyse (e.g. the field of view).
+    max_frequency : float, optional
+        Upper end of the band in cycles per pixel (default 0.5, the whole band).
+    taper : float, optional
+        Width of the window's edge (px), default 4.
+
+    Returns
+    -------
+    float
+        In [-1, 1]. NaN when the band holds no frequency, or when the image (or the
+        reference) has nothing in it (e.g. ``image`` equal to ``base``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> ref = rng.random((96, 96))
+    >>> round(band_correlation(0.3 * ref, ref, spacing=3.0), 6)
+    1.0
+    >>> abs(band_correlation(rng.random((96, 96)), ref, spacing=3.0)) < 0.1
+    True
+    """
+    im, ref, m = _check_pair(image, reference, mask)
+    spacing = _positive_number(spacing, "spacing")
+    taper = _positive_number(taper, "taper")
+    if base is not None:
+        b = _as_2d(base, "base").astype(np.float64)
+        if b.shape != im.shape:
+            raise ValueError(f"base has shape {b.shape}, expected {im.shape}")
+        _check_finite(b, m, "base")
+        im, ref = im - b, ref - b
+    (f_im, f_ref), _ = _windowed_fft([im, ref], m, taper)
+    n = f_im.shape[0]
+    freq = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])
+    band = (freq >= 1.0 / (2.0 * spacing)) & (freq <= 0.5)
+    if max_frequency is not None:
+        band &= freq <= _positive_number(max_frequency, "max_frequency")
+    a, r = f_im[band], f_ref[band]
+    power = float(np.sum(np.abs(a) ** 2)) * float(np.sum(np.abs(r) ** 2))
+    if not band.any() or power <= 0.0:
+        return math.nan
+    return float(np.clip(np.sum((a * np.conj(r)).real) / math.sqrt(power), -1.0, 1.0))
 
 
 def _detail(image: np.ndarray, sigma: float, mask: np.ndarray | None = None) -> np.ndarray:
