@@ -23,11 +23,17 @@ noise-aware projection against TLI, mean over the crops. Results in
     # the adversarial term on real frames: each fine-tuning without and with it
     python benchmarks/bench_finetune.py --model default --iterations 300 --real \\
         --anchors 1 --adv 5e-5 5e-4 --ensemble 4 --tag adv
+    # ... with other seeds, then the runs side by side (docs/method.md)
+    python benchmarks/bench_finetune.py --model default --iterations 300 --real \\
+        --anchors 1 --adv 2e-4 5e-4 --ensemble 4 --set seed=1 --tag adv-seed1
+    python benchmarks/bench_finetune.py --table benchmarks/results/finetune_real_default_adv*.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO_ROOT, parse_settings, write_json  # noqa: E402
+from _common import REPO_ROOT, markdown_table, parse_settings, write_json  # noqa: E402
 from bench_adversarial import RECIPES  # noqa: E402
 from learning_curves import score_set, simulate_set  # noqa: E402
 
@@ -96,7 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         help="score with super_resolve's self-ensemble of N (default 1, the network once, as "
         "the committed results; 4 is super_resolve's default)",
     )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="print the --real results of several runs (e.g. seeds) side by side as Markdown, "
+        "the methods all of them scored, and stop",
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(seeds_table(args.table))
+        return 0
     import torch
 
     from napari_cycsr import pretrained
@@ -139,6 +157,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(RESULTS / f"{stem}.json", {"command": command, "rows": rows})
     return 0
+
+
+def seeds_table(paths: list[Path]) -> str:
+    """``--real`` results of several runs side by side (one column per run, labelled by its
+    ``--set seed=``, default 0): against the 11-frame reference, the median ΔPSNR over the
+    scored frames (worst), the spectrum distance in the band the model fills (signed) and the
+    correlation of the detail each method adds to the TLI with the reference's."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    seeds = []
+    for run in runs:
+        found = re.findall(r"--set[ =]seed=(\d+)", run["command"])
+        seeds.append(int(found[-1]) if found else 0)
+    methods = [r["method"] for r in runs[0]["rows"]]
+    common = [m for m in methods if all(m in {r["method"] for r in run["rows"]} for run in runs)]
+    header = ["method"] + [
+        f"seed {s}: ΔPSNR vs TLI, median (worst); spectrum, model band (signed); detail r"
+        for s in seeds
+    ]
+    rows = []
+    for method in common:
+        row = [method]
+        for run in runs:
+            r = next(x for x in run["rows"] if x["method"] == method)
+            corr = r.get("detail_correlation_median", float("nan"))
+            row.append(
+                f"{r['dpsnr_median']:+.2f} ({r['dpsnr_worst']:+.2f}); "
+                f"{r['spectrum_model_median']:.2f} ({r['spectrum_model_signed_median']:+.2f}); "
+                + ("-" if corr != corr else f"{corr:+.2f}")
+            )
+        rows.append(row)
+    files = ", ".join(f"`{Path(p).name}`" for p in paths)
+    return f"From {files}.\n\n" + markdown_table(header, rows)
 
 
 def run_real(args: argparse.Namespace, argv: list[str] | None) -> int:

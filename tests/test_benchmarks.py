@@ -657,3 +657,28 @@ def test_rescore_fills_only_the_missing_validation_cells(tmp_path, monkeypatch):
     curve_file.write_text(json.dumps(curve))
     with pytest.raises(SystemExit, match="snapshot_001000"):
         tp.rescore(tmp_path, curve_file, [0.01, 0.05], 1)
+
+
+def test_finetune_seeds_table_puts_runs_side_by_side(tmp_path):
+    bf = _load("bench_finetune")
+
+    def row(method, dpsnr, corr=None):
+        r = {"method": method, "dpsnr_median": dpsnr, "dpsnr_worst": dpsnr - 0.1,
+             "spectrum_model_median": 2.0, "spectrum_model_signed_median": -1.5}  # fmt: skip
+        return r if corr is None else {**r, "detail_correlation_median": corr}
+
+    nan = float("nan")
+    runs = {
+        "a.json": {"command": "python benchmarks/bench_finetune.py --real --tag adv",
+                   "rows": [row("TLI", 0.0, nan), row("x", 0.7, 0.4), row("only a", 1.0)]},
+        "b.json": {"command": "python benchmarks/bench_finetune.py --real --set seed=2",
+                   "rows": [row("TLI", 0.0, nan), row("x", 0.5, 0.2)]},
+    }  # fmt: skip
+    for name, run in runs.items():
+        (tmp_path / name).write_text(json.dumps(run))
+    text = bf.seeds_table([tmp_path / "a.json", tmp_path / "b.json"])
+    assert "seed 0:" in text and "seed 2:" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| TLI", "| x"]  # common methods only
+    assert "+0.70 (+0.60); 2.00 (-1.50); +0.40" in lines[3]
+    assert lines[2].endswith("; - |")  # no correlation for the TLI itself
