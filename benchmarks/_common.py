@@ -235,6 +235,12 @@ def _usable(crop: np.ndarray, cls: str) -> bool:
     return bool(np.mean(crop < 0.02) < 0.01)
 
 
+def _check_size(size: int) -> None:
+    """The side of a synthetic image: an integer >= 16."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an integer >= 16, got {size!r}")
+
+
 def sparse_spots(size: int, seed: int) -> np.ndarray:
     """A synthetic sparse bright image: fluorescent spots and thin filaments on a dark field.
 
@@ -262,8 +268,7 @@ def sparse_spots(size: int, seed: int) -> np.ndarray:
     """
     from scipy import ndimage
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an integer >= 16, got {size!r}")
+    _check_size(size)
     rng = np.random.default_rng(seed)
     field = ndimage.gaussian_filter(rng.standard_normal((size, size)), size / 6, mode="wrap")
     field = (field - field.min()) / max(float(np.ptp(field)), 1e-12)
@@ -319,8 +324,7 @@ def dead_leaves(size: int, seed: int, *, radii: tuple[float, float] = (1.0, 24.0
     >>> img.shape, bool(img.min() >= 0.05), bool(img.std() > 0.1)
     ((64, 64), True, True)
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an integer >= 16, got {size!r}")
+    _check_size(size)
     r_min, r_max = (float(r) for r in radii)
     if not 0 < r_min < r_max:
         raise ValueError(f"radii must be 0 < smallest < largest, got {radii!r}")

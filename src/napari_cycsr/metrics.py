@@ -679,6 +679,14 @@ def radial_power_spectrum(
     return freqs, power / np.maximum(count, 1)
 
 
+def _band(freq: np.ndarray, spacing: float, max_frequency: float | None) -> np.ndarray:
+    """Frequencies above the fibres' sampling, ``1 / (2 * spacing)``, up to ``max_frequency``."""
+    band = freq >= 1.0 / (2.0 * spacing)
+    if max_frequency is not None:
+        band &= freq <= _positive_number(max_frequency, "max_frequency")
+    return band
+
+
 def spectrum_distance(
     image: ArrayLike,
     reference: ArrayLike,
@@ -735,9 +743,7 @@ def spectrum_distance(
     spacing = _positive_number(spacing, "spacing")
     f, p_im = radial_power_spectrum(im, mask=m)
     _, p_ref = radial_power_spectrum(ref, mask=m)
-    band = f >= 1.0 / (2.0 * spacing)
-    if max_frequency is not None:
-        band &= f <= _positive_number(max_frequency, "max_frequency")
+    band = _band(f, spacing, max_frequency)
     tiny = 1e-20
     db = 10.0 * np.log10((p_im[band] + tiny) / (p_ref[band] + tiny))
     if db.size == 0:
@@ -809,9 +815,7 @@ def band_correlation(
     (f_im, f_ref), _ = _windowed_fft([im, ref], m, taper)
     n = f_im.shape[0]
     freq = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])
-    band = (freq >= 1.0 / (2.0 * spacing)) & (freq <= 0.5)
-    if max_frequency is not None:
-        band &= freq <= _positive_number(max_frequency, "max_frequency")
+    band = _band(freq, spacing, max_frequency) & (freq <= 0.5)
     a, r = f_im[band], f_ref[band]
     power = float(np.sum(np.abs(a) ** 2)) * float(np.sum(np.abs(r) ** 2))
     if not band.any() or power <= 0.0:
