@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -184,7 +185,7 @@ def seeds_table(paths: list[Path]) -> str:
             row.append(
                 f"{r['dpsnr_median']:+.2f} ({r['dpsnr_worst']:+.2f}); "
                 f"{r['spectrum_model_median']:.2f} ({r['spectrum_model_signed_median']:+.2f}); "
-                + ("-" if corr != corr else f"{corr:+.2f}")
+                + ("-" if math.isnan(corr) else f"{corr:+.2f}")
             )
         rows.append(row)
     files = ", ".join(f"`{Path(p).name}`" for p in paths)
