@@ -16,6 +16,13 @@ Quality (``--quality``):
   and in bfloat16 for several seeds; the ``l_vec`` curve, its last fifth and the test PSNR
   of every run, so that the fp32-bf16 gap can be compared with the spread between seeds.
 
+Probe (``--probe N``): the one-off timing by which ``precision="auto"`` decides whether
+bfloat16 pays on this CPU (``_device._bf16_speedup``), run in N fresh processes (the
+decision is taken once per process, on its first timing) in one thread, as ``auto`` runs it,
+and with torch's own threads (as it ran before 2026-12-01, evening), alternately; printed:
+every ratio and how many processes would choose bfloat16 (ratio >= ``BF16_MIN_SPEEDUP``).
+Run it beside another job to see what load does to the decision.
+
 bfloat16 is computed natively only by CPUs with AMX or AVX-512 BF16; elsewhere torch
 emulates it (correct numbers, many times slower). The script says which applies; quality
 figures measured under emulation are valid (the same bfloat16 roundings, float32
@@ -25,6 +32,7 @@ Run from the repository root::
 
     python benchmarks/bench_precision.py --speed --presets tiny default
     python benchmarks/bench_precision.py --quality --seeds 0 1 2 --iterations 150
+    python benchmarks/bench_precision.py --probe 10
 """
 
 from __future__ import annotations
@@ -88,7 +96,9 @@ def inference_seconds(preset: str, precision: str, repeats: int) -> float:
     image = np.random.default_rng(0).random((576, 576), dtype=np.float32)
     threads = torch.get_num_threads()
     return _median_time(
-        lambda: super_resolve(model, image, device="cpu", precision=precision, threads=threads),
+        lambda: super_resolve(
+            model, image, device="cpu", precision=precision, threads=threads, ensemble=1
+        ),
         repeats,
     )
 
@@ -224,10 +234,51 @@ def quality(
         print(f"    it {a + 1:>4}-{b:<4} fp32 {cells[0]} | bf16 {cells[1]}")
 
 
+_PROBE_CODE = (
+    "import sys; from napari_cycsr import _device; "
+    "t = None if sys.argv[1] == 'torch' else int(sys.argv[1]); "
+    "print(_device._bf16_speedup(threads=t))"
+)
+
+
+def probe(count: int) -> dict[str, list[float]]:
+    """``_device._bf16_speedup`` in ``count`` fresh processes, one thread and torch's threads."""
+    import subprocess
+
+    modes = {"one thread (auto)": "1", "torch's threads": "torch"}
+    ratios: dict[str, list[float]] = {label: [] for label in modes}
+    for _ in range(count):
+        for label, arg in modes.items():
+            out = subprocess.run(
+                [sys.executable, "-c", _PROBE_CODE, arg],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            ratios[label].append(float(out.split()[-1]))
+    threshold = _device.BF16_MIN_SPEEDUP
+    for label, values in ratios.items():
+        chose = sum(v >= threshold for v in values)
+        print(
+            f"{label:26s} float32 / bfloat16 time: "
+            + " ".join(f"{v:.2f}" for v in values)
+            + f"  (median {statistics.median(values):.2f}; bf16 chosen in {chose} of "
+            f"{len(values)} processes, threshold {threshold:g})"
+        )
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", action="store_true", help="timings (default if no part given)")
     parser.add_argument("--quality", action="store_true", help="inference and training parity")
+    parser.add_argument(
+        "--probe",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the 'auto' precision check in N fresh processes, one thread and torch's threads",
+    )
     parser.add_argument("--presets", nargs="+", default=["tiny", "default"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
@@ -255,7 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         + ("yes" if native else "NO: bfloat16 is emulated here, its timings are not representative")
     )
     warnings.filterwarnings("ignore", message=".*emulated.*")
-    if args.speed or not args.quality:
+    if args.probe < 0:
+        parser.error("--probe needs a count >= 1")
+    if args.probe:
+        probe(args.probe)
+    if args.speed or not (args.quality or args.probe):
         speed(args.presets, args.iterations or 4, args.repeats)
     if args.quality:
         quality(args.seeds, args.iterations or 150, args.preset, args.infer_preset,

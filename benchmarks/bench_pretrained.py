@@ -449,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="arithmetic of every model's network (auto, fp32, bf16; default: super_resolve's "
+        "default, auto)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only")
     parser.add_argument(
         "--stem",
@@ -490,6 +496,19 @@ def main(argv: list[str] | None = None) -> int:
             (label if n == DEFAULT_ENSEMBLE else f"{label} x{n}"): (model, {"ensemble": n})
             for label, model in models.items()
             for n in sorted(args.ensemble, key=lambda n: n != DEFAULT_ENSEMBLE)
+        }
+    if args.precision is not None:
+        from napari_cycsr._device import check_precision
+
+        try:
+            precision = check_precision(args.precision)
+        except (TypeError, ValueError) as exc:
+            parser.error(str(exc))
+        models = {
+            label: (entry[0], {**entry[1], "precision": precision})
+            if isinstance(entry, tuple)
+            else (entry, {"precision": precision})
+            for label, entry in models.items()
         }
     block = "pretrained-compare"  # the docs hold the latest run's tables, whatever it scored
     if args.true_noise:

@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         model.metadata.pop("loss_history", None)
         save_model(model, run_dir / f"snapshot_{it:06d}.safetensors")
         point: dict[str, Any] = {"iteration": it, "seconds": time.perf_counter() - t0}
+        # "auto" resolves per machine (bf16 where the CPU computes it natively): say which ran
+        point["precision"] = trainer.precision
         for spec, group in evals.items():
             point[spec] = score_set(model, group)
         recent = trainer.history[-args.every :]

@@ -619,6 +619,29 @@ def test_ensemble_report_compares_each_size_with_one_member():
     assert rows[1].rstrip(" |").endswith(f"{mean:+.2f}")
 
 
+def test_pretraining_chunk_records_its_points_and_the_precision_that_ran(
+    tmp_path, monkeypatch
+):
+    tp = _load("train_pretrained")
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    sim = simulate_pcle(hr, noise=0.01, seed=0)
+    monkeypatch.setattr(tp, "training_data", lambda seed, leaves=0: ([sim], "one picture"))
+    monkeypatch.setattr(tp, "validation_sets", lambda levels: {"texture:validation": [sim]})
+    cell = dict.fromkeys(("net_dpsnr", "net_dssim", "proj_dpsnr", "proj_dssim", "proj_spec"), 0.0)
+    monkeypatch.setattr(tp, "score_set", lambda model, group: dict(cell))
+    monkeypatch.setattr(tp, "RESULTS", tmp_path)
+    args = ["--data", "supervised", "--name", "x", "--every", "1", "--runs", str(tmp_path)]
+    args += ["--set", "batch_size=2", "--set", "patch=16", "--set", "precision=fp32"]
+    assert tp.main([*args, "--until", "2"]) == 0
+    curve = json.loads((tmp_path / "pretrained_x.json").read_text())
+    assert [p["iteration"] for p in curve["points"]] == [0, 1, 2]
+    assert {p["precision"] for p in curve["points"]} == {"fp32"}  # "auto" says what it chose
+    assert (tmp_path / "x" / "snapshot_000002.safetensors").is_file()
+    assert "--until" not in curve["command"]
+
+
 def test_rescore_fills_only_the_missing_validation_cells(tmp_path, monkeypatch):
     tp = _load("train_pretrained")
     from napari_cycsr.io import save_model
@@ -682,3 +705,14 @@ def test_finetune_seeds_table_puts_runs_side_by_side(tmp_path):
     assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| TLI", "| x"]  # common methods only
     assert "+0.70 (+0.60); 2.00 (-1.50); +0.40" in lines[3]
     assert lines[2].endswith("; - |")  # no correlation for the TLI itself
+
+
+def test_precision_probe_runs_the_auto_check_in_fresh_processes(capsys):
+    bp = _load("bench_precision")
+    ratios = bp.probe(1)
+    assert list(ratios) == ["one thread (auto)", "torch's threads"]
+    assert all(len(v) == 1 and v[0] > 0 for v in ratios.values())
+    out = capsys.readouterr().out
+    assert out.count("processes, threshold") == 2
+    with pytest.raises(SystemExit):
+        bp.main(["--probe", "-1"])

@@ -265,6 +265,25 @@ def test_bf16_speedup_runs_and_autocast_computes_in_bf16():
         assert conv(x).dtype == torch.float32
 
 
+def test_bf16_speedup_is_timed_in_one_thread_and_gives_the_threads_back(monkeypatch):
+    # with several threads a competing process made the ratio swing across the threshold
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n) or real(n))
+    before = torch.get_num_threads()
+    calls = []
+    conv_forward = torch.nn.Conv2d.forward
+
+    def forward(self, x):
+        calls.append(torch.get_num_threads())
+        return conv_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", forward)
+    assert _device._bf16_speedup(repeats=2, batch=1) > 0
+    assert calls and set(calls) == {1}  # every timed (and warm-up) pass in one thread
+    assert seen == [1, before] and torch.get_num_threads() == before
+
+
 def test_old_imports_still_work():
     import napari_cycsr
     from napari_cycsr.inference import available_devices, resolve_device

@@ -303,8 +303,16 @@ def cpu_has_native_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
-def _bf16_speedup(repeats: int = 5, batch: int = 8) -> float:
-    """float32 time over bfloat16-autocast time of a small conv, forward and backward."""
+def _bf16_speedup(repeats: int = 5, batch: int = 8, threads: int | None = 1) -> float:
+    """float32 time over bfloat16-autocast time of a small conv, forward and backward.
+
+    Timed in ``threads`` threads (None: torch's current setting), float32 and bfloat16 in
+    turn, best of ``repeats`` each. One thread measures the ratio of the two kernels, not
+    the machine's load: with torch's threads and one competing process, the first timing of
+    a process swung across the decision threshold from one process to the next on a 2-core
+    AMX machine, so that "auto" chose float32 or bfloat16 by chance (docs/performance.md,
+    ``benchmarks/bench_precision.py --probe``).
+    """
     import torch
     from torch import nn
 
@@ -318,18 +326,28 @@ def _bf16_speedup(repeats: int = 5, batch: int = 8) -> float:
         y.float().sum().backward()
         return time.perf_counter() - start
 
-    best = {}
-    for dtype in (None, torch.bfloat16):
-        once(dtype)  # warm-up (oneDNN primitive creation)
-        best[dtype] = min(once(dtype) for _ in range(repeats))
-    return best[None] / best[torch.bfloat16]
+    dtypes = (None, torch.bfloat16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(before if threads is None else threads)
+    try:
+        for dtype in dtypes:  # warm-up (oneDNN primitive creation, first use of the tiles)
+            once(dtype)
+            once(dtype)
+        times: dict[torch.dtype | None, list[float]] = {dtype: [] for dtype in dtypes}
+        for _ in range(repeats):
+            for dtype in dtypes:
+                times[dtype].append(once(dtype))
+    finally:
+        torch.set_num_threads(before)
+    return min(times[None]) / min(times[torch.bfloat16])
 
 
 def cpu_bf16_pays() -> bool:
     """Whether bfloat16 autocast is worth it on this CPU (hardware and a timing; cached).
 
     The timing (a 32-channel 3x3 convolution, forward and backward, float32 against
-    bfloat16 autocast, best of 5) runs once per process and takes well under a second;
+    bfloat16 autocast, best of 5, in one thread) runs once per process and takes well
+    under a second;
     bfloat16 must be at least :data:`BF16_MIN_SPEEDUP` times faster.
     """
     with _lock:
