@@ -19,6 +19,13 @@ package and records it in ``pretrained/manifest.json``::
     python benchmarks/train_pretrained.py --until 4000          # resumes at 2000
     python benchmarks/train_pretrained.py --export --pick 4000  # ship the 4000 snapshot
 
+``--branch-from RUN`` starts a run from another run's latest checkpoint, e.g. to go on
+with a learning-rate decay (``--set`` on a resumed run changes those settings from there on;
+the curve records where it branched and what changed)::
+
+    python benchmarks/train_pretrained.py --name cool --branch-from default \
+        --set lr_decay=0.9 --until 6000
+
 ``--data`` chooses what the model learns from (each has its own recipe on top of
 ``DEFAULT_RECIPE``, :data:`DATA_RECIPES`):
 
@@ -244,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=Path, default=RUNS, help="checkpoint folder")
     parser.add_argument(
+        "--branch-from",
+        default=None,
+        metavar="RUN",
+        help="start this run from run RUN's latest checkpoint (its weights, optimiser and "
+        "iteration), e.g. to go on with other --set values such as a learning-rate decay; "
+        "this run's curve starts at that iteration",
+    )
+    parser.add_argument(
         "--leaves",
         type=int,
         default=0,
@@ -307,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data ready in {time.perf_counter() - t_data:.0f} s: {what}", flush=True)
     checkpoint = run_dir / "checkpoint.safetensors"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.branch_from is not None and not checkpoint.is_file():
+        it = branch(args.branch_from, args.runs, run_dir, curve_file, args.data, args.leaves)
+        print(f"branched from run {args.branch_from!r} at iteration {it}", flush=True)
     if checkpoint.is_file():
+        # --set on a resumed run changes those settings from here on (recorded in the curve)
         trainer = Trainer.resume(
             checkpoint,
             data["lr_images"],
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             registration=data["registration"],
             iterations=args.until,
             device="cpu",
+            **overrides,
         )
         print(f"resumed at iteration {trainer.iteration}", flush=True)
     else:
@@ -344,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             "leaves": args.leaves,
         }  # fmt: skip
     done = {p["iteration"] for p in curve["points"]}
+    changed = settings_changed(curve.get("config"), trainer.config.to_dict(), overrides)
+    if changed:
+        print(f"from iteration {trainer.iteration} on: {changed}", flush=True)
+        curve.setdefault("changes", []).append({"iteration": trainer.iteration, "set": changed})
+        write_json(curve_file, curve)
     t0 = time.perf_counter()
 
     def evaluate(it: int) -> None:
@@ -383,6 +408,64 @@ def main(argv: list[str] | None = None) -> int:
         if event.iteration % args.every == 0 or event.iteration == args.until:
             evaluate(event.iteration)
     return 0
+
+
+def settings_changed(
+    before: dict[str, Any] | None, now: dict[str, Any], given: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``--set`` settings whose value on a resumed run differs from the run's config so
+    far (``before``: the curve's config; ``None`` for a run that has not been scored yet).
+
+    >>> settings_changed({"lr_decay": 0.0, "seed": 0}, {"lr_decay": 0.9, "seed": 0},
+    ...                  {"lr_decay": 0.9, "seed": 0})
+    {'lr_decay': 0.9}
+    >>> settings_changed(None, {"lr_decay": 0.9}, {"lr_decay": 0.9})
+    {}
+    """
+    if before is None:
+        return {}
+    return {k: now[k] for k in given if k in now and before.get(k) != now[k]}
+
+
+def branch(base: str, runs: Path, run_dir: Path, curve_file: Path, data: str, leaves: int) -> int:
+    """Start run ``run_dir`` from run ``base``'s latest checkpoint: copy the checkpoint, the
+    snapshot of its iteration and the curve's point there (with the base's recipe, the
+    command and where it branched); returns the iteration."""
+    from napari_cycsr.io import load_checkpoint
+
+    base_dir = runs / base
+    base_checkpoint = base_dir / "checkpoint.safetensors"
+    base_curve_file = RESULTS / f"pretrained_{base}.json"
+    if not base_checkpoint.is_file():
+        raise SystemExit(f"--branch-from {base}: no checkpoint in {base_dir}")
+    if not base_curve_file.is_file():
+        raise SystemExit(f"--branch-from {base}: no learning curve {base_curve_file}")
+    base_curve = json.loads(base_curve_file.read_text())
+    theirs = (base_curve.get("data", "frames"), base_curve.get("leaves", 0))
+    if theirs != (data, leaves):
+        raise SystemExit(
+            f"--branch-from {base}: it learns from --data {theirs[0]} --leaves {theirs[1]}, "
+            f"give the same (not --data {data} --leaves {leaves})"
+        )
+    _, meta = load_checkpoint(base_checkpoint)
+    it = int(meta["iteration"])
+    point = [p for p in base_curve["points"] if p["iteration"] == it]
+    snapshot = base_dir / f"snapshot_{it:06d}.safetensors"
+    if not point or not snapshot.is_file():
+        raise SystemExit(
+            f"--branch-from {base}: iteration {it} of its checkpoint has no scored snapshot"
+        )
+    shutil.copyfile(snapshot, run_dir / snapshot.name)
+    tmp = run_dir / "checkpoint.safetensors.tmp"
+    shutil.copyfile(base_checkpoint, tmp)
+    tmp.replace(run_dir / "checkpoint.safetensors")
+    curve = {
+        **{k: v for k, v in base_curve.items() if k not in ("points", "changes")},
+        "points": point,
+        "branched_from": {"run": base, "iteration": it, "command": base_curve.get("command")},
+    }
+    write_json(curve_file, curve)
+    return it
 
 
 def docs(name: str, curve_file: Path) -> int:
@@ -456,7 +539,8 @@ def docs(name: str, curve_file: Path) -> int:
             "px, noise sd 0.01; never the test crops); cells: the network's ΔPSNR (dB) / "
             "ΔSSIM against TLI, the same after the noise-aware projection, and the signed "
             "spectrum distance above the fibre sampling frequency after the projection "
-            "(TLI: about -12.7 dB texture, -5.3 smooth, -9.9 sparse; 0 = the truth's).",
+            "(TLI: about -12.7 dB texture, -5.3 smooth, -9.9 sparse; 0 = the truth's)."
+            + _lineage(curve),
             "",
             markdown_table(header, table_rows),
             "",
@@ -542,6 +626,21 @@ def _learns_from(curve: dict[str, Any]) -> str:
     return f"{data} + {leaves} dead-leaves" if leaves else data
 
 
+def _lineage(curve: dict[str, Any]) -> str:
+    """Where a run branched from and what its ``--set`` changed on the way, for the docs."""
+    out = ""
+    base = curve.get("branched_from")
+    if base:
+        out += (
+            f" Branched from run `{base['run']}` at iteration {base['iteration']} (its "
+            f"training: `{base.get('command')}`)."
+        )
+    for change in curve.get("changes", []):
+        settings = ", ".join(f"{k} = {v}" for k, v in change["set"].items())
+        out += f" From iteration {change['iteration']} on: {settings}."
+    return out
+
+
 def _without_until(args: list[str]) -> list[str]:
     """The command line without ``--until N`` (the chunks differ only in it) and without
     ``--runs DIR`` (where this machine kept the checkpoints: not part of the recipe)."""
@@ -613,6 +712,14 @@ def _portable(command: str | None) -> str:
 
     words = shlex.split(command or "python benchmarks/train_pretrained.py")
     return shlex.join(words[:2] + _without_until(words[2:]))
+
+
+def _base_steps(curve: dict[str, Any]) -> str:
+    """For a branched run: the base run's training up to the branch, then ", "."""
+    base = curve.get("branched_from")
+    if not base:
+        return ""
+    return f"{_portable(base.get('command'))} --until {base['iteration']}, then "
 
 
 def _pick(text: str) -> int | str:
@@ -696,7 +803,7 @@ def export(
         "file": target.name,
         "sha256": digest,
         "learning_curve": f"benchmarks/results/{curve_file.name}",
-        "reproduce": f"{_portable(curve.get('command'))} "
+        "reproduce": _base_steps(curve) + f"{_portable(curve.get('command'))} "
         f"--until {curve['points'][-1]['iteration']}, then python benchmarks/train_pretrained.py "
         f"--name {run} --export{picked}" + (f" --as {name}" if name != run else ""),
     }

@@ -642,6 +642,54 @@ def test_pretraining_chunk_records_its_points_and_the_precision_that_ran(
     assert "--until" not in curve["command"]
 
 
+def test_a_run_branches_from_another_and_goes_on_with_changed_settings(tmp_path, monkeypatch):
+    tp = _load("train_pretrained")
+    from napari_cycsr.io import load_checkpoint
+    from napari_cycsr.simulate import simulate_pcle
+
+    hr = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    sim = simulate_pcle(hr, noise=0.01, seed=0)
+    monkeypatch.setattr(tp, "training_data", lambda seed, leaves=0: ([sim], "one picture"))
+    monkeypatch.setattr(tp, "validation_sets", lambda levels: {"texture:validation": [sim]})
+    cell = dict.fromkeys(("net_dpsnr", "net_dssim", "proj_dpsnr", "proj_dssim", "proj_spec"), 0.0)
+    monkeypatch.setattr(tp, "score_set", lambda model, group: dict(cell))
+    monkeypatch.setattr(tp, "RESULTS", tmp_path)
+    monkeypatch.setattr(tp, "PACKAGE", tmp_path / "package")
+    common = ["--data", "supervised", "--every", "1", "--runs", str(tmp_path)]
+    common += ["--set", "batch_size=2", "--set", "patch=16", "--set", "precision=fp32"]
+    assert tp.main(["--name", "base", *common, "--until", "2"]) == 0
+    base_curve = (tmp_path / "pretrained_base.json").read_text()
+    # another --data than the base's is refused, and leaves nothing behind to resume
+    with pytest.raises(SystemExit, match="--data supervised"):
+        tp.main(["--name", "odd", "--branch-from", "base", "--data", "frames", "--every", "1",
+                 "--runs", str(tmp_path), "--until", "3"])  # fmt: skip
+    assert not (tmp_path / "odd" / "checkpoint.safetensors").exists()
+    branch = ["--name", "cool", "--branch-from", "base", *common, "--set", "lr_decay=0.9"]
+    assert tp.main([*branch, "--until", "4"]) == 0
+    curve = json.loads((tmp_path / "pretrained_cool.json").read_text())
+    assert [p["iteration"] for p in curve["points"]] == [2, 3, 4]
+    assert curve["branched_from"]["run"] == "base" and curve["branched_from"]["iteration"] == 2
+    assert curve["changes"] == [{"iteration": 2, "set": {"lr_decay": 0.9}}]
+    assert (tmp_path / "cool" / "snapshot_000002.safetensors").is_file()  # the branch point
+    _, meta = load_checkpoint(tmp_path / "cool" / "checkpoint.safetensors")
+    assert meta["config"]["lr_decay"] == 0.9 and meta["iteration"] == 4
+    _, meta = load_checkpoint(tmp_path / "base" / "checkpoint.safetensors")
+    assert meta["config"]["lr_decay"] == 0.0 and meta["iteration"] == 2  # the base untouched
+    assert (tmp_path / "pretrained_base.json").read_text() == base_curve
+    # resumed again with the same settings: nothing more has changed
+    assert tp.main([*branch, "--until", "5"]) == 0
+    later = json.loads((tmp_path / "pretrained_cool.json").read_text())
+    assert later["changes"] == curve["changes"]
+    lineage = tp._lineage(later)
+    assert "Branched from run `base` at iteration 2" in lineage and "lr_decay = 0.9" in lineage
+    assert tp.export("cool", tmp_path / "cool", tmp_path / "pretrained_cool.json", 4) == 0
+    entry = json.loads((tmp_path / "package" / "manifest.json").read_text())["models"][0]
+    assert entry["iterations"] == 4
+    steps = entry["reproduce"].split(", then ")
+    assert "--name base" in steps[0] and steps[0].endswith("--until 2")
+    assert "--branch-from base" in steps[1] and steps[1].endswith("--until 5")
+
+
 def test_rescore_fills_only_the_missing_validation_cells(tmp_path, monkeypatch):
     tp = _load("train_pretrained")
     from napari_cycsr.io import save_model
