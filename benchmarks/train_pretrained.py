@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.branch_from is not None and not checkpoint.is_file():
         it = branch(args.branch_from, args.runs, run_dir, curve_file, args.data, args.leaves)
         print(f"branched from run {args.branch_from!r} at iteration {it}", flush=True)
+    elif args.branch_from is not None:
+        print(f"run {args.name!r} has its own checkpoint: resuming it (--branch-from starts "
+              "a new run only)", flush=True)  # fmt: skip
     if checkpoint.is_file():
         # --set on a resumed run changes those settings from here on (recorded in the curve)
         trainer = Trainer.resume(

@@ -642,7 +642,9 @@ def test_pretraining_chunk_records_its_points_and_the_precision_that_ran(
     assert "--until" not in curve["command"]
 
 
-def test_a_run_branches_from_another_and_goes_on_with_changed_settings(tmp_path, monkeypatch):
+def test_a_run_branches_from_another_and_goes_on_with_changed_settings(
+    tmp_path, monkeypatch, capsys
+):
     tp = _load("train_pretrained")
     from napari_cycsr.io import load_checkpoint
     from napari_cycsr.simulate import simulate_pcle
@@ -677,7 +679,9 @@ def test_a_run_branches_from_another_and_goes_on_with_changed_settings(tmp_path,
     assert meta["config"]["lr_decay"] == 0.0 and meta["iteration"] == 2  # the base untouched
     assert (tmp_path / "pretrained_base.json").read_text() == base_curve
     # resumed again with the same settings: nothing more has changed
+    capsys.readouterr()
     assert tp.main([*branch, "--until", "5"]) == 0
+    assert "has its own checkpoint: resuming it" in capsys.readouterr().out
     later = json.loads((tmp_path / "pretrained_cool.json").read_text())
     assert later["changes"] == curve["changes"]
     lineage = tp._lineage(later)
