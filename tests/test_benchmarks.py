@@ -619,34 +619,10 @@ def test_ensemble_report_compares_each_size_with_one_member():
     assert rows[1].rstrip(" |").endswith(f"{mean:+.2f}")
 
 
-def test_pretraining_chunk_records_its_points_and_the_precision_that_ran(
-    tmp_path, monkeypatch
-):
+def _tiny_pretraining(monkeypatch, tmp_path):
+    """train_pretrained with one 48 px picture, one validation crop and scores stubbed out,
+    writing under ``tmp_path``; returns the module and the common training arguments."""
     tp = _load("train_pretrained")
-    from napari_cycsr.simulate import simulate_pcle
-
-    hr = np.random.default_rng(0).random((48, 48)).astype(np.float32)
-    sim = simulate_pcle(hr, noise=0.01, seed=0)
-    monkeypatch.setattr(tp, "training_data", lambda seed, leaves=0: ([sim], "one picture"))
-    monkeypatch.setattr(tp, "validation_sets", lambda levels: {"texture:validation": [sim]})
-    cell = dict.fromkeys(("net_dpsnr", "net_dssim", "proj_dpsnr", "proj_dssim", "proj_spec"), 0.0)
-    monkeypatch.setattr(tp, "score_set", lambda model, group: dict(cell))
-    monkeypatch.setattr(tp, "RESULTS", tmp_path)
-    args = ["--data", "supervised", "--name", "x", "--every", "1", "--runs", str(tmp_path)]
-    args += ["--set", "batch_size=2", "--set", "patch=16", "--set", "precision=fp32"]
-    assert tp.main([*args, "--until", "2"]) == 0
-    curve = json.loads((tmp_path / "pretrained_x.json").read_text())
-    assert [p["iteration"] for p in curve["points"]] == [0, 1, 2]
-    assert {p["precision"] for p in curve["points"]} == {"fp32"}  # "auto" says what it chose
-    assert (tmp_path / "x" / "snapshot_000002.safetensors").is_file()
-    assert "--until" not in curve["command"]
-
-
-def test_a_run_branches_from_another_and_goes_on_with_changed_settings(
-    tmp_path, monkeypatch, capsys
-):
-    tp = _load("train_pretrained")
-    from napari_cycsr.io import load_checkpoint
     from napari_cycsr.simulate import simulate_pcle
 
     hr = np.random.default_rng(0).random((48, 48)).astype(np.float32)
@@ -659,6 +635,27 @@ def test_a_run_branches_from_another_and_goes_on_with_changed_settings(
     monkeypatch.setattr(tp, "PACKAGE", tmp_path / "package")
     common = ["--data", "supervised", "--every", "1", "--runs", str(tmp_path)]
     common += ["--set", "batch_size=2", "--set", "patch=16", "--set", "precision=fp32"]
+    return tp, common
+
+
+def test_pretraining_chunk_records_its_points_and_the_precision_that_ran(
+    tmp_path, monkeypatch
+):
+    tp, common = _tiny_pretraining(monkeypatch, tmp_path)
+    assert tp.main(["--name", "x", *common, "--until", "2"]) == 0
+    curve = json.loads((tmp_path / "pretrained_x.json").read_text())
+    assert [p["iteration"] for p in curve["points"]] == [0, 1, 2]
+    assert {p["precision"] for p in curve["points"]} == {"fp32"}  # "auto" says what it chose
+    assert (tmp_path / "x" / "snapshot_000002.safetensors").is_file()
+    assert "--until" not in curve["command"]
+
+
+def test_a_run_branches_from_another_and_goes_on_with_changed_settings(
+    tmp_path, monkeypatch, capsys
+):
+    from napari_cycsr.io import load_checkpoint
+
+    tp, common = _tiny_pretraining(monkeypatch, tmp_path)
     assert tp.main(["--name", "base", *common, "--until", "2"]) == 0
     base_curve = (tmp_path / "pretrained_base.json").read_text()
     # another --data than the base's is refused, and leaves nothing behind to resume
