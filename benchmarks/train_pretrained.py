@@ -424,10 +424,13 @@ def settings_changed(
     {'lr_decay': 0.9}
     >>> settings_changed(None, {"lr_decay": 0.9}, {"lr_decay": 0.9})
     {}
+    >>> settings_changed({"betas": [0.9, 0.99]}, {"betas": (0.9, 0.99)}, {"betas": (0.9, 0.99)})
+    {}
     """
     if before is None:
         return {}
-    return {k: now[k] for k in given if k in now and before.get(k) != now[k]}
+    now = json.loads(json.dumps({k: now[k] for k in given if k in now}))  # as the curve holds it
+    return {k: v for k, v in now.items() if before.get(k) != v}
 
 
 def branch(base: str, runs: Path, run_dir: Path, curve_file: Path, data: str, leaves: int) -> int:

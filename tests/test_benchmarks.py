@@ -681,6 +681,9 @@ def test_a_run_branches_from_another_and_goes_on_with_changed_settings(
     assert "has its own checkpoint: resuming it" in capsys.readouterr().out
     later = json.loads((tmp_path / "pretrained_cool.json").read_text())
     assert later["changes"] == curve["changes"]
+    # a tuple-valued setting read back from the curve's JSON as a list is not a change
+    assert tp.settings_changed({"betas": [0.9, 0.99]}, {"betas": (0.9, 0.99)},
+                               {"betas": (0.9, 0.99)}) == {}  # fmt: skip
     lineage = tp._lineage(later)
     assert "Branched from run `base` at iteration 2" in lineage and "lr_decay = 0.9" in lineage
     assert tp.export("cool", tmp_path / "cool", tmp_path / "pretrained_cool.json", 4) == 0
